@@ -1,0 +1,55 @@
+# Two commands matter: `make run` and `make test`. Everything else is a building block.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install run test lint typecheck contracts pytest bench lock clean
+
+## install: create .venv with the project and its locked dependencies (no network when up to date)
+install: $(STAMP)
+
+$(STAMP): pyproject.toml requirements.lock requirements-build.lock
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --disable-pip-version-check -q --require-hashes -r requirements-build.lock
+	$(BIN)/python -m pip install --disable-pip-version-check -q --require-hashes -r requirements.lock
+	$(BIN)/python -m pip install --disable-pip-version-check -q --no-deps --no-build-isolation -e .
+	@touch $(STAMP)
+
+## run: start the service on http://127.0.0.1:$${CDS_PORT:-8080} (embedded SQLite under ./var/)
+run: install
+	@mkdir -p var
+	$(BIN)/cds-service serve
+
+## test: every quality gate and every test
+test: install lint typecheck contracts pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install
+	$(BIN)/mypy
+
+contracts: install
+	$(BIN)/lint-imports
+
+pytest: install
+	$(BIN)/pytest
+
+## bench: the service against a bare FastAPI app, same run, interleaved
+bench: install
+	$(BIN)/python -m bench.run
+
+## lock: re-resolve the pinned dependency set (needs network)
+lock:
+	$(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/pip install -q pip-tools
+	.venv-lock/bin/pip-compile -q --generate-hashes --allow-unsafe --extra dev --strip-extras \
+	  --no-emit-index-url --no-emit-find-links -o requirements.lock pyproject.toml
+	.venv-lock/bin/pip-compile -q --generate-hashes --allow-unsafe --strip-extras \
+	  --no-emit-index-url --no-emit-find-links -o requirements-build.lock requirements-build.in
+
+clean:
+	rm -rf $(VENV) .venv-lock .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,73 @@
+"""Errors -> HTTP: every error answers a JSON OperationOutcome; never a stack trace."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from cds_service import cds_hooks as wire
+from cds_service.errors import CdsError
+from cds_service.logs import log_event
+
+JSON = "application/json"
+
+
+def operation_outcome(
+    message: str, *, code: str, kind: str, field: str | None = None
+) -> dict[str, Any]:
+    issue: dict[str, Any] = {
+        "severity": "error",
+        "code": code,
+        "details": {"text": message},
+        "diagnostics": kind,
+    }
+    if field:
+        issue["expression"] = [field]
+    return {"resourceType": "OperationOutcome", "issue": [issue]}
+
+
+def error_response(error: CdsError) -> Response:
+    body = operation_outcome(
+        error.message, code=error.issue_code, kind=error.kind, field=error.field
+    )
+    return Response(wire.encode(body), status_code=error.status, media_type=JSON)
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(CdsError)
+    async def _cds_error(_: Request, exc: CdsError) -> Response:
+        return error_response(exc)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> Response:
+        kinds = {404: ("not-found", "not_found"), 405: ("not-supported", "method_not_allowed")}
+        code, kind = kinds.get(exc.status_code, ("processing", "http_error"))
+        body = operation_outcome(str(exc.detail), code=code, kind=kind)
+        headers = dict(exc.headers) if exc.headers else None
+        return Response(
+            wire.encode(body), status_code=exc.status_code, media_type=JSON, headers=headers
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_: Request, exc: RequestValidationError) -> Response:
+        first = exc.errors()[0] if exc.errors() else {}
+        field = ".".join(str(p) for p in first.get("loc", ())[1:]) or None
+        body = operation_outcome(
+            "Invalid request.", code="invalid", kind="bad_request", field=field
+        )
+        return Response(wire.encode(body), status_code=400, media_type=JSON)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> Response:
+        log_event("unhandled_error", level=logging.ERROR, exc_info=True)
+        body = operation_outcome(
+            "The service failed while handling this request.",
+            code="exception",
+            kind="internal_error",
+        )
+        return Response(wire.encode(body), status_code=500, media_type=JSON)

@@ -1,0 +1,132 @@
+"""HTTP routes: discovery, the service call, health. Thin: parse, call the service, encode."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from cds_service import cds_hooks as wire
+from cds_service.errors import BadRequestError, CdsError, PayloadTooLargeError
+from cds_service.hooks.service import CallEnvironment
+from cds_service.logs import log_event
+from cds_service.store import is_ready
+
+JSON = "application/json"
+router = APIRouter()
+
+_REQUEST_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["hook", "hookInstance", "context"],
+    "properties": {
+        "hook": {"type": "string", "example": "patient-view"},
+        "hookInstance": {"type": "string", "format": "uuid"},
+        "fhirServer": {"type": "string", "format": "uri"},
+        "fhirAuthorization": {
+            "type": "object",
+            "required": ["access_token", "token_type"],
+            "properties": {
+                "access_token": {"type": "string"},
+                "token_type": {"type": "string"},
+                "expires_in": {"type": "integer"},
+                "scope": {"type": "string"},
+                "subject": {"type": "string"},
+            },
+        },
+        "context": {
+            "type": "object",
+            "required": ["patientId"],
+            "properties": {
+                "userId": {"type": "string"},
+                "patientId": {"type": "string"},
+                "encounterId": {"type": "string"},
+            },
+        },
+        "prefetch": {"type": "object", "additionalProperties": True},
+    },
+}
+
+
+@router.get("/cds-services", summary="CDS Hooks discovery")
+async def discovery(request: Request) -> Response:
+    return Response(request.app.state.discovery_body, media_type=JSON)
+
+
+@router.post(
+    "/cds-services/{service_id}",
+    summary="Call a CDS service",
+    openapi_extra={
+        "requestBody": {"required": True, "content": {JSON: {"schema": _REQUEST_SCHEMA}}}
+    },
+)
+async def call_service(service_id: str, request: Request) -> Response:
+    state = request.app.state
+    started = time.perf_counter()
+    hook_instance: str | None = None
+    try:
+        service = state.registry.get(service_id)
+        body = await _read_body(request, state.settings.max_body_bytes)
+        try:
+            hook_request = wire.decode_request(body)
+        except wire.RequestError as exc:
+            raise BadRequestError(str(exc), field=exc.field) from None
+        hook_instance = hook_request.hookInstance
+        env = CallEnvironment(
+            http=state.http,
+            clock=state.clock,
+            fhir_timeout_seconds=state.settings.fhir_timeout_seconds,
+            fhir_max_pages=state.settings.fhir_max_pages,
+        )
+        outcome = await service.call(hook_request, env)
+    except CdsError as exc:
+        log_event(
+            "hook_call",
+            level=logging.WARNING,
+            hookInstance=hook_instance,
+            service=service_id if service_id in state.service_ids else None,
+            status=exc.status,
+            outcome=exc.kind,
+            latencyMs=round((time.perf_counter() - started) * 1000, 2),
+        )
+        raise
+    log_event(
+        "hook_call",
+        hookInstance=hook_instance,
+        service=service_id,
+        status=200,
+        outcome=outcome.outcome,
+        cards=len(outcome.response.cards),
+        contentVersion=state.content_version,
+        latencyMs=round((time.perf_counter() - started) * 1000, 2),
+        **outcome.stats.as_log(),
+    )
+    return Response(wire.encode(outcome.response), media_type=JSON)
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLargeError(f"Request body larger than {limit} bytes.")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLargeError(f"Request body larger than {limit} bytes.")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@router.get("/healthz", summary="Liveness")
+async def healthz() -> Response:
+    return Response(b'{"status":"ok"}', media_type=JSON)
+
+
+@router.get("/readyz", summary="Readiness: the database answers")
+async def readyz(request: Request) -> Response:
+    if is_ready(request.app.state.engine):
+        return Response(b'{"status":"ready"}', media_type=JSON)
+    return Response(b'{"status":"database unavailable"}', status_code=503, media_type=JSON)

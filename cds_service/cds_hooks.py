@@ -1,0 +1,147 @@
+"""CDS Hooks 2.0.1 wire models (msgspec): discovery, hook request, cards, errors.
+
+Requests tolerate unknown fields (EHRs send ``extension``); responses omit every unset field, so
+they never carry null values or empty arrays (``cards: []`` excepted, as the spec requires).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
+
+
+# ---------------------------------------------------------------------------- request
+class Context(msgspec.Struct, frozen=True):
+    patientId: NonEmpty
+    userId: str | None = None
+    encounterId: str | None = None
+
+
+class FhirAuthorization(msgspec.Struct, frozen=True):
+    access_token: NonEmpty
+    token_type: str = "Bearer"  # noqa: S105 - the OAuth token type, not a secret
+    expires_in: int | None = None
+    scope: str | None = None
+    subject: str | None = None
+    patient: str | None = None
+
+
+class HookRequest(msgspec.Struct, frozen=True):
+    hook: NonEmpty
+    hookInstance: NonEmpty
+    context: Context
+    fhirServer: str | None = None
+    fhirAuthorization: FhirAuthorization | None = None
+    prefetch: dict[str, msgspec.Raw] | None = None
+
+
+_REQUEST = msgspec.json.Decoder(HookRequest)
+
+
+class RequestError(ValueError):
+    """The body is not a CDS Hooks request: ``field`` names where (dotted path) when known."""
+
+    def __init__(self, message: str, field: str | None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+_MISSING = re.compile(r"missing required field `([^`]+)`(?: - at `\$\.?([^`]*)`)?")
+_AT = re.compile(r" - at `\$\.?([^`]*)`")
+
+
+def decode_request(body: bytes) -> HookRequest:
+    """Decode a hook request; RequestError names the offending field (``context.patientId``)."""
+    try:
+        return _REQUEST.decode(body)
+    except msgspec.ValidationError as exc:
+        text = str(exc)
+        missing = _MISSING.search(text)
+        if missing:
+            parent, name = missing.group(2), missing.group(1)
+            field = f"{parent}.{name}" if parent else name
+            return _raise(f"Missing required field '{field}'.", field)
+        at = _AT.search(text)
+        field = at.group(1) if at else None
+        return _raise(f"Invalid value at '{field or '$'}': {_AT.sub('', text)}.", field)
+    except msgspec.DecodeError as exc:
+        return _raise(f"Request body is not valid JSON: {exc}.", None)
+
+
+def _raise(message: str, field: str | None) -> HookRequest:
+    raise RequestError(message, field)
+
+
+# ---------------------------------------------------------------------------- response
+class Coding(msgspec.Struct, frozen=True, omit_defaults=True):
+    code: str
+    system: str | None = None
+    display: str | None = None
+
+
+class Source(msgspec.Struct, frozen=True, omit_defaults=True):
+    label: str
+    url: str | None = None
+    topic: Coding | None = None
+
+
+class Link(msgspec.Struct, frozen=True, omit_defaults=True):
+    label: str
+    url: str
+    type: Literal["absolute", "smart"] = "absolute"
+    appContext: str | None = None
+
+
+class Action(msgspec.Struct, frozen=True, omit_defaults=True):
+    type: Literal["create", "update", "delete"]
+    description: str
+    resource: dict[str, Any] | None = None
+    resourceId: str | None = None
+
+
+class Suggestion(msgspec.Struct, frozen=True, omit_defaults=True):
+    label: str
+    uuid: str
+    isRecommended: bool | None = None
+    actions: tuple[Action, ...] = ()
+
+
+class Card(msgspec.Struct, frozen=True, omit_defaults=True):
+    uuid: str
+    summary: str
+    indicator: Literal["info", "warning", "critical"]
+    source: Source
+    detail: str | None = None
+    suggestions: tuple[Suggestion, ...] = ()
+    selectionBehavior: Literal["at-most-one", "any"] | None = None
+    overrideReasons: tuple[Coding, ...] = ()
+    links: tuple[Link, ...] = ()
+
+
+class CdsResponse(msgspec.Struct, frozen=True, omit_defaults=True):
+    cards: tuple[Card, ...]  # always present, even empty
+    systemActions: tuple[Action, ...] = ()
+
+
+class ServiceDefinition(msgspec.Struct, frozen=True, omit_defaults=True):
+    hook: str
+    id: str
+    title: str
+    description: str
+    prefetch: dict[str, str] | None = None
+    usageRequirements: str | None = None
+
+
+class Discovery(msgspec.Struct, frozen=True):
+    services: tuple[ServiceDefinition, ...]
+
+
+_ENCODER = msgspec.json.Encoder()
+
+
+def encode(value: Any) -> bytes:
+    return _ENCODER.encode(value)

@@ -1,0 +1,253 @@
+"""Clinical content loaded from ``cards/sacral-bsi/``: card wording, rule parameters, value sets,
+rehab protocol. Read once at start-up and checked against typed schemas, so a typo in a TOML file
+stops the service at start rather than surfacing in a card."""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import msgspec
+
+from cds_service.rules.parameters import (
+    ConfirmationParameters,
+    IndicatorParameters,
+    RuleParameters,
+    SuspicionParameters,
+    ThresholdParameters,
+)
+from fhir_mappings.careplan import RehabProtocol
+from fhir_mappings.orders import OrdersSpec
+from fhir_mappings.terminology import Terminology, TerminologySpec
+
+_T = TypeVar("_T")
+
+DEFAULT_CONTENT_DIR = Path(__file__).resolve().parent.parent / "cards" / "sacral-bsi"
+
+
+class ContentError(ValueError):
+    """A content file is missing, malformed or inconsistent."""
+
+
+class _Strict(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    pass
+
+
+class Meta(_Strict, frozen=True):
+    version: str
+    released: str
+
+
+class ServiceText(_Strict, frozen=True):
+    id: str
+    hook: str
+    title: str
+    description: str
+
+
+class SourceText(_Strict, frozen=True):
+    label: str
+
+
+class Words(_Strict, frozen=True):
+    left: str
+    right: str
+    unilateral: str
+    region_low_back: str
+    region_buttock: str
+    region_si_joint: str
+    region_join: str
+    pain_sided: str
+    pain_unknown_side: str
+    risk_count_one: str
+    risk_count_many: str
+    side_from_code: str
+    side_from_bodySite: str
+    side_from_text: str
+    side_from_note: str
+    since: str
+    none_found: str
+    female_sex: str
+    grade_fracture: str
+    grade_reaction: str
+    injury_left: str
+    injury_right: str
+    injury_unknown: str
+    basis_report: str
+    basis_condition: str
+    basis_today: str
+    coded: str
+    noted: str
+    dated: str
+    undated: str
+    pain_item: str
+    pain_item_unknown_side: str
+    risk_item: str
+    runner_coded: str
+    runner_activity_code: str
+    measure_bmi: str
+    measure_bmi_percentile: str
+    measure_vitamin_d_ng_ml: str
+    measure_exercise_min_per_week: str
+    si_duration: str
+    report: str
+
+
+class SuspectText(_Strict, frozen=True):
+    summary_with_risks: str
+    summary_si_label: str
+    summary_default: str
+    summary_short: str
+    summary_shortest: str
+    detail: str
+    si_line: str
+    triad_line: str
+    based_on: str
+    suggestion_label: str
+    action_description: str
+    order_note: str
+
+
+class ConfirmedText(_Strict, frozen=True):
+    summary_condition_and_report: str
+    summary_condition: str
+    summary_report: str
+    summary_short: str
+    detail: str
+    finding_condition: str
+    finding_report_part: str
+    finding_no_report: str
+    finding_report: str
+    day0_report: str
+    day0_condition: str
+    day0_today: str
+    grade_line: str
+    phase_line: str
+    based_on: str
+    suggestion_label: str
+    action_description: str
+    referral_label: str
+    referral_description: str
+    referral_note: str
+
+
+class ConfirmFirstText(_Strict, frozen=True):
+    summary: str
+    detail: str
+
+
+class LinkText(_Strict, frozen=True):
+    label: str
+    url: str
+
+
+class References(_Strict, frozen=True):
+    suspect: tuple[str, ...]
+    confirmed: tuple[str, ...]
+
+
+class OverrideReason(_Strict, frozen=True):
+    code: str
+    display: str
+
+
+class OverrideReasons(_Strict, frozen=True):
+    system: str
+    reasons: tuple[OverrideReason, ...]
+
+
+class CardContent(_Strict, frozen=True):
+    meta: Meta
+    service: ServiceText
+    source: SourceText
+    words: Words
+    risk_labels: dict[str, str]
+    suspect: SuspectText
+    confirmed: ConfirmedText
+    confirm_first: ConfirmFirstText
+    links: tuple[LinkText, ...]
+    references: References
+    override_reasons: OverrideReasons
+    orders: OrdersSpec
+
+
+@dataclass(frozen=True)
+class Content:
+    cards: CardContent
+    parameters: RuleParameters
+    terminology: Terminology
+    protocol: RehabProtocol
+    directory: Path
+
+    @property
+    def version(self) -> str:
+        return self.cards.meta.version
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ContentError(f"content file missing: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ContentError(f"{path.name}: {exc}") from None
+
+
+def _convert(data: Any, kind: type[_T], where: str) -> _T:
+    try:
+        return msgspec.convert(data, kind)
+    except msgspec.ValidationError as exc:
+        raise ContentError(f"{where}: {exc}") from None
+
+
+def _dataclass_section(data: dict[str, Any], kind: type[_T], where: str) -> _T:
+    assert dataclasses.is_dataclass(kind)
+    known = {f.name for f in dataclasses.fields(kind)}
+    unknown = set(data) - known
+    if unknown:
+        raise ContentError(f"{where}: unknown parameter(s) {sorted(unknown)}")
+    return _convert(data, kind, where)
+
+
+def load_content(directory: Path = DEFAULT_CONTENT_DIR) -> Content:
+    cards = _convert(_read(directory / "content.toml"), CardContent, "content.toml")
+    params = _read(directory / "parameters.toml")
+    protocol = _convert(
+        _read(directory / "rehab-protocol.toml"), RehabProtocol, "rehab-protocol.toml"
+    )
+    terms_spec = _convert(_read(directory / "valuesets.toml"), TerminologySpec, "valuesets.toml")
+    known_sections = {"suspicion", "indicator", "thresholds", "confirmation", "terminology"}
+    if set(params) - known_sections:
+        raise ContentError(
+            f"parameters.toml: unknown section(s) {sorted(set(params) - known_sections)}"
+        )
+    parameters = RuleParameters(
+        suspicion=_dataclass_section(
+            params.get("suspicion", {}), SuspicionParameters, "parameters.toml [suspicion]"
+        ),
+        indicator=_dataclass_section(
+            params.get("indicator", {}), IndicatorParameters, "parameters.toml [indicator]"
+        ),
+        thresholds=_dataclass_section(
+            params.get("thresholds", {}), ThresholdParameters, "parameters.toml [thresholds]"
+        ),
+        confirmation=_dataclass_section(
+            params.get("confirmation", {}), ConfirmationParameters, "parameters.toml [confirmation]"
+        ),
+        protocol_uri=protocol.uri,
+    )
+    accept = params.get("terminology", {}).get("accept_marks", ["V", "A", "U"])
+    try:
+        terminology = Terminology(terms_spec, accept)
+    except ValueError as exc:
+        raise ContentError(f"valuesets.toml: {exc}") from None
+    for link in cards.links:
+        parts = urlsplit(link.url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ContentError(f"content.toml: link {link.label!r} is not an absolute URL")
+    return Content(cards, parameters, terminology, protocol, directory)

@@ -1,0 +1,73 @@
+"""One error hierarchy, mapped to an HTTP status and an OperationOutcome body in one place
+(``cds_service.api.errors``). Messages never carry patient data: no ids, names or resource bodies.
+"""
+
+from __future__ import annotations
+
+
+class CdsError(Exception):
+    """Base of every error the service answers on purpose."""
+
+    status = 500
+    issue_code = "exception"  # FHIR issue-type code
+    kind = "internal_error"  # stable machine-readable name, also logged
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class BadRequestError(CdsError):
+    status = 400
+    issue_code = "invalid"
+    kind = "bad_request"
+
+
+class UnknownServiceError(CdsError):
+    status = 404
+    issue_code = "not-found"
+    kind = "unknown_service"
+
+
+class PayloadTooLargeError(CdsError):
+    status = 413
+    issue_code = "too-costly"
+    kind = "payload_too_large"
+
+
+class PreconditionFailedError(CdsError):
+    """The data the rule needs is neither prefetched nor obtainable (CDS Hooks: 412)."""
+
+    status = 412
+    issue_code = "processing"
+    kind = "prefetch_unavailable"
+
+
+class FhirServerError(PreconditionFailedError):
+    """The EHR's FHIR server could not give the data (unreachable, slow, refused, broken)."""
+
+    kind = "fhir_server_error"
+
+
+class FhirUnreachableError(FhirServerError):
+    kind = "fhir_unreachable"
+
+
+class FhirTimeoutError(FhirServerError):
+    issue_code = "timeout"
+    kind = "fhir_timeout"
+
+
+class FhirAuthRejectedError(FhirServerError):
+    issue_code = "security"
+    kind = "fhir_auth_rejected"
+
+
+class FhirNotFoundError(FhirServerError):
+    issue_code = "not-found"
+    kind = "fhir_not_found"
+
+
+class FhirBadResponseError(FhirServerError):
+    kind = "fhir_bad_response"

@@ -1,0 +1,221 @@
+"""Prefetch resolution, as CDS Hooks 2.0.1 defines it.
+
+For every prefetch template of the service:
+- key **absent**: not prefetched, so fetch it from ``fhirServer`` (bearer token from
+  ``fhirAuthorization``), following ``next`` links;
+- key **null**: the EHR says there is no data;
+- a **Bundle**: its resources, OperationOutcome entries skipped (and counted); a ``next`` link is
+  followed when ``fhirServer`` is there (the public sandbox sends only the first page);
+- an **OperationOutcome** in place of the data: the EHR could not fill it, so fetch it.
+Data that is neither prefetched nor obtainable ends the call with 412. Independent fetches run
+concurrently within one total time budget.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal, TypeVar
+from urllib.parse import quote
+
+import httpx
+import msgspec
+
+from cds_service.cds_hooks import HookRequest
+from cds_service.errors import (
+    BadRequestError,
+    FhirBadResponseError,
+    FhirNotFoundError,
+    FhirTimeoutError,
+    PreconditionFailedError,
+)
+from cds_service.hooks.fhir_client import FetchStats, FhirClient, RawResource, split_entries
+from fhir_mappings import lean
+from fhir_mappings.patient_facts import PatientRecord
+
+
+@dataclass(frozen=True)
+class PrefetchKey:
+    name: str
+    template: str
+    kind: Literal["read", "search"]
+    what: str  # for messages: "the patient", "conditions", ...
+
+
+@dataclass
+class ResolveStats:
+    prefetched: int = 0
+    null: int = 0
+    fetched: int = 0
+    fetch: FetchStats = field(default_factory=FetchStats)
+
+    def as_log(self) -> dict[str, int]:
+        return {
+            "prefetched": self.prefetched,
+            "prefetchNull": self.null,
+            "fetched": self.fetched,
+            "fhirRequests": self.fetch.requests,
+            "pagesFollowed": self.fetch.pages,
+            "outcomeEntriesSkipped": self.fetch.outcome_entries,
+        }
+
+
+_TOKEN = re.compile(r"\{\{\s*context\.(\w+)\s*\}\}")
+
+
+def fill_template(template: str, context: Mapping[str, str | None]) -> str:
+    """Replace ``{{context.x}}`` tokens with URL-encoded context values."""
+
+    def value(m: re.Match[str]) -> str:
+        found = context.get(m.group(1))
+        if not found:
+            raise PreconditionFailedError(f"Prefetch template needs context.{m.group(1)}.")
+        return quote(found, safe="")
+
+    return _TOKEN.sub(value, template)
+
+
+async def resolve(
+    request: HookRequest,
+    keys: tuple[PrefetchKey, ...],
+    http: httpx.AsyncClient,
+    *,
+    timeout_seconds: float,
+    max_pages: int,
+) -> tuple[PatientRecord, ResolveStats]:
+    stats = ResolveStats()
+    client = (
+        FhirClient(
+            http,
+            request.fhirServer,
+            request.fhirAuthorization.access_token if request.fhirAuthorization else None,
+            max_pages,
+            stats.fetch,
+        )
+        if request.fhirServer
+        else None
+    )
+    prefetch = request.prefetch or {}
+    collected: list[RawResource] = []
+    to_fetch: list[PrefetchKey] = []
+    continuations: list[tuple[PrefetchKey, lean.Envelope]] = []
+    for key in keys:
+        raw = prefetch.get(key.name)
+        if raw is None:
+            to_fetch.append(key)
+            continue
+        if bytes(raw) == b"null":
+            stats.null += 1
+            continue
+        try:
+            envelope = lean.decode_envelope(raw)
+            if envelope.resourceType == "OperationOutcome":
+                stats.fetch.outcome_entries += 1
+                to_fetch.append(key)  # the EHR could not fill it
+                continue
+            if envelope.resourceType == "Bundle":
+                collected.extend(split_entries(envelope, stats.fetch))
+                if any(link.relation == "next" for link in envelope.link) and client is not None:
+                    continuations.append((key, envelope))
+            else:
+                collected.append(RawResource(envelope.resourceType, raw))
+        except lean.LeanDecodeError as exc:
+            raise BadRequestError(
+                f"prefetch.{key.name} is not FHIR JSON: {exc}.", field=f"prefetch.{key.name}"
+            ) from None
+        stats.prefetched += 1
+    decoded = _decode(collected, fetched=False)
+    if to_fetch and client is None:
+        names = ", ".join(k.name for k in to_fetch)
+        raise PreconditionFailedError(
+            f"Prefetch key(s) {names} missing and no fhirServer to fetch them from.",
+            field="prefetch",
+        )
+    if client is not None and (to_fetch or continuations):
+        context = {
+            "patientId": request.context.patientId,
+            "userId": request.context.userId,
+            "encounterId": request.context.encounterId,
+        }
+        try:
+            async with asyncio.timeout(timeout_seconds):
+                results = await asyncio.gather(
+                    *(_fetch(client, key, context) for key in to_fetch),
+                    *(client.pages_after(bundle, what=key.what) for key, bundle in continuations),
+                )
+        except TimeoutError:
+            raise FhirTimeoutError(
+                f"The FHIR server did not return the data within {timeout_seconds:g} s."
+            ) from None
+        for found in results:
+            decoded.extend(_decode(found, fetched=True))
+        stats.fetched = len(to_fetch)
+    return _record(request.context.patientId, decoded), stats
+
+
+async def _fetch(
+    client: FhirClient, key: PrefetchKey, context: Mapping[str, str | None]
+) -> list[RawResource]:
+    # "|" in token searches is percent-encoded: strict servers (Tomcat) reject it raw.
+    relative = fill_template(key.template, context).replace("|", "%7C")
+    if key.kind == "search":
+        return await client.search(relative, what=key.what)
+    try:
+        body = await client.get(client.url(relative), what=key.what)
+    except FhirNotFoundError:
+        raise FhirNotFoundError(
+            f"The FHIR server has no {key.what} for this hook call (HTTP 404)."
+        ) from None
+    try:
+        envelope = lean.decode_envelope(body)
+    except lean.LeanDecodeError:
+        raise PreconditionFailedError(
+            f"The FHIR server sent malformed JSON for {key.what}."
+        ) from None
+    return [RawResource(envelope.resourceType, body)]
+
+
+def _decode(items: list[RawResource], *, fetched: bool) -> list[msgspec.Struct]:
+    """Lean-decode the resources the rule reads (other types are dropped)."""
+    out: list[msgspec.Struct] = []
+    for item in items:
+        try:
+            decoded = lean.decode_resource(item.resource_type, item.raw)
+        except lean.LeanDecodeError as exc:
+            if fetched:
+                raise FhirBadResponseError(
+                    f"The FHIR server sent a malformed {item.resource_type}: {exc}."
+                ) from None
+            raise BadRequestError(
+                f"A prefetched {item.resource_type} is malformed: {exc}.", field="prefetch"
+            ) from None
+        if decoded is not None and not isinstance(decoded, lean.OperationOutcome):
+            out.append(decoded)
+    return out
+
+
+_R = TypeVar("_R", bound=msgspec.Struct)
+
+
+def _record(patient_id: str, resources: list[msgspec.Struct]) -> PatientRecord:
+    unique: dict[tuple[type, str], msgspec.Struct] = {}
+    for number, resource in enumerate(resources):
+        resource_id = getattr(resource, "id", None) or f"#anonymous-{number}"
+        unique[(type(resource), resource_id)] = resource
+
+    def of(model: type[_R]) -> tuple[_R, ...]:
+        return tuple(r for r in unique.values() if isinstance(r, model))
+
+    patients = of(lean.Patient)
+    patient = next((p for p in patients if p.id == patient_id), patients[0] if patients else None)
+    return PatientRecord(
+        patient_id=patient_id,
+        patient=patient,
+        conditions=of(lean.Condition),
+        observations=of(lean.Observation),
+        reports=of(lean.DiagnosticReport),
+        care_plans=of(lean.CarePlan),
+        encounters=of(lean.Encounter),
+    )

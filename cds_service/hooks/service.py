@@ -1,0 +1,174 @@
+"""The sacral-bsi CDS service and the registry discovery is generated from.
+
+``call`` is one straight line: check the request, resolve prefetch (fetch what is missing, 412 if
+it cannot), map resources to facts, run the rule, render cards.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from urllib.parse import urlsplit
+
+import httpx
+
+from cds_service import cds_hooks as wire
+from cds_service.content import Content
+from cds_service.errors import BadRequestError, UnknownServiceError
+from cds_service.hooks.prefetch import PrefetchKey, ResolveStats, resolve
+from cds_service.render import RenderContext, render
+from cds_service.rules.sacral_bsi import (
+    Confirmation,
+    ConfirmFirst,
+    NoCard,
+    Suspicion,
+    assess,
+)
+from fhir_mappings.patient_facts import to_patient_facts
+from fhir_mappings.terminology import Terminology
+
+# LOINC-coded observations the rule reads (value sets of valuesets.toml).
+_OBSERVATION_VALUESETS = (
+    "exercise_activity",
+    "exercise_minutes_per_week",
+    "exercise_amount",
+    "bmi",
+    "bmi_percentile",
+    "body_weight",
+    "body_height",
+    "vitamin_d_mass",
+    "vitamin_d_molar",
+)
+PAGE_SIZE = 100
+
+
+def prefetch_keys(terms: Terminology) -> tuple[PrefetchKey, ...]:
+    """The prefetch templates, generated from the value sets so they never drift apart."""
+    loinc = terms.system_uris["loinc"]
+    codes = sorted({c for vs in _OBSERVATION_VALUESETS for c in terms.codes(vs, "loinc")})
+    code_param = ",".join(f"{loinc}|{code}" for code in codes)
+    patient = "{{context.patientId}}"
+    return (
+        PrefetchKey("patient", f"Patient/{patient}", "read", "patient"),
+        PrefetchKey(
+            "conditions", f"Condition?patient={patient}&_count={PAGE_SIZE}", "search", "conditions"
+        ),
+        PrefetchKey(
+            "observations",
+            f"Observation?patient={patient}&code={code_param}&_count={PAGE_SIZE}",
+            "search",
+            "coded observations",
+        ),
+        PrefetchKey(
+            "activityNotes",
+            f"Observation?patient={patient}&category=social-history,activity,exam&_count={PAGE_SIZE}",
+            "search",
+            "social-history and activity observations",
+        ),
+        PrefetchKey(
+            "diagnosticReports",
+            f"DiagnosticReport?patient={patient}&_count={PAGE_SIZE}",
+            "search",
+            "diagnostic reports",
+        ),
+        PrefetchKey(
+            "carePlans", f"CarePlan?patient={patient}&_count={PAGE_SIZE}", "search", "care plans"
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class CallOutcome:
+    response: wire.CdsResponse
+    outcome: str  # "suspect", "confirmed", "confirm_first", or the reason there is no card
+    stats: ResolveStats
+
+
+@dataclass(frozen=True)
+class CallEnvironment:
+    http: httpx.AsyncClient
+    clock: Callable[[], datetime]
+    fhir_timeout_seconds: float
+    fhir_max_pages: int
+    new_uuid: Callable[[], str] = lambda: str(uuid.uuid4())
+
+
+class SacralBsiService:
+    def __init__(self, content: Content) -> None:
+        self.content = content
+        self.keys = prefetch_keys(content.terminology)
+        text = content.cards.service
+        self.id = text.id
+        self.hook = text.hook
+        self.definition = wire.ServiceDefinition(
+            hook=text.hook,
+            id=text.id,
+            title=text.title,
+            description=text.description,
+            prefetch={key.name: key.template for key in self.keys},
+        )
+
+    async def call(self, request: wire.HookRequest, env: CallEnvironment) -> CallOutcome:
+        if request.hook != self.hook:
+            raise BadRequestError(
+                f"Service '{self.id}' answers the '{self.hook}' hook, not '{request.hook}'.",
+                field="hook",
+            )
+        if request.fhirServer is not None:
+            parts = urlsplit(request.fhirServer)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                raise BadRequestError(
+                    "fhirServer must be an absolute http(s) URL.", field="fhirServer"
+                )
+        elif request.fhirAuthorization is not None:
+            raise BadRequestError(
+                "fhirAuthorization was sent without fhirServer.", field="fhirServer"
+            )
+        record, stats = await resolve(
+            request,
+            self.keys,
+            env.http,
+            timeout_seconds=env.fhir_timeout_seconds,
+            max_pages=env.fhir_max_pages,
+        )
+        facts = to_patient_facts(record, self.content.terminology)
+        now = env.clock()
+        assessment = assess(facts, self.content.parameters, now.date())
+        rendered = render(
+            assessment,
+            self.content,
+            RenderContext(
+                patient_id=request.context.patientId,
+                encounter_id=request.context.encounterId,
+                today=now.date(),
+                now=now,
+                new_uuid=env.new_uuid,
+            ),
+        )
+        return CallOutcome(wire.CdsResponse(cards=rendered.cards), _outcome(assessment), stats)
+
+
+def _outcome(assessment: Suspicion | Confirmation | ConfirmFirst | NoCard) -> str:
+    if isinstance(assessment, Suspicion):
+        return "suspect"
+    if isinstance(assessment, Confirmation):
+        return "confirmed"
+    if isinstance(assessment, ConfirmFirst):
+        return "confirm_first"
+    return assessment.reason
+
+
+class ServiceRegistry:
+    def __init__(self, *services: SacralBsiService) -> None:
+        self._services = {s.id: s for s in services}
+
+    def get(self, service_id: str) -> SacralBsiService:
+        service = self._services.get(service_id)
+        if service is None:
+            raise UnknownServiceError(f"No CDS service with id '{service_id}'.")
+        return service
+
+    def discovery(self) -> wire.Discovery:
+        return wire.Discovery(services=tuple(s.definition for s in self._services.values()))

@@ -1,0 +1,52 @@
+"""The rule's tunable parameters. Values live in ``cards/sacral-bsi/parameters.toml``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class SuspicionParameters:
+    lbp_lookback_days: int = 365
+    recent_resolution_days: int = 90
+    runner_lookback_days: int = 730
+    risk_lookback_days: int = 365
+    menstrual_lookback_days: int = 730
+    unknown_laterality_policy: Literal["ignore", "with_risk"] = "ignore"
+    unknown_lat_min_risks: int = 2
+    si_not_improving_days: int = 28
+    include_sciatica_codes: bool = True
+    mri_suppress: bool = True
+    training_increase_window_days: int = 183
+    training_increase_min_ratio: float = 1.25
+
+
+@dataclass(frozen=True)
+class IndicatorParameters:
+    warning_min_risk_factors: int = 1
+    not_counted: tuple[str, ...] = ("female_sex",)
+
+
+@dataclass(frozen=True)
+class ThresholdParameters:
+    bmi_low_adult: float = 18.5
+    adult_age_years: int = 20
+    bmi_percentile_low: float = 5.0
+    vitamin_d_low_ng_ml: float = 20.0
+
+
+@dataclass(frozen=True)
+class ConfirmationParameters:
+    report_link_window_days: int = 30
+    plan_statuses_in_chart: tuple[str, ...] = ("draft", "active", "on-hold")
+    referral_on_fracture_line: bool = True
+
+
+@dataclass(frozen=True)
+class RuleParameters:
+    suspicion: SuspicionParameters = SuspicionParameters()
+    indicator: IndicatorParameters = IndicatorParameters()
+    thresholds: ThresholdParameters = ThresholdParameters()
+    confirmation: ConfirmationParameters = ConfirmationParameters()
+    protocol_uri: str = ""

@@ -1,0 +1,564 @@
+"""The sacral BSI rule: ``PatientFacts`` + parameters + today -> ``Assessment``.
+
+Pure: no I/O, no clock (``today`` is passed in), no FHIR JSON. Brief sections in brackets.
+
+    confirmed sacral BSI (8.2) ............ Confirmation (card B), or nothing if a plan exists
+    positive MRI text, not confirmed (8.2/3)  ConfirmFirst (card B')
+    runner (4) and one-sided pain (5) ...... Suspicion (card A), unless suppressed (7.5)
+    otherwise .............................. NoCard(reason)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Literal
+
+from cds_service.rules.facts import (
+    BsiDiagnosis,
+    ClinicalStatus,
+    Code,
+    Grade,
+    ImagingRegion,
+    MeasureKind,
+    Measurement,
+    MriReport,
+    PainCondition,
+    PainGroup,
+    PatientFacts,
+    Polarity,
+    ReportReading,
+    RiskCategory,
+    RiskCodeKind,
+    RiskCondition,
+    RunnerEvidence,
+    RunnerKind,
+    Side,
+    Strength,
+    TextTopic,
+    Verification,
+    combine_sides,
+)
+from cds_service.rules.identity import IDENTIFIER_SYSTEM, plan_identifier
+from cds_service.rules.parameters import RuleParameters
+
+Indicator = Literal["info", "warning"]
+
+
+@dataclass(frozen=True)
+class RiskFactor:
+    """One risk category and the evidence that shows it (exactly one kind of evidence is set)."""
+
+    category: RiskCategory
+    when: date | None
+    source: str | None  # "Condition/1"; None for Patient.gender
+    code: Code | None = None  # a coded condition ...
+    label: str | None = None  # ... and its text
+    phrase: str | None = None  # matched free text
+    measure: MeasureKind | None = None  # a measurement ...
+    value: float | None = None  # ... its value (BMI kg/m2, vitamin D ng/mL, percentile, min/week)
+    previous: float | None = None  # earlier reading, for a rise in training
+    days: int | None = None  # an SI-joint label still active this many days after onset
+
+
+@dataclass(frozen=True)
+class QualifyingPain:
+    pain: PainCondition
+    since: date  # onset, else recorded date, else encounter date
+
+
+@dataclass(frozen=True)
+class Suspicion:
+    side: Side  # LEFT | RIGHT | UNILATERAL | UNKNOWN (UNKNOWN only under "with_risk")
+    pains: tuple[QualifyingPain, ...]  # newest first
+    runner: RunnerEvidence
+    risks: tuple[RiskFactor, ...]
+    counted_risks: int
+    indicator: Indicator
+    triad: bool
+    si_label: bool
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    path: Literal["condition-and-report", "condition", "report"]
+    diagnosis: BsiDiagnosis | None
+    report: MriReport | None
+    day0: date
+    day0_source: Literal["report", "condition-recorded", "today"]
+    grade: Grade | None
+    grade_text: str | None
+    side: Side
+    plan_identifier: str
+    referral: bool
+
+    @property
+    def finding(self) -> str:
+        """The resource the plan is for: the confirmed Condition, else the MRI report."""
+        if self.diagnosis is not None:
+            return self.diagnosis.source
+        assert self.report is not None
+        return self.report.source
+
+
+@dataclass(frozen=True)
+class ConfirmFirst:
+    report: MriReport
+
+
+@dataclass(frozen=True)
+class NoCard:
+    reason: str
+
+
+Assessment = Suspicion | Confirmation | ConfirmFirst | NoCard
+
+_RESOLVED = frozenset({ClinicalStatus.INACTIVE, ClinicalStatus.REMISSION, ClinicalStatus.RESOLVED})
+_STRICT_ACTIVE = frozenset(
+    {ClinicalStatus.ACTIVE, ClinicalStatus.RECURRENCE, ClinicalStatus.RELAPSE}
+)
+_STRENGTH_RANK = {Strength.STRONG: 2, Strength.MODERATE: 1}
+_KIND_RANK = {
+    RunnerKind.CODED_ACTIVITY: 3,
+    RunnerKind.ACTIVITY_CODE: 2,
+    RunnerKind.MILEAGE: 1,
+    RunnerKind.TEXT: 0,
+}
+
+
+def assess(facts: PatientFacts, params: RuleParameters, today: date) -> Assessment:
+    if any(d.insufficiency and d.clinical.is_active for d in facts.diagnoses):
+        return NoCard("insufficiency_fracture")
+    confirmation = _confirmation(facts, params, today)
+    if confirmation is not None:
+        if _plan_in_chart(facts, confirmation, params):
+            return NoCard("care_plan_in_chart")
+        return confirmation
+    report = _positive_report_text(facts)
+    if report is not None:
+        return ConfirmFirst(report)
+    return _suspicion(facts, params, today)
+
+
+# ---------------------------------------------------------------------------- card B (8)
+def _covers_sacrum(report: MriReport) -> bool:
+    return report.region is ImagingRegion.SACRUM or (
+        report.region is ImagingRegion.LUMBAR and report.conclusion_names_sacrum
+    )
+
+
+def _confirmation(facts: PatientFacts, params: RuleParameters, today: date) -> Confirmation | None:
+    final_reports = [r for r in facts.reports if r.final]
+    by_ref = {r.source: r for r in final_reports}
+    window = timedelta(days=params.confirmation.report_link_window_days)
+    candidates: list[Confirmation] = []
+    for dx in facts.diagnoses:
+        if dx.insufficiency or not dx.sacral or dx.verification is not Verification.CONFIRMED:
+            continue
+        if not (dx.clinical.is_active):
+            continue
+        linked = [by_ref[ref] for ref in dx.evidence if ref in by_ref]
+        anchor = dx.recorded or dx.onset
+        near = [
+            r
+            for r in final_reports
+            if anchor is not None and r.when is not None and abs(r.when - anchor) <= window
+        ]
+        report = _newest(linked) or (
+            min(near, key=lambda r: abs((r.when or today) - (anchor or today))) if near else None
+        )
+        source: Literal["report", "condition-recorded", "today"]
+        if report is not None and report.when is not None:
+            day0, source = report.when, "report"
+        elif dx.recorded is not None:
+            day0, source = dx.recorded, "condition-recorded"
+        else:
+            day0, source = today, "today"
+        candidates.append(
+            _confirmed(
+                facts,
+                params,
+                "condition-and-report" if report else "condition",
+                dx,
+                report,
+                day0,
+                source,
+            )
+        )
+    if not candidates:
+        for report in final_reports:
+            if report.coded_sacral_bsi:
+                day0 = report.when or today
+                candidates.append(
+                    _confirmed(
+                        facts,
+                        params,
+                        "report",
+                        None,
+                        report,
+                        day0,
+                        "report" if report.when else "today",
+                    )
+                )
+    if not candidates:
+        return None
+    return max(candidates, key=lambda c: c.day0)
+
+
+def _confirmed(
+    facts: PatientFacts,
+    params: RuleParameters,
+    path: Literal["condition-and-report", "condition", "report"],
+    dx: BsiDiagnosis | None,
+    report: MriReport | None,
+    day0: date,
+    day0_source: Literal["report", "condition-recorded", "today"],
+) -> Confirmation:
+    grade = report.grade if report else None
+    grade_text = report.grade_text if report else None
+    side = combine_sides(
+        s for s in (dx.side if dx else Side.UNKNOWN, report.side if report else Side.UNKNOWN)
+    )
+    finding = dx.source if dx is not None else (report.source if report else "")
+    return Confirmation(
+        path=path,
+        diagnosis=dx,
+        report=report,
+        day0=day0,
+        day0_source=day0_source,
+        grade=grade,
+        grade_text=grade_text,
+        side=side,
+        plan_identifier=plan_identifier(facts.patient_id, finding),
+        referral=params.confirmation.referral_on_fracture_line and grade is Grade.FRACTURE,
+    )
+
+
+def _plan_in_chart(facts: PatientFacts, c: Confirmation, params: RuleParameters) -> bool:
+    """A plan for this finding is already in the record: ours (by identifier, any status but
+    entered-in-error), or a live plan that addresses the Condition or instantiates our protocol."""
+    live = params.confirmation.plan_statuses_in_chart
+    for plan in facts.care_plans:
+        if (IDENTIFIER_SYSTEM, c.plan_identifier) in plan.identifiers and (
+            plan.status != "entered-in-error"
+        ):
+            return True
+        if plan.status not in live:
+            continue
+        if c.finding in plan.addresses:
+            return True
+        if c.diagnosis is None and c.finding in plan.supporting:
+            return True
+        if params.protocol_uri and params.protocol_uri in plan.instantiates and not plan.addresses:
+            return True
+    return False
+
+
+def _positive_report_text(facts: PatientFacts) -> MriReport | None:
+    """Path 3: a final MRI covering the sacrum whose conclusion text reads as a sacral BSI."""
+    return _newest(
+        r
+        for r in facts.reports
+        if r.final and _covers_sacrum(r) and r.reading is ReportReading.POSITIVE
+    )
+
+
+def _newest(reports: Iterable[MriReport]) -> MriReport | None:
+    listed = list(reports)
+    if not listed:
+        return None
+    return max(listed, key=lambda r: r.when or date.min)
+
+
+# ---------------------------------------------------------------------------- card A (4-7)
+def _suspicion(facts: PatientFacts, params: RuleParameters, today: date) -> Assessment:
+    p = params.suspicion
+    runner = best_runner_evidence(facts.runner, today, p.runner_lookback_days)
+    if runner is None:
+        return NoCard("not_a_runner")
+    pains = qualifying_pains(facts.pains, params, today)
+    if not pains:
+        return NoCard("no_qualifying_pain")
+    side = combine_sides(q.pain.side for q in pains)
+    if side in (Side.BILATERAL, Side.CENTRAL):
+        return NoCard(f"pain_{side.value}")
+    latest_pain = max(q.since for q in pains)
+    if p.mri_suppress and any(
+        r.final and _covers_sacrum(r) and r.when is not None and r.when >= latest_pain
+        for r in facts.reports
+    ):
+        return NoCard("mri_after_pain_onset")
+    risks = risk_factors(facts, pains, params, today)
+    counted = sum(1 for r in risks if r.category.value not in params.indicator.not_counted)
+    if side is Side.UNKNOWN and not (
+        p.unknown_laterality_policy == "with_risk" and counted >= p.unknown_lat_min_risks
+    ):
+        return NoCard("side_not_recorded")
+    categories = {r.category for r in risks}
+    triad_groups = (
+        RiskCategory.MENSTRUAL in categories,
+        bool(categories & {RiskCategory.LOW_ENERGY, RiskCategory.LOW_BMI}),
+        RiskCategory.LOW_BMD in categories,
+    )
+    return Suspicion(
+        side=side,
+        pains=tuple(sorted(pains, key=lambda q: q.since, reverse=True)),
+        runner=runner,
+        risks=risks,
+        counted_risks=counted,
+        indicator="warning" if counted >= params.indicator.warning_min_risk_factors else "info",
+        triad=sum(triad_groups) >= 2,
+        si_label=any(q.pain.group is PainGroup.SI_JOINT for q in pains),
+    )
+
+
+def best_runner_evidence(
+    evidence: Iterable[RunnerEvidence], today: date, lookback_days: int
+) -> RunnerEvidence | None:
+    """RUNNER = a STRONG or MODERATE current item within the look-back (4.1), unless newer
+    evidence says the patient stopped or denies running (4.2: the newest dated evidence wins)."""
+    start = today - timedelta(days=lookback_days)
+    dated = [e for e in evidence if e.when is not None]
+    current = [e for e in dated if e.polarity is Polarity.CURRENT and e.when and e.when >= start]
+    if not current:
+        return None
+    newest_current = max(e.when for e in current if e.when)
+    former = [e.when for e in dated if e.polarity is Polarity.FORMER and e.when]
+    if former and max(former) > newest_current:
+        return None
+    return max(
+        current,
+        key=lambda e: (_STRENGTH_RANK[e.strength], _KIND_RANK[e.kind], e.when or date.min),
+    )
+
+
+def qualifying_pains(
+    pains: Iterable[PainCondition], params: RuleParameters, today: date
+) -> list[QualifyingPain]:
+    """Status and date filters of 5.3 applied to every coded low back / buttock / SI pain."""
+    p = params.suspicion
+    out: list[QualifyingPain] = []
+    for pain in pains:
+        if pain.group is PainGroup.SCIATICA and not p.include_sciatica_codes:
+            continue
+        if pain.verification.excluded:
+            continue
+        if pain.clinical in _RESOLVED:
+            if pain.abated is None or (today - pain.abated).days > p.recent_resolution_days:
+                continue
+        elif not pain.clinical.is_active:
+            continue
+        since = pain.onset or pain.recorded or pain.encounter_date
+        if since is None or (today - since).days > p.lbp_lookback_days:
+            continue
+        out.append(QualifyingPain(pain, since))
+    return out
+
+
+# ---------------------------------------------------------------------------- risk factors (6)
+def risk_factors(
+    facts: PatientFacts, pains: list[QualifyingPain], params: RuleParameters, today: date
+) -> tuple[RiskFactor, ...]:
+    """Each category once, with its best (newest) evidence. Female sex is listed, not counted."""
+    p, t = params.suspicion, params.thresholds
+    earliest_pain = min(q.since for q in pains)
+    risk_start = today - timedelta(days=p.risk_lookback_days)
+    pain_start = today - timedelta(days=p.lbp_lookback_days)
+    menstrual_start = today - timedelta(days=p.menstrual_lookback_days)
+    found: dict[RiskCategory, RiskFactor] = {}
+
+    def add(factor: RiskFactor) -> None:
+        held = found.get(factor.category)
+        if held is None or (
+            factor.when is not None and (held.when is None or factor.when > held.when)
+        ):
+            found[factor.category] = factor
+
+    def add_coded(category: RiskCategory, c: RiskCondition) -> None:
+        add(RiskFactor(category, c.when, c.source, code=c.code, label=c.label))
+
+    def add_measured(category: RiskCategory, m: Measurement) -> None:
+        add(RiskFactor(category, m.when, m.source, measure=m.kind, value=m.value))
+
+    def active_or_since(c: RiskCondition, start: date) -> bool:
+        return c.clinical in _STRICT_ACTIVE or (c.when is not None and c.when >= start)
+
+    adult = _age(facts.birth_date, today) is None or (
+        (_age(facts.birth_date, today) or 0) >= t.adult_age_years
+    )
+    measured_bmi = _latest(facts.measurements, MeasureKind.BMI, risk_start)
+    for c in facts.risk_conditions:
+        kind = c.kind
+        if kind is RiskCodeKind.STRESS_FRACTURE_HISTORY:
+            add_coded(RiskCategory.PRIOR_BSI, c)
+        elif kind is RiskCodeKind.STRESS_FRACTURE:
+            current_sacral = (
+                c.sacral and c.clinical.is_active and (c.when is None or c.when >= earliest_pain)
+            )
+            if not current_sacral:
+                add_coded(RiskCategory.PRIOR_BSI, c)
+        elif kind is RiskCodeKind.MENSTRUAL and active_or_since(c, menstrual_start):
+            add_coded(RiskCategory.MENSTRUAL, c)
+        elif kind is RiskCodeKind.EATING_DISORDER:
+            add_coded(RiskCategory.LOW_ENERGY, c)
+        elif (
+            (kind is RiskCodeKind.UNDERWEIGHT and active_or_since(c, risk_start))
+            or (
+                kind is RiskCodeKind.BMI_BAND_LOW_ADULT
+                and adult
+                and measured_bmi is None
+                and active_or_since(c, risk_start)
+            )
+            or (
+                kind is RiskCodeKind.BMI_LOW_PEDIATRIC
+                and not adult
+                and active_or_since(c, risk_start)
+            )
+        ):
+            add_coded(RiskCategory.LOW_BMI, c)
+        elif kind is RiskCodeKind.LOW_BMD:
+            add_coded(RiskCategory.LOW_BMD, c)
+        elif (
+            kind is RiskCodeKind.VITAMIN_D_DEFICIENCY
+            and active_or_since(c, risk_start)
+            and _latest(facts.measurements, MeasureKind.VITAMIN_D_NG_ML, risk_start) is None
+        ):
+            add_coded(RiskCategory.LOW_VITAMIN_D, c)
+
+    # Low BMI from measurements (6 row 4, note 2).
+    if adult:
+        bmi = measured_bmi or _computed_bmi(facts.measurements, risk_start)
+        if bmi is not None and _below(bmi, t.bmi_low_adult):
+            add_measured(RiskCategory.LOW_BMI, bmi)
+    else:
+        pct = _latest(facts.measurements, MeasureKind.BMI_PERCENTILE, risk_start)
+        if pct is not None and _below(pct, t.bmi_percentile_low):
+            add_measured(RiskCategory.LOW_BMI, pct)
+    vit_d = _latest(facts.measurements, MeasureKind.VITAMIN_D_NG_ML, risk_start)
+    if vit_d is not None and _below(vit_d, t.vitamin_d_low_ng_ml):
+        add_measured(RiskCategory.LOW_VITAMIN_D, vit_d)
+
+    # SI-joint label not improving with usual care (row 7).
+    for q in pains:
+        if q.pain.group is not PainGroup.SI_JOINT or q.pain.clinical not in (
+            *_STRICT_ACTIVE,
+            ClinicalStatus.MISSING,
+        ):
+            continue
+        days = (today - q.since).days
+        if days >= p.si_not_improving_days:
+            add(
+                RiskFactor(
+                    RiskCategory.SI_NOT_IMPROVING,
+                    q.since,
+                    q.pain.source,
+                    code=q.pain.code,
+                    label=q.pain.label,
+                    days=days,
+                )
+            )
+
+    # Free text (rows 1, 2, 3, 5, 7-10).
+    by_topic: dict[TextTopic, tuple[RiskCategory, date | None]] = {
+        TextTopic.PRIOR_BSI: (RiskCategory.PRIOR_BSI, None),
+        TextTopic.MENSTRUAL: (RiskCategory.MENSTRUAL, menstrual_start),
+        TextTopic.LOW_ENERGY: (RiskCategory.LOW_ENERGY, None),
+        TextTopic.LOW_BMD: (RiskCategory.LOW_BMD, None),
+        TextTopic.PAIN_WITH_IMPACT: (RiskCategory.PAIN_WITH_IMPACT, pain_start),
+        TextTopic.INSIDIOUS_ONSET: (RiskCategory.INSIDIOUS_ONSET, pain_start),
+    }
+    si_label = any(q.pain.group is PainGroup.SI_JOINT for q in pains)
+    for finding in facts.texts:
+        category_start: tuple[RiskCategory, date | None] | None = by_topic.get(finding.topic)
+        if finding.topic is TextTopic.NOT_IMPROVING and si_label:
+            category_start = (RiskCategory.SI_NOT_IMPROVING, pain_start)
+        if category_start is None:
+            if (
+                finding.topic is TextTopic.TRAINING_INCREASE
+                and finding.when is not None
+                and any(
+                    abs((finding.when - q.since).days) <= p.training_increase_window_days
+                    for q in pains
+                )
+            ):
+                category_start = (RiskCategory.TRAINING_INCREASE, None)
+            else:
+                continue
+        category, start = category_start
+        if start is None or (finding.when is not None and finding.when >= start):
+            add(RiskFactor(category, finding.when, finding.source, phrase=finding.phrase))
+    rise = _training_rise(
+        facts.measurements, pains, p.training_increase_window_days, p.training_increase_min_ratio
+    )
+    if rise is not None:
+        before, after = rise
+        add(
+            RiskFactor(
+                RiskCategory.TRAINING_INCREASE,
+                after.when,
+                after.source,
+                measure=after.kind,
+                value=after.value,
+                previous=before.value,
+            )
+        )
+
+    if facts.gender == "female":
+        found[RiskCategory.FEMALE_SEX] = RiskFactor(RiskCategory.FEMALE_SEX, None, None)
+    order = list(RiskCategory)
+    return tuple(sorted(found.values(), key=lambda r: order.index(r.category)))
+
+
+def _age(birth: date | None, today: date) -> int | None:
+    if birth is None:
+        return None
+    return today.year - birth.year - ((today.month, today.day) < (birth.month, birth.day))
+
+
+def _latest(
+    measurements: Iterable[Measurement], kind: MeasureKind, start: date
+) -> Measurement | None:
+    inside = [m for m in measurements if m.kind is kind and m.when >= start]
+    return max(inside, key=lambda m: m.when) if inside else None
+
+
+def _below(m: Measurement, threshold: float) -> bool:
+    if m.comparator in ("<", "<="):
+        return m.value <= threshold
+    if m.comparator in (">", ">="):
+        return False
+    return m.value < threshold
+
+
+def _computed_bmi(measurements: tuple[Measurement, ...], start: date) -> Measurement | None:
+    weight = _latest(measurements, MeasureKind.WEIGHT_KG, start)
+    height = _latest(measurements, MeasureKind.HEIGHT_CM, date.min)
+    if weight is None or height is None or height.value <= 0:
+        return None
+    value = weight.value / (height.value / 100.0) ** 2
+    return Measurement(weight.source, MeasureKind.BMI, round(value, 1), weight.when)
+
+
+def _training_rise(
+    measurements: tuple[Measurement, ...],
+    pains: list[QualifyingPain],
+    window_days: int,
+    min_ratio: float,
+) -> tuple[Measurement, Measurement] | None:
+    """A rise in exercise minutes/week (LOINC 82290-8) between readings near the pain onset."""
+    readings = sorted(
+        (
+            m
+            for m in measurements
+            if m.kind is MeasureKind.EXERCISE_MIN_PER_WEEK
+            and any(abs((m.when - q.since).days) <= window_days for q in pains)
+        ),
+        key=lambda m: m.when,
+    )
+    if len(readings) < 2:
+        return None
+    before, after = readings[-2], readings[-1]
+    if before.value > 0 and after.value >= before.value * min_ratio:
+        return before, after
+    return None

@@ -1,0 +1,573 @@
+"""FHIR R4 resources (lean views) -> ``PatientFacts``: codes matched, sides resolved, text read.
+
+No thresholds and no dates windows here: those are the rule's parameters. This module only says
+what the record contains, in the rule's terms.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import date
+from typing import TypeVar
+
+from cds_service.rules.facts import (
+    BsiDiagnosis,
+    ClinicalStatus,
+    Code,
+    ExistingCarePlan,
+    ImagingRegion,
+    MeasureKind,
+    Measurement,
+    MriReport,
+    PainCondition,
+    PainGroup,
+    PatientFacts,
+    Polarity,
+    ReportReading,
+    RiskCodeKind,
+    RiskCondition,
+    RunnerEvidence,
+    RunnerKind,
+    Side,
+    SideSource,
+    Strength,
+    TextFinding,
+    Verification,
+    combine_sides,
+)
+from fhir_mappings import lean, text_rules
+from fhir_mappings.primitives import normalise_reference, parse_date
+from fhir_mappings.terminology import Match, Terminology, normalise_icd10
+
+
+@dataclass(frozen=True)
+class PatientRecord:
+    """The resources the rule reads, as decoded from prefetch or the FHIR server."""
+
+    patient_id: str
+    patient: lean.Patient | None = None
+    conditions: tuple[lean.Condition, ...] = ()
+    observations: tuple[lean.Observation, ...] = ()
+    reports: tuple[lean.DiagnosticReport, ...] = ()
+    care_plans: tuple[lean.CarePlan, ...] = ()
+    encounters: tuple[lean.Encounter, ...] = ()
+
+
+_PAIN_VALUESETS = (
+    ("pain_low_back", PainGroup.LOW_BACK),
+    ("pain_low_back_sciatica", PainGroup.LOW_BACK_SCIATICA),
+    ("pain_sciatica", PainGroup.SCIATICA),
+    ("pain_buttock", PainGroup.BUTTOCK),
+    ("pain_si_joint", PainGroup.SI_JOINT),
+)
+_RISK_VALUESETS = (
+    ("stress_fracture_history", RiskCodeKind.STRESS_FRACTURE_HISTORY),
+    ("stress_fracture", RiskCodeKind.STRESS_FRACTURE),
+    ("menstrual_dysfunction", RiskCodeKind.MENSTRUAL),
+    ("eating_disorder", RiskCodeKind.EATING_DISORDER),
+    ("underweight", RiskCodeKind.UNDERWEIGHT),
+    ("bmi_band_low_adult", RiskCodeKind.BMI_BAND_LOW_ADULT),
+    ("bmi_low_pediatric", RiskCodeKind.BMI_LOW_PEDIATRIC),
+    ("low_bone_density", RiskCodeKind.LOW_BMD),
+    ("vitamin_d_deficiency", RiskCodeKind.VITAMIN_D_DEFICIENCY),
+)
+_OBSERVATION_OK = frozenset({"final", "amended", "corrected"})
+_OBSERVATION_VOID = frozenset({"entered-in-error", "cancelled"})
+_REPORT_FINAL = frozenset({"final", "amended", "corrected", "appended"})
+_REPORT_VOID = frozenset({"entered-in-error", "cancelled"})
+_SIDES = {s.value: s for s in Side}
+_CLINICAL = {s.value: s for s in ClinicalStatus}
+_VERIFICATION = {s.value: s for s in Verification}
+
+# Units: UCUM code or the unit text EHRs send.
+_KG = {"kg": 1.0, "g": 0.001, "[lb_av]": 0.45359237, "lb": 0.45359237, "lbs": 0.45359237}
+_CM = {"cm": 1.0, "m": 100.0, "mm": 0.1, "[in_i]": 2.54, "in": 2.54, "[ft_i]": 30.48}
+_NMOL_PER_NG = 2.496  # 25-OH vitamin D: 1 ng/mL = 2.496 nmol/L
+
+
+def to_patient_facts(record: PatientRecord, terms: Terminology) -> PatientFacts:
+    return _Mapper(record, terms).facts()
+
+
+class _Mapper:
+    def __init__(self, record: PatientRecord, terms: Terminology) -> None:
+        self.record = record
+        self.terms = terms
+        self.sacrum = terms.body_sites["sacrum"]
+        self.finding_site = terms.body_sites["finding_site_attribute"]
+        self.encounter_dates = {
+            f"Encounter/{e.id}": parse_date(e.period.start if e.period else None)
+            for e in record.encounters
+            if e.id
+        }
+        self.reports_by_ref = {f"DiagnosticReport/{r.id}": r for r in record.reports if r.id}
+        self.runner: list[RunnerEvidence] = []
+        self.texts: list[TextFinding] = []
+
+    def facts(self) -> PatientFacts:
+        pains: list[PainCondition] = []
+        risks: list[RiskCondition] = []
+        diagnoses: list[BsiDiagnosis] = []
+        for condition in self.record.conditions:
+            self._condition(condition, pains, risks, diagnoses)
+        measurements = [m for o in self.record.observations for m in self._observation(o)]
+        for encounter in self.record.encounters:
+            when = parse_date(encounter.period.start if encounter.period else None)
+            for reason in encounter.reasonCode:
+                self._read_text(reason.text, when, f"Encounter/{encounter.id}")
+        patient = self.record.patient
+        return PatientFacts(
+            patient_id=self.record.patient_id,
+            gender=patient.gender if patient else None,
+            birth_date=parse_date(patient.birthDate) if patient else None,
+            runner=tuple(self.runner),
+            pains=tuple(pains),
+            risk_conditions=tuple(risks),
+            measurements=tuple(measurements),
+            texts=tuple(self.texts),
+            reports=tuple(r for r in map(self._report, self.record.reports) if r is not None),
+            diagnoses=tuple(diagnoses),
+            care_plans=tuple(self._care_plan(p) for p in self.record.care_plans),
+        )
+
+    # ------------------------------------------------------------------ conditions
+    def _condition(
+        self,
+        c: lean.Condition,
+        pains: list[PainCondition],
+        risks: list[RiskCondition],
+        diagnoses: list[BsiDiagnosis],
+    ) -> None:
+        source = f"Condition/{c.id}"
+        clinical = _status(
+            c.clinicalStatus, _CLINICAL, ClinicalStatus.MISSING, ClinicalStatus.OTHER
+        )
+        verification = _status(
+            c.verificationStatus, _VERIFICATION, Verification.MISSING, Verification.OTHER
+        )
+        if verification.excluded:
+            return  # refuted / entered-in-error: never counts for anything
+        onset = parse_date(c.onsetDateTime) or parse_date(
+            c.onsetPeriod.start if c.onsetPeriod else None
+        )
+        recorded = parse_date(c.recordedDate)
+        when = onset or recorded
+        label = _label(c.code)
+        for vs_id, group in _PAIN_VALUESETS:
+            match = self.terms.match(vs_id, c.code)
+            if match is not None:
+                side, side_source = self._pain_side(c, match)
+                pains.append(
+                    PainCondition(
+                        source=source,
+                        group=group,
+                        code=_code(match),
+                        label=label or _code(match).label(),
+                        clinical=clinical,
+                        verification=verification,
+                        onset=onset,
+                        recorded=recorded,
+                        encounter_date=self.encounter_dates.get(
+                            normalise_reference(c.encounter.reference if c.encounter else None)
+                            or ""
+                        ),
+                        abated=parse_date(c.abatementDateTime)
+                        or parse_date(c.abatementPeriod.end if c.abatementPeriod else None)
+                        or parse_date(c.abatementPeriod.start if c.abatementPeriod else None),
+                        side=side,
+                        side_source=side_source,
+                    )
+                )
+                break
+        activity = self.terms.match("activity_code_running", c.code)
+        if activity is not None:
+            self.runner.append(
+                RunnerEvidence(
+                    RunnerKind.ACTIVITY_CODE,
+                    Strength.STRONG,
+                    Polarity.CURRENT,
+                    when,
+                    source,
+                    f"{activity.system_label} {activity.code}",
+                    code=_code(activity),
+                )
+            )
+        sacral_site = self._sacral_site(c)
+        for vs_id, kind in _RISK_VALUESETS:
+            match = self.terms.match(vs_id, c.code)
+            if match is not None:
+                risks.append(
+                    RiskCondition(
+                        source,
+                        kind,
+                        _code(match),
+                        label or _code(match).label(),
+                        clinical,
+                        verification,
+                        when,
+                        sacral=sacral_site
+                        or self.terms.match("bsi_sacral_by_code", c.code) is not None,
+                    )
+                )
+        by_code = self.terms.match("bsi_sacral_by_code", c.code)
+        needs_site = by_code or self.terms.match("bsi_needs_site", c.code)
+        if needs_site is not None:
+            side = combine_sides(
+                [
+                    self._body_site_side(c)[0],
+                    text_rules.side_from_text(c.code.text if c.code else None) or Side.UNKNOWN,
+                ]
+            )
+            diagnoses.append(
+                BsiDiagnosis(
+                    source=source,
+                    code=_code(needs_site),
+                    label=label or _code(needs_site).label(),
+                    sacral=by_code is not None or sacral_site,
+                    clinical=clinical,
+                    verification=verification,
+                    recorded=recorded,
+                    onset=onset,
+                    evidence=tuple(
+                        ref
+                        for ev in c.evidence
+                        for detail in ev.detail
+                        if (ref := normalise_reference(detail.reference)) is not None
+                    ),
+                    side=side,
+                )
+            )
+        insufficient = self.terms.match("insufficiency_fracture", c.code)
+        if insufficient is not None:
+            diagnoses.append(
+                BsiDiagnosis(
+                    source=source,
+                    code=_code(insufficient),
+                    label=label or _code(insufficient).label(),
+                    sacral=sacral_site,
+                    clinical=clinical,
+                    verification=verification,
+                    recorded=recorded,
+                    onset=onset,
+                    evidence=(),
+                    side=Side.UNKNOWN,
+                    insufficiency=True,
+                )
+            )
+        self._read_text(c.code.text if c.code else None, when, source)
+        for note in c.note:
+            self._read_text(note.text, parse_date(note.time) or when, source)
+
+    def _sacral_site(self, c: lean.Condition) -> bool:
+        """Sacral site evidence (brief 8.1): bodySite 54735007 (or its text naming the sacrum),
+        a finding-site refinement to the sacrum, or code text / note / linked report conclusion
+        naming the sacrum. The SI joint is not the sacrum."""
+        for site in c.bodySite:
+            if any(concept_id == self.sacrum for concept_id, _ in self.terms.snomed_codes(site)):
+                return True
+            if any(text_rules.names_sacrum(text) for text in _concept_texts(site)):
+                return True
+        if c.code is not None:
+            if any(
+                refinements.get(self.finding_site) == self.sacrum
+                for _, refinements in self.terms.snomed_codes(c.code)
+            ):
+                return True
+            if text_rules.names_sacrum(c.code.text):
+                return True
+        if any(text_rules.names_sacrum(n.text) for n in c.note):
+            return True
+        return any(
+            text_rules.names_sacrum(report.conclusion)
+            for ev in c.evidence
+            for detail in ev.detail
+            if (report := self.reports_by_ref.get(normalise_reference(detail.reference) or ""))
+        )
+
+    def _pain_side(self, c: lean.Condition, match: Match) -> tuple[Side, SideSource | None]:
+        """Brief 5.2, in order, stopping at the first clear answer."""
+        inherent: str | None = (
+            self.terms.inherent_side.get(normalise_icd10(match.code))
+            if match.system == "icd10cm"
+            else None
+        )
+        if inherent is None:
+            inherent = self.terms.laterality_qualifiers.get(
+                match.refinements.get(self.terms.laterality_attribute, "")
+            )
+        if inherent is not None:
+            return _SIDES[inherent], SideSource.CODE
+        side, found = self._body_site_side(c)
+        if found:
+            return side, SideSource.BODY_SITE
+        from_code_text = text_rules.side_from_text(
+            " ; ".join(t for t in _concept_texts(c.code) if t)
+        )
+        if from_code_text is not None:
+            return from_code_text, SideSource.TEXT
+        from_notes = [text_rules.side_from_text(n.text) for n in c.note]
+        noted = combine_sides(s for s in from_notes if s is not None)
+        if noted is not Side.UNKNOWN:
+            return noted, SideSource.NOTE
+        return Side.UNKNOWN, None
+
+    def _body_site_side(self, c: lean.Condition) -> tuple[Side, bool]:
+        sides: list[Side] = []
+        for concept in c.bodySite:
+            for coding in concept.coding:
+                if self.terms.system_key(coding.system) == "snomed" and coding.code:
+                    for concept_id, refinements in self.terms.snomed_codes(
+                        lean.CodeableConcept(coding=(coding,))
+                    ):
+                        qualifier = self.terms.laterality_qualifiers.get(concept_id) or (
+                            self.terms.laterality_qualifiers.get(
+                                refinements.get(self.terms.laterality_attribute, "")
+                            )
+                        )
+                        if qualifier:
+                            sides.append(_SIDES[qualifier])
+                sides.extend(self._extension_sides(coding.extension))
+            sides.extend(self._extension_sides(concept.extension))
+            for text in _concept_texts(concept):
+                side = text_rules.side_from_text(text)
+                if side is not None:
+                    sides.append(side)
+        sides.extend(self._extension_sides(c.extension, laterality_only=True))
+        return combine_sides(sides), bool(sides)
+
+    def _extension_sides(
+        self, extensions: Iterable[lean.Extension], *, laterality_only: bool = False
+    ) -> Iterator[Side]:
+        for ext in extensions:
+            if laterality_only and "laterality" not in (ext.url or "").lower():
+                continue
+            codings = (
+                *(ext.valueCodeableConcept.coding if ext.valueCodeableConcept else ()),
+                *((ext.valueCoding,) if ext.valueCoding else ()),
+            )
+            for coding in codings:
+                if self.terms.system_key(coding.system) == "snomed" and coding.code:
+                    qualifier = self.terms.laterality_qualifiers.get(coding.code.strip())
+                    if qualifier:
+                        yield _SIDES[qualifier]
+            yield from self._extension_sides(ext.extension)
+
+    # ------------------------------------------------------------------ observations
+    def _observation(self, o: lean.Observation) -> list[Measurement]:
+        if o.status in _OBSERVATION_VOID:
+            return []
+        source = f"Observation/{o.id}"
+        when = (
+            parse_date(o.effectiveDateTime)
+            or parse_date(o.effectivePeriod.start if o.effectivePeriod else None)
+            or parse_date(o.effectiveInstant)
+            or parse_date(o.issued)
+        )
+        usable = o.status is None or o.status in _OBSERVATION_OK
+        activity = self.terms.match("exercise_activity", o.code)
+        if usable and activity is not None:
+            self._exercise_activity(o.valueCodeableConcept, o.valueString, when, source)
+        for component in o.component:
+            if usable and self.terms.match("exercise_activity", component.code) is not None:
+                self._exercise_activity(
+                    component.valueCodeableConcept, component.valueString, when, source
+                )
+        if activity is None:
+            self._read_text(o.valueString, when, source)
+        for note in o.note:
+            self._read_text(note.text, parse_date(note.time) or when, source)
+        if not usable or when is None:
+            return []
+        out: list[Measurement] = []
+        measured = self._measure(o.code, o.valueQuantity, when, source)
+        if measured is not None:
+            out.append(measured)
+        for component in o.component:
+            measured = self._measure(component.code, component.valueQuantity, when, source)
+            if measured is not None:
+                out.append(measured)
+        return out
+
+    def _exercise_activity(
+        self,
+        value: lean.CodeableConcept | None,
+        text: str | None,
+        when: date | None,
+        source: str,
+    ) -> None:
+        running = self.terms.match("activity_running", value)
+        if running is not None:
+            self.runner.append(
+                RunnerEvidence(
+                    RunnerKind.CODED_ACTIVITY,
+                    Strength.STRONG,
+                    Polarity.CURRENT,
+                    when,
+                    source,
+                    f"LOINC 73985-4 = {running.code}",
+                    code=_code(running),
+                )
+            )
+            return
+        for written in (text, value.text if value else None):
+            for mention in text_rules.runner_mentions(written or "", activity_context=True):
+                self.runner.append(
+                    RunnerEvidence(
+                        RunnerKind.CODED_ACTIVITY,
+                        mention.strength,
+                        mention.polarity,
+                        when,
+                        source,
+                        f"LOINC 73985-4 {mention.rule}",
+                        phrase=mention.phrase,
+                    )
+                )
+
+    def _measure(
+        self,
+        code: lean.CodeableConcept | None,
+        quantity: lean.Quantity | None,
+        when: date,
+        source: str,
+    ) -> Measurement | None:
+        if quantity is None or quantity.value is None:
+            return None
+        value = float(quantity.value)
+        unit = (quantity.code or quantity.unit or "").strip()
+        kind: MeasureKind | None = None
+        if self.terms.match("bmi", code):
+            kind = MeasureKind.BMI
+        elif self.terms.match("bmi_percentile", code):
+            kind = MeasureKind.BMI_PERCENTILE
+        elif self.terms.match("body_weight", code):
+            kind, value = MeasureKind.WEIGHT_KG, value * _KG.get(unit, 1.0)
+        elif self.terms.match("body_height", code):
+            kind, value = MeasureKind.HEIGHT_CM, value * _CM.get(unit, 1.0)
+        elif self.terms.match("vitamin_d_mass", code) or self.terms.match("vitamin_d_molar", code):
+            molar = "mol" in unit.lower() or (
+                not unit and self.terms.match("vitamin_d_molar", code) is not None
+            )
+            kind, value = MeasureKind.VITAMIN_D_NG_ML, value / _NMOL_PER_NG if molar else value
+        elif self.terms.match("exercise_minutes_per_week", code):
+            kind = MeasureKind.EXERCISE_MIN_PER_WEEK
+        if kind is None:
+            return None
+        return Measurement(source, kind, value, when, quantity.comparator)
+
+    # ------------------------------------------------------------------ reports
+    def _report(self, r: lean.DiagnosticReport) -> MriReport | None:
+        status = r.status or "unknown"
+        if status in _REPORT_VOID:
+            return None
+        region: ImagingRegion | None = None
+        if self.terms.match("mri_covers_sacrum", r.code):
+            region = ImagingRegion.SACRUM
+        elif self.terms.match("mri_lumbar_only", r.code):
+            region = ImagingRegion.LUMBAR
+        else:
+            texts = _concept_texts(r.code)
+            generic = self.terms.match("mri_generic", r.code) is not None
+            for text in texts:
+                found = text_rules.mri_region_from_text(text)
+                if found is None and generic:
+                    found = text_rules.mri_region_from_text(f"MRI {text}")
+                if found is not None:
+                    region = ImagingRegion(found)
+                    break
+            if region is None and generic:
+                region = ImagingRegion.OTHER
+        if region is None:
+            return None  # not an MRI report
+        conclusion = r.conclusion
+        coded = self.terms.matches_any("conclusion_stress_fracture", r.conclusionCode)
+        sacral_evidence = coded is not None and (
+            self.terms.matches_any("bsi_sacral_by_code", r.conclusionCode) is not None
+            or coded.refinements.get(self.finding_site) == self.sacrum
+            or text_rules.names_sacrum(conclusion)
+            or self.terms.match("mri_sacrum_specific", r.code) is not None
+        )
+        grade, grade_text = text_rules.grade_from_text(conclusion)
+        return MriReport(
+            source=f"DiagnosticReport/{r.id}",
+            label=_label(r.code) or "MRI report",
+            final=status in _REPORT_FINAL,
+            status=status,
+            region=region,
+            when=parse_date(r.effectiveDateTime)
+            or parse_date(r.effectivePeriod.start if r.effectivePeriod else None)
+            or parse_date(r.issued),
+            conclusion_names_sacrum=text_rules.names_sacrum(conclusion),
+            reading=text_rules.read_conclusion(conclusion) if conclusion else ReportReading.SILENT,
+            coded_sacral_bsi=bool(sacral_evidence),
+            grade=grade,
+            grade_text=grade_text,
+            side=text_rules.side_from_text(conclusion) or Side.UNKNOWN,
+        )
+
+    # ------------------------------------------------------------------ care plans / text
+    def _care_plan(self, p: lean.CarePlan) -> ExistingCarePlan:
+        return ExistingCarePlan(
+            source=f"CarePlan/{p.id}",
+            status=p.status or "unknown",
+            addresses=_refs(p.addresses),
+            supporting=_refs(p.supportingInfo),
+            identifiers=tuple((i.system or "", i.value) for i in p.identifier if i.value),
+            instantiates=(*p.instantiatesCanonical, *p.instantiatesUri),
+        )
+
+    def _read_text(self, text: str | None, when: date | None, source: str) -> None:
+        if not text:
+            return
+        for mention in text_rules.runner_mentions(text):
+            self.runner.append(
+                RunnerEvidence(
+                    RunnerKind.MILEAGE
+                    if mention.rule == "text:weekly mileage"
+                    else RunnerKind.TEXT,
+                    mention.strength,
+                    mention.polarity,
+                    when,
+                    source,
+                    mention.rule,
+                    phrase=mention.phrase,
+                )
+            )
+        for topic, phrase in text_rules.topic_mentions(text):
+            self.texts.append(TextFinding(topic, phrase, when, source))
+
+
+_S = TypeVar("_S")
+
+
+def _status(
+    concept: lean.CodeableConcept | None, values: dict[str, _S], missing: _S, other: _S
+) -> _S:
+    if concept is None:
+        return missing
+    for coding in concept.coding:
+        if coding.code in values:
+            return values[coding.code]
+    return other if concept.coding or concept.text else missing
+
+
+def _label(concept: lean.CodeableConcept | None) -> str | None:
+    if concept is None:
+        return None
+    if concept.text:
+        return concept.text
+    return next((c.display for c in concept.coding if c.display), None)
+
+
+def _concept_texts(concept: lean.CodeableConcept | None) -> list[str]:
+    if concept is None:
+        return []
+    return [t for t in (concept.text, *(c.display for c in concept.coding)) if t]
+
+
+def _code(match: Match) -> Code:
+    return Code(match.system_label, match.code, match.display)
+
+
+def _refs(references: Iterable[lean.Reference]) -> tuple[str, ...]:
+    return tuple(ref for r in references if (ref := normalise_reference(r.reference)) is not None)

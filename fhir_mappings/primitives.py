@@ -1,0 +1,36 @@
+"""FHIR primitive values: partial dates and references."""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+
+_DATE = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?")
+
+
+def parse_date(value: str | None) -> date | None:
+    """The calendar date of a FHIR date, dateTime or instant, as written (no zone shift).
+
+    Partial dates take their first day: "2025" -> 2025-01-01, "2025-06" -> 2025-06-01.
+    Anything that is not a FHIR date gives None.
+    """
+    if not value:
+        return None
+    m = _DATE.match(value.strip())
+    if m is None:
+        return None
+    try:
+        return date(int(m.group(1)), int(m.group(2) or 1), int(m.group(3) or 1))
+    except ValueError:
+        return None
+
+
+_REFERENCE = re.compile(r"(?:^|/)([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/[^/]+)?/?$")
+
+
+def normalise_reference(reference: str | None) -> str | None:
+    """ "Type/id" for relative, absolute and versioned literal references; None otherwise."""
+    if not reference:
+        return None
+    m = _REFERENCE.search(reference.strip())
+    return f"{m.group(1)}/{m.group(2)}" if m else None

@@ -1,0 +1,531 @@
+"""Text rules of the brief (4.3, 5.2, 6, 8.3, 8.5): regular expressions on word boundaries,
+case-insensitive unless a single letter is the signal (``L SI pain``).
+
+Free text never *qualifies* a condition (codes do that); it supplies runner evidence, the side of a
+coded pain, risk factors that are only ever written down, and how an MRI conclusion reads.
+Every function returns the matched words only, never the surrounding note.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from cds_service.rules.facts import Grade, Polarity, ReportReading, Side, Strength, TextTopic
+
+_I = re.IGNORECASE
+
+# ---------------------------------------------------------------------------- sentences/clauses
+_SENTENCE_SPLIT = re.compile(r"(?<=[.!?])\s+|\n+|;\s*")
+_CLAUSE_SPLIT = re.compile(r",|:|\s+but\s+|\s+however\s+|\s+although\s+|\s+now\s+", _I)
+
+
+def sentences(text: str) -> Iterator[str]:
+    for part in _SENTENCE_SPLIT.split(text):
+        if part and part.strip():
+            yield part
+
+
+def _clause_before(sentence: str, position: int) -> str:
+    """The part of the sentence's clause that comes before ``position``."""
+    head = sentence[:position]
+    cuts = [m.end() for m in _CLAUSE_SPLIT.finditer(head)]
+    return head[cuts[-1] :] if cuts else head
+
+
+def _mask(text: str, pattern: re.Pattern[str]) -> str:
+    """Blank out false-positive phrases, keeping positions."""
+    return pattern.sub(lambda m: " " * len(m.group(0)), text)
+
+
+# ---------------------------------------------------------------------------- cues
+_FAMILY = re.compile(
+    r"\b(mother|mom|mum|father|dad|parents?|sister|brother|siblings?|son|daughter|partner|wife|"
+    r"husband|spouse|boyfriend|girlfriend|friends?|coach|roommate|family)\b",
+    _I,
+)
+_FORMER = re.compile(r"\b(stopped|quit|former(ly)?|used to|no longer|gave up|retired from)\b", _I)
+_DENIAL = re.compile(r"\b(denies|denied|never|not an?|doesn'?t|does not|isn'?t|is not)\b", _I)
+_IGNORE = re.compile(
+    r"\b(no|not|unable to|can'?t|cannot|avoid(s|ing)?|without|hold(ing)?|plans? to|planning to|"
+    r"wants? to|would like to|hop(es|ing) to|considering|thinking (of|about))\b",
+    _I,
+)
+_NEGATION = re.compile(
+    r"\b(no|not|denies|denied|never|without|negative for|no evidence of|free of|absent|"
+    r"ruled out|rule out|r/o)\b",
+    _I,
+)
+
+# ---------------------------------------------------------------------------- runner (4.3)
+_RUNNER_FALSE = re.compile(
+    r"\b(running|runny) nose\b|\bnose (is )?running\b|\brunning (a )?(fever|temperature|temp)\b|"
+    r"\brunning (late|low|out( of)?|total|water|commentary|list|tab)\b|\bIV (is )?running\b|"
+    r"\b(fluids?|drip|infusion|heparin) (is |are )?running\b|"
+    r"\bup and running\b|\brun(ning)? (the )?labs?\b|\bthe runs\b|"
+    r"\bruns in (the|his|her|their) family\b|\bkeeps? running into\b|\bfront[- ]?runners?\b|"
+    r"\b(drove|drive|driving|moved|moving|flew|flying|travel(l)?ed|road[- ]trip(ped)?)\s+"
+    r"cross[- ]country\b|\bcross[- ]country ski(ing|er|s)?\b|"
+    r"\btreadmill (stress|exercise|ecg|ekg) test\b|"
+    r"\b(stress|exercise) test on (a |the )?treadmill\b|"
+    r"\b(dance|gaming|game|movie|tv|netflix|study|meeting|shopping|binge)[- ]marathon\b|"
+    r"\$\s?\d+\s?k\b|\b(on|off) track\b|\bfast[- ]track\b|\btrack record\b",
+    _I,
+)
+# "Marathon" as a place or a company (case matters: the town and the company are capitalised).
+_RUNNER_FALSE_PLACE = re.compile(
+    r"\bMarathon (County|Oil|Petroleum|Key|Health|Pharmacy|Hospital|Clinic|Street|St|Ave|Road)\b|"
+    r"\bMarathon, (FL|Florida|WI|Wisconsin|TX|Texas|NY|New York|ON|Ontario|Greece|IA|Iowa)\b"
+)
+_FORMER_PHRASES = re.compile(
+    r"\b(stopped|quit|gave up|no longer|retired from)\s+(competitive\s+|distance\s+)?"
+    r"(running|jogging|runs|jogs|to run|to jog)\b|"
+    r"(\b(former(ly)?( a)?|retired)\s+|\bex-|\bex\s+)"
+    r"((half[- ]?)?marathon\s+|distance\s+|competitive\s+)?"
+    r"(runner|jogger)\b|\bused to\s+(run|jog)\b|"
+    r"\b(denies|denied)\s+(any\s+)?(running|jogging|exercise|physical activity)\b|"
+    r"\b(does not|doesn'?t|never)\s+(run|jog|exercise)\b|\b(is\s+)?not an?\s+runner\b",
+    _I,
+)
+_RUNNING_WORD = re.compile(r"\b(run|runs|running|runner|runners|jog|jogs|jogging|jogger)\b", _I)
+
+
+@dataclass(frozen=True)
+class _RunnerPattern:
+    name: str
+    pattern: re.Pattern[str]
+    strength: Strength
+    needs: re.Pattern[str] | None = None  # another pattern the same sentence must contain
+
+
+_RUNNER_PATTERNS = (
+    _RunnerPattern(
+        "runner",
+        re.compile(
+            r"\b(((half[- ]?)?marathon|ultra(marathon)?|trail|distance|long[- ]distance|"
+            r"cross[- ]country|XC|track|road|competitive|collegiate|elite|recreational|"
+            r"masters|amateur|avid|keen)[- ])?runners?\b",
+            _I,
+        ),
+        Strength.STRONG,
+    ),
+    _RunnerPattern(
+        "runs distance",
+        re.compile(
+            r"\bruns?\s+(about\s+|~\s*|approx\.?\s+)?\d+(\.\d+)?\s*(-\s*\d+\s*)?"
+            r"(mi|miles?|km|kms|kilometers?|kilometres?|k)\b",
+            _I,
+        ),
+        Strength.STRONG,
+    ),
+    _RunnerPattern(
+        "running frequency",
+        re.compile(
+            r"\b(running|runs?|jogging|jogs?)\s+\d+\s*(-\s*\d+\s*)?(days?|x|times)\s*"
+            r"(/|per|a|each)?\s*(wk|week)?\b",
+            _I,
+        ),
+        Strength.STRONG,
+    ),
+    _RunnerPattern("jogging", re.compile(r"\b(jogs|jogging|joggers?)\b", _I), Strength.MODERATE),
+    _RunnerPattern(
+        "marathon",
+        re.compile(r"\b(half[- ]?)?marathons?\b|\bultra[- ]?marathons?\b", _I),
+        Strength.STRONG,
+    ),
+    _RunnerPattern(
+        "ultra", re.compile(r"\bultra[- ]?(runs?|running|races?|trail)\b", _I), Strength.STRONG
+    ),
+    _RunnerPattern(
+        "race distance",
+        re.compile(r"\b(5|10|15|21|42|50|100)\s?k\s+(race|run|runs|races|training)\b", _I),
+        Strength.MODERATE,
+    ),
+    _RunnerPattern("parkrun", re.compile(r"\bparkruns?\b", _I), Strength.MODERATE),
+    _RunnerPattern(
+        "running as a sport",
+        re.compile(
+            r"\b(trail|distance|long[- ]distance|road|competitive|recreational|treadmill|"
+            r"endurance|cross[- ]country)\s+running\b|"
+            r"\brunning\s+(club|team|group|coach|program(me)?|plan|shoes|mileage|volume|"
+            r"training|season|career)\b|"
+            r"\b(goes|go|went|going)\s+(for\s+(a\s+)?)?(run|runs|running|jogging|jog)\b|"
+            r"\b(enjoys|likes|loves|does|started|resumed|began|took up|takes up)\s+"
+            r"(running|jogging)\b|"
+            r"\bruns\s+(daily|regularly|every\s+day|most\s+days|on\s+(a|the)\s+treadmill|"
+            r"track|trails|competitively|recreationally)\b|"
+            r"\b(sports?|activit(y|ies)|exercise|hobb(y|ies))\s*(:|include|includes|is|are)\s*"
+            r"(\w+\s*,\s*)*(running|jogging)\b|"
+            r"\btraining for (a|an|the|her|his|their)\s+(first\s+)?"
+            r"(race|marathon|half|ultra|5k|10k)\b",
+            _I,
+        ),
+        Strength.MODERATE,
+    ),
+    _RunnerPattern(
+        "cross-country",
+        re.compile(r"\bcross[- ]country\b", _I),
+        Strength.STRONG,
+        re.compile(r"\b(runners?|running|team|season|athletes?|races?|meets?|practice)\b", _I),
+    ),
+    _RunnerPattern(
+        "XC",
+        re.compile(r"\bXC\b"),
+        Strength.STRONG,
+        re.compile(r"\b(runners?|running|team|season|athletes?|races?|meets?|practice)\b", _I),
+    ),
+    _RunnerPattern(
+        "track",
+        re.compile(
+            r"\btrack and field\b|\btrack[- ](athlete|team|practice|meet|season|runner)s?\b|"
+            r"\bruns?\s+track\b",
+            _I,
+        ),
+        Strength.STRONG,
+    ),
+    _RunnerPattern(
+        "weekly mileage",
+        re.compile(
+            r"\b\d+\s*(-\s*\d+\s*)?(mpw|mi/wk|mi/week|km/wk|km/week|miles?\s+(per|a|/)\s*(week|wk)|"
+            r"km\s+(per|a|/)\s*(week|wk)|kilomet(er|re)s\s+(per|a)\s+week)\b|"
+            r"\b(miles per week|mpw|km/week|weekly mileage|mileage)\b",
+            _I,
+        ),
+        Strength.STRONG,
+        _RUNNING_WORD,
+    ),
+)
+
+# In the valueString of a coded exercise-activity Observation the code sets the context, so a
+# bare "running" or "jogging" is enough.
+_ACTIVITY_VALUE = re.compile(r"\b(run|runs|running|jog|jogs|jogging)\b", _I)
+
+
+@dataclass(frozen=True)
+class RunnerMention:
+    polarity: Polarity
+    strength: Strength
+    phrase: str
+    rule: str
+
+
+def runner_mentions(text: str, *, activity_context: bool = False) -> list[RunnerMention]:
+    """Runner evidence in free text, with negation, subject and false-positive rules applied.
+
+    Mentions about someone else, future plans and plain negations ("no running for 6 weeks")
+    are dropped; "stopped running", "former runner", "denies running" come back as FORMER.
+    """
+    found: list[RunnerMention] = []
+    for sentence in sentences(text):
+        masked = _mask(_mask(sentence, _RUNNER_FALSE), _RUNNER_FALSE_PLACE)
+        former = _FORMER_PHRASES.search(masked)
+        if former is not None and not _FAMILY.search(_clause_before(sentence, former.start())):
+            found.append(
+                RunnerMention(Polarity.FORMER, Strength.STRONG, former.group(0), "text:former")
+            )
+            masked = _mask(masked, _FORMER_PHRASES)
+        patterns: list[_RunnerPattern] = list(_RUNNER_PATTERNS)
+        if activity_context:
+            patterns.append(
+                _RunnerPattern("exercise activity text", _ACTIVITY_VALUE, Strength.STRONG)
+            )
+        for rp in patterns:
+            if rp.needs is not None and not rp.needs.search(_mask(masked, rp.pattern)):
+                continue
+            for m in rp.pattern.finditer(masked):
+                mention = _classify(sentence, m, rp)
+                if mention is not None:
+                    found.append(mention)
+                    break
+    return found
+
+
+def _classify(sentence: str, m: re.Match[str], rp: _RunnerPattern) -> RunnerMention | None:
+    before = _clause_before(sentence, m.start())
+    phrase = m.group(0).strip()
+    if _FAMILY.search(before):
+        return None
+    if _FORMER.search(before) or _DENIAL.search(before):
+        return RunnerMention(Polarity.FORMER, rp.strength, phrase, f"text:{rp.name}")
+    if _IGNORE.search(before):
+        return None
+    return RunnerMention(Polarity.CURRENT, rp.strength, phrase, f"text:{rp.name}")
+
+
+# ---------------------------------------------------------------------------- side (5.2)
+_BILATERAL = re.compile(
+    r"\b(bilateral(ly)?|bilat|both sides|both sacroiliac|both SI|B/L|L\s*>\s*R|R\s*>\s*L|"
+    r"left and right|right and left|L\s*&\s*R)\b",
+    _I,
+)
+_LEFT_WORD = re.compile(r"\b(left|lt|left[- ]sided|left[- ]side)\b", _I)
+_LEFT_NOT_SIDE = re.compile(
+    r"\bleft\s+(work|home|school|early|the|hospital|clinic|town|after|before|for|without|"
+    r"against|ama|a message|message|voicemail|over)\b",
+    _I,
+)
+_RIGHT_WORD = re.compile(r"\b(right|rt|right[- ]sided|right[- ]side)\b", _I)
+_RIGHT_NOT_SIDE = re.compile(
+    r"\bright\s+(away|after|before|now|then|when|at|from|there|here|to\s+(be|the|refuse))\b|"
+    r"\ball right\b|\bright\?",
+    _I,
+)
+_SIDE_LETTER_TAIL = (
+    r"(?=[ -](SI|SIJ|buttock|buttocks|side|sided|LBP|sacral|sacrum|gluteal|glute|hip|"
+    r"low back|lower back|back|sciatica)\b)"
+)
+_LEFT_LETTER = re.compile(
+    r"(?<![A-Za-z0-9/])L" + _SIDE_LETTER_TAIL + r"|(?<![A-Za-z0-9/])L-sided\b"
+)
+_RIGHT_LETTER = re.compile(
+    r"(?<![A-Za-z0-9/])R" + _SIDE_LETTER_TAIL + r"|(?<![A-Za-z0-9/])R-sided\b"
+)
+_CENTRAL = re.compile(r"\b(central|centrally|midline)\b", _I)
+_UNILATERAL = re.compile(r"\b(unilateral|one[- ]sided|single[- ]sided)\b", _I)
+
+
+def side_from_text(text: str | None) -> Side | None:
+    """LEFT, RIGHT, BILATERAL, UNILATERAL or CENTRAL as written in the text; None if silent.
+
+    Traps handled: ``L4``, ``L5-S1``, ``LBP``, ``L-spine`` are lumbar, not left; ``R/O`` is "rule
+    out", not right; ``S1`` is a level, not a side; "left work early" is not a side.
+    """
+    if not text:
+        return None
+    if _BILATERAL.search(text):
+        return Side.BILATERAL
+    left = bool(_LEFT_WORD.search(_mask(text, _LEFT_NOT_SIDE)) or _LEFT_LETTER.search(text))
+    right = bool(_RIGHT_WORD.search(_mask(text, _RIGHT_NOT_SIDE)) or _RIGHT_LETTER.search(text))
+    if left and right:
+        return Side.BILATERAL
+    if left:
+        return Side.LEFT
+    if right:
+        return Side.RIGHT
+    if _UNILATERAL.search(text):
+        return Side.UNILATERAL
+    if _CENTRAL.search(text):
+        return Side.CENTRAL
+    return None
+
+
+# ---------------------------------------------------------------------------- sacrum / MRI text
+_SACRUM = re.compile(
+    r"\b(sacrum|sacral|sacra|sacral ala|ala of the sacrum)\b|\bS[1-3]\s+(vertebral\s+)?body\b", _I
+)
+_MRI_WORD = re.compile(r"\b(MR|MRI|magnetic resonance)\b", _I)
+_MRI_EXCLUDE = re.compile(r"\b(MRA|MRCP|MR angiograph(y|ic)|angiogra(m|phy))\b", _I)
+_SACRUM_REGION = re.compile(
+    r"\b(sacrum|sacral|sacroiliac|SI joints?|SIJ|pelvis|pelvic|lumbosacral|L-?S spine)\b", _I
+)
+_LUMBAR_REGION = re.compile(r"\b(lumbar|L-?spine)\b", _I)
+
+
+def names_sacrum(text: str | None) -> bool:
+    """True if the text names the sacral bone (not the sacroiliac joint)."""
+    return bool(text and _SACRUM.search(text))
+
+
+def mri_region_from_text(text: str | None) -> str | None:
+    """ "sacrum" | "lumbar" | "other" if the text names an MRI, else None."""
+    if not text or _MRI_EXCLUDE.search(text) or not _MRI_WORD.search(text):
+        return None
+    if _SACRUM_REGION.search(text):
+        return "sacrum"
+    if _LUMBAR_REGION.search(text):
+        return "lumbar"
+    return "other"
+
+
+_INJURY = re.compile(
+    r"\b(stress fractures?|stress fx|stress reactions?|fatigue fractures?|bone stress injur(y|ies)|"
+    r"BSI|(bone )?marrow o?edema|fracture line)\b",
+    _I,
+)
+_NOT_BSI = re.compile(r"\b(sacroiliitis|insufficiency)\b", _I)
+_UNCERTAIN = re.compile(
+    r"\b(no|without|negative for|no evidence of|resolved|resolving|ruled out|rule out|r/o|"
+    r"cannot exclude|can'?t exclude|cannot be excluded|not excluded|possible|possibly|"
+    r"equivocal|questionable|indeterminate|may represent|might represent|suspected|"
+    r"suspicious for|concern(ing)? for|versus|vs\.?|differential)\b|\?",
+    _I,
+)
+_UNCERTAIN_AFTER = re.compile(
+    r"\b(cannot be excluded|can'?t be excluded|not excluded|is possible|less likely|versus|vs\.?|"
+    r"ruled out|has resolved|resolved|not (seen|identified|present))\b|\?",
+    _I,
+)
+_NON_FINDING = re.compile(
+    r"\b(indication|clinical (history|indication|information)|history|reason for (exam|study)|"
+    r"comparison|technique)\s*:",
+    _I,
+)
+
+
+def read_conclusion(text: str | None) -> ReportReading:
+    """How an MRI conclusion reads for a sacral BSI (brief 8.3).
+
+    POSITIVE needs an injury term and a sacral site in one sentence with no negation or
+    uncertainty before it; the indication ("r/o sacral stress fracture") is the question, not the
+    finding, and sacroiliitis or SI-joint edema alone is not a bone stress injury.
+    """
+    if not text:
+        return ReportReading.SILENT
+    reading = ReportReading.SILENT
+    for sentence in sentences(text):
+        if _NON_FINDING.search(sentence):
+            continue
+        injury = _INJURY.search(sentence)
+        if injury is None or not _SACRUM.search(sentence):
+            continue
+        if _NOT_BSI.search(sentence) or _UNCERTAIN.search(sentence[: injury.start()]):
+            reading = ReportReading.NEGATIVE_OR_UNCERTAIN
+            continue
+        if _UNCERTAIN_AFTER.search(sentence[injury.end() :]):
+            reading = ReportReading.NEGATIVE_OR_UNCERTAIN
+            continue
+        return ReportReading.POSITIVE
+    return reading
+
+
+_FREDERICSON = re.compile(r"\bFredericson\s+(grade\s+)?([1-4])([ab])?\b", _I)
+_KAEDING = re.compile(r"\bKaeding(-Miller)?\s+(grade\s+)?(IV|V|III|II|I|[1-5])\b", _I)
+_NO_FRACTURE_LINE = re.compile(
+    r"\b(no|without)\s+(a\s+|visible\s+|discrete\s+)*fracture line\b|marrow o?edema without", _I
+)
+_FRACTURE_LINE = re.compile(r"\bfracture line\b", _I)
+_REACTION = re.compile(r"\bstress reaction\b", _I)
+_ROMAN = {"I": 1, "II": 2, "III": 3, "IV": 4, "V": 5}
+
+
+def grade_from_text(text: str | None) -> tuple[Grade | None, str | None]:
+    """(reaction | fracture, the words that said so), from a conclusion (brief 8.5)."""
+    if not text:
+        return None, None
+    m = _FREDERICSON.search(text)
+    if m:
+        number = int(m.group(2))
+        label = f"Fredericson grade {number}{(m.group(3) or '').lower()}"
+        return (Grade.FRACTURE if number == 4 else Grade.REACTION), label
+    m = _KAEDING.search(text)
+    if m:
+        raw = m.group(3).upper()
+        number = _ROMAN[raw] if raw in _ROMAN else int(raw)
+        label = f"Kaeding-Miller grade {raw}"
+        return (Grade.FRACTURE if number >= 3 else Grade.REACTION), label
+    if _NO_FRACTURE_LINE.search(text):
+        return Grade.REACTION, "no fracture line"
+    if _FRACTURE_LINE.search(text):
+        return Grade.FRACTURE, "fracture line"
+    if _REACTION.search(text):
+        return Grade.REACTION, "stress reaction"
+    return None, None
+
+
+# ---------------------------------------------------------------------------- risk text (6)
+_TOPICS: tuple[tuple[TextTopic, re.Pattern[str], bool], ...] = (
+    # (topic, pattern, apply negation/subject rules)
+    (
+        TextTopic.PRIOR_BSI,
+        re.compile(
+            r"\b(history of|hx of|h/o|prior|previous|past|old|healed|earlier)\s+(a\s+|an\s+)?"
+            r"([\w-]+\s+){0,2}(stress fractures?|stress fx|stress reactions?|"
+            r"bone stress injur(y|ies)|BSIs?)\b",
+            _I,
+        ),
+        True,
+    ),
+    (
+        TextTopic.MENSTRUAL,
+        re.compile(
+            r"\b(amenorrho?ea|oligomenorrho?ea|missed periods?|missing periods|"
+            r"irregular (periods|menses|menstruation|cycles?)|absent (periods|menses)|"
+            r"loss of (periods?|menses)|no periods?|menstrual (dysfunction|irregularit(y|ies)))\b",
+            _I,
+        ),
+        True,
+    ),
+    (
+        TextTopic.LOW_ENERGY,
+        re.compile(
+            r"\b(low energy availability|RED-?S|relative energy deficiency|disordered eating|"
+            r"restrict(ing|s|ive)\s+(food|intake|calories|eating|diet)|calorie restriction|"
+            r"eating disorder|anorexia( nervosa)?|bulimia|female athlete triad)\b",
+            _I,
+        ),
+        True,
+    ),
+    (
+        TextTopic.LOW_BMD,
+        re.compile(
+            r"\b(osteopenia|osteopenic|osteoporosis|low bone (mineral )?density|low BMD)\b", _I
+        ),
+        True,
+    ),
+    (
+        TextTopic.PAIN_WITH_IMPACT,
+        re.compile(
+            r"\bpain(ful)?\s+(with|on|when|during|while|after)\s+(single[- ]leg\s+)?"
+            r"(hopping|hops?|running|runs?|impact|jumping|jumps?|landing)\b|"
+            r"\b(worse|worsens|worsened|worsening|aggravated|provoked|increases|increased)\s+"
+            r"(with|on|by|when|during|after)\s+(running|runs?|hopping|hops?|impact|jumping)\b|"
+            r"\bhop(ping)? test\s+(is\s+)?(positive|\+|painful)|"
+            r"\bpositive\s+(single[- ]leg\s+)?hop(ping)?\s+test\b|"
+            r"\bpainful\s+(single[- ]leg\s+)?hop|"
+            r"\b(flamingo|FABER)\s+(test\s+)?(is\s+)?(positive|\+)|\bpositive\s+(flamingo|FABER)\b|"
+            r"\b(sacral|sacrum)\s+tender(ness)?\b|\btender(ness)?\s+(over|of|on)\s+the\s+sacrum\b",
+            _I,
+        ),
+        True,
+    ),
+    (
+        TextTopic.TRAINING_INCREASE,
+        re.compile(
+            r"\bincreas(ed|ing|e in)\s+(his\s+|her\s+|their\s+|weekly\s+|running\s+|training\s+)*"
+            r"(mileage|training|volume|running|miles|distance)\b|"
+            r"\b(mileage|training|volume)\s+(increase|increased|jump|spike)\b|"
+            r"\bramp(ed|ing)?\s+up\b|\bnew\s+(marathon\s+|training\s+|running\s+)?(plan|program(me)?)\b|"
+            r"\bfrom\s+\d+\s+to\s+\d+\s*(mi|miles|km|mpw)\b|\b(doubled|upped)\s+(his\s+|her\s+)?"
+            r"(mileage|training|volume)\b",
+            _I,
+        ),
+        True,
+    ),
+    (
+        TextTopic.INSIDIOUS_ONSET,
+        re.compile(
+            r"\b(gradual onset|gradually (worsening|increasing|came on)|insidious( onset)?|"
+            r"no (known\s+|specific\s+|inciting\s+|recent\s+)?(injury|trauma|fall)|"
+            r"without (any\s+)?(injury|trauma)|atraumatic|non-?traumatic|no inciting event)\b",
+            _I,
+        ),
+        False,
+    ),
+    (
+        TextTopic.NOT_IMPROVING,
+        re.compile(
+            r"\b(not improv(ing|ed)|no improvement|failed (conservative|PT|physical therapy|"
+            r"physiotherapy|physio)|despite (PT|physical therapy|physiotherapy|physio|treatment)|"
+            r"persistent despite|refractory|not getting better)\b",
+            _I,
+        ),
+        False,
+    ),
+)
+
+
+def topic_mentions(text: str) -> list[tuple[TextTopic, str]]:
+    """Risk-factor topics written in free text, once per topic, with the matched words."""
+    found: dict[TextTopic, str] = {}
+    for sentence in sentences(text):
+        for topic, pattern, guarded in _TOPICS:
+            if topic in found:
+                continue
+            for m in pattern.finditer(sentence):
+                before = _clause_before(sentence, m.start())
+                if guarded and (_FAMILY.search(before) or _NEGATION.search(before)):
+                    continue
+                found[topic] = m.group(0)
+                break
+    return list(found.items())

@@ -1,0 +1,145 @@
+"""Shared fixtures: the content, an in-process client of the app at a fixed date, golden files."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import msgspec
+import pytest
+
+from cds_service.content import Content, load_content
+from cds_service.main import create_app
+from cds_service.rules.facts import PatientFacts
+from cds_service.rules.parameters import RuleParameters
+from cds_service.rules.sacral_bsi import Assessment, assess
+from cds_service.settings import Settings
+from fhir_mappings import lean
+from fhir_mappings.patient_facts import PatientRecord, to_patient_facts
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
+SERVICE_URL = "/cds-services/sacral-bsi"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--update-golden",
+        action="store_true",
+        help="rewrite golden files from the current output (review the diff before committing)",
+    )
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def content() -> Content:
+    return load_content()
+
+
+def shared(*parts: str) -> Path:
+    """A path under ../shared/data, or skip the test with a clear message when it is absent."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(
+            f"shared test data not found at {path} (clone beside ../shared to run this test)"
+        )
+    return path
+
+
+def at(day: date) -> Callable[[], datetime]:
+    return lambda: datetime(day.year, day.month, day.day, 12, 0, tzinfo=UTC)
+
+
+def test_settings(**overrides: Any) -> Settings:
+    values: dict[str, Any] = {"database_url": "sqlite:///:memory:"}
+    values.update(overrides)
+    return Settings(**values)
+
+
+ClientFactory = Callable[..., httpx.AsyncClient]
+
+
+@pytest.fixture
+async def client_at() -> AsyncIterator[ClientFactory]:
+    """``client_at(day, **settings)``: an in-process client of a fresh app at ``day``."""
+    opened: list[httpx.AsyncClient] = []
+
+    def make(day: date = date(2025, 9, 30), **overrides: Any) -> httpx.AsyncClient:
+        app = create_app(test_settings(**overrides), clock=at(day))
+        client = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://cds.test"
+        )
+        opened.append(client)
+        return client
+
+    yield make
+    for client in opened:
+        await client.aclose()
+
+
+@pytest.fixture
+def golden(request: pytest.FixtureRequest) -> Callable[[str, Any], None]:
+    """``golden(name, value)``: compare ``value`` with tests/golden/<name>.json."""
+    update = bool(request.config.getoption("--update-golden"))
+
+    def check(name: str, value: Any) -> None:
+        path = GOLDEN_DIR / f"{name}.json"
+        text = json.dumps(value, indent=2, ensure_ascii=False, sort_keys=False) + "\n"
+        if update:
+            path.write_text(text, encoding="utf-8")
+        assert path.exists(), (
+            f"golden file {path.name} missing: run pytest --update-golden and review it"
+        )
+        assert json.loads(path.read_text(encoding="utf-8")) == value, (
+            f"output differs from golden file {path.name}; if the change is intended, run "
+            "pytest --update-golden and review the diff"
+        )
+
+    return check
+
+
+def record_of(resources: list[dict[str, Any]], pid: str) -> PatientRecord:
+    """Resources as the service decodes them (lean views), grouped into a PatientRecord."""
+    decoded = [lean.decode_resource(r["resourceType"], msgspec.json.encode(r)) for r in resources]
+    return PatientRecord(
+        patient_id=pid,
+        patient=next((r for r in decoded if isinstance(r, lean.Patient)), None),
+        conditions=tuple(r for r in decoded if isinstance(r, lean.Condition)),
+        observations=tuple(r for r in decoded if isinstance(r, lean.Observation)),
+        reports=tuple(r for r in decoded if isinstance(r, lean.DiagnosticReport)),
+        care_plans=tuple(r for r in decoded if isinstance(r, lean.CarePlan)),
+        encounters=tuple(r for r in decoded if isinstance(r, lean.Encounter)),
+    )
+
+
+def facts_of(resources: list[dict[str, Any]], content: Content, pid: str = "p1") -> PatientFacts:
+    return to_patient_facts(record_of(resources, pid), content.terminology)
+
+
+def with_parameters(content: Content, **sections: dict[str, Any]) -> RuleParameters:
+    """The content's parameters with some values replaced: suspicion={"lbp_lookback_days": 90}."""
+    params = content.parameters
+    for section, values in sections.items():
+        params = dataclasses.replace(
+            params, **{section: dataclasses.replace(getattr(params, section), **values)}
+        )
+    return params
+
+
+def assess_case(
+    resources: list[dict[str, Any]],
+    content: Content,
+    day: date,
+    pid: str = "p1",
+    params: RuleParameters | None = None,
+) -> Assessment:
+    return assess(facts_of(resources, content, pid), params or content.parameters, day)
