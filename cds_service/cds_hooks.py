@@ -70,6 +70,8 @@ def decode_request(body: bytes) -> HookRequest:
         return _raise(f"Invalid value at '{field or '$'}': {_AT.sub('', text)}.", field)
     except msgspec.DecodeError as exc:
         return _raise(f"Request body is not valid JSON: {exc}.", None)
+    except RecursionError:
+        return _raise("Request body is nested too deeply to be a CDS Hooks request.", None)
 
 
 def _raise(message: str, field: str | None) -> HookRequest:
@@ -92,7 +94,7 @@ class Source(msgspec.Struct, frozen=True, omit_defaults=True):
 class Link(msgspec.Struct, frozen=True, omit_defaults=True):
     label: str
     url: str
-    type: Literal["absolute", "smart"] = "absolute"
+    type: Literal["absolute", "smart"]
     appContext: str | None = None
 
 

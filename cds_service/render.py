@@ -76,7 +76,9 @@ def _source(content: Content) -> wire.Source:
 
 
 def _links(content: Content) -> tuple[wire.Link, ...]:
-    return tuple(wire.Link(label=link.label, url=link.url) for link in content.cards.links)
+    return tuple(
+        wire.Link(label=link.label, url=link.url, type="absolute") for link in content.cards.links
+    )
 
 
 def _numbered(items: tuple[str, ...]) -> str:

@@ -224,6 +224,8 @@ def decode_envelope(raw: bytes | msgspec.Raw) -> Envelope:
         return _ENVELOPE.decode(raw)
     except msgspec.DecodeError as exc:
         raise LeanDecodeError(str(exc)) from None
+    except RecursionError:
+        raise LeanDecodeError("JSON nested too deeply") from None
 
 
 def decode_resource(resource_type: str, raw: bytes | msgspec.Raw) -> msgspec.Struct | None:
@@ -235,4 +237,6 @@ def decode_resource(resource_type: str, raw: bytes | msgspec.Raw) -> msgspec.Str
         decoded: msgspec.Struct = decoder.decode(raw)
     except msgspec.DecodeError as exc:
         raise LeanDecodeError(str(exc)) from None
+    except RecursionError:
+        raise LeanDecodeError("JSON nested too deeply") from None
     return decoded

@@ -1,0 +1,220 @@
+"""HTTP contract, in-process: discovery, the service call, every error path, CORS."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from tests import cases
+from tests.builders import hook_request, patient, searchset
+from tests.conftest import SERVICE_URL, ClientFactory
+from tests.response_rules import assert_spec_response
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_api_discovery_lists_the_service_with_spec_prefetch_tokens(
+    client_at: ClientFactory,
+) -> None:
+    response = await client_at().get("/cds-services")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    services = response.json()["services"]
+    assert [s["id"] for s in services] == ["sacral-bsi"]
+    service = services[0]
+    assert service["hook"] == "patient-view"
+    assert service["title"]
+    assert service["description"]
+    prefetch = service["prefetch"]
+    assert set(prefetch) == {
+        "patient",
+        "conditions",
+        "observations",
+        "activityNotes",
+        "diagnosticReports",
+        "carePlans",
+    }
+    assert prefetch["patient"] == "Patient/{{context.patientId}}"
+    for template in prefetch.values():
+        tokens = {t.split("}}")[0] for t in template.split("{{")[1:]}
+        assert tokens == {"context.patientId"}, template
+    assert prefetch["conditions"].startswith("Condition?patient=")
+    assert "73985-4" in prefetch["observations"]
+    assert "39156-5" in prefetch["observations"]
+    assert prefetch["diagnosticReports"].startswith("DiagnosticReport?patient=")
+    assert prefetch["carePlans"].startswith("CarePlan?patient=")
+
+
+async def test_api_suspect_card_for_maya(client_at: ClientFactory) -> None:
+    body = hook_request(cases.maya_before_mri(), pid="maya")
+    response = await client_at(cases.MAYA_SUSPECT_DAY).post(SERVICE_URL, json=body)
+    assert response.status_code == 200
+    payload = response.json()
+    assert_spec_response(payload)
+    (card,) = payload["cards"]
+    assert "sacral" in card["summary"]
+    assert "stress" in card["summary"]
+    assert card["indicator"] == "warning"
+    assert card["selectionBehavior"] == "at-most-one"
+
+
+async def test_api_no_card_is_an_empty_list(client_at: ClientFactory) -> None:
+    response = await client_at().post(SERVICE_URL, json=hook_request(cases.daniel(), pid="daniel"))
+    assert response.status_code == 200
+    assert response.json() == {"cards": []}
+
+
+# ---------------------------------------------------------------------------- client errors
+async def test_api_malformed_json_is_400_operation_outcome(client_at: ClientFactory) -> None:
+    response = await client_at().post(
+        SERVICE_URL, content=b'{"hook": patient-view', headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 400
+    body = response.json()
+    assert body["resourceType"] == "OperationOutcome"
+    assert body["issue"][0]["code"] == "invalid"
+    assert "not valid JSON" in body["issue"][0]["details"]["text"]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "field"),
+    [
+        (lambda b: b.update(hook="order-select"), "hook"),
+        (lambda b: b["context"].pop("patientId"), "context.patientId"),
+        (lambda b: b["context"].update(patientId=""), "context.patientId"),
+        (lambda b: b.pop("hookInstance"), "hookInstance"),
+        (lambda b: b.pop("hook"), "hook"),
+        (lambda b: b.pop("context"), "context"),
+        (lambda b: b.update(context="p1"), "context"),
+        (lambda b: b.update(fhirServer="not a url"), "fhirServer"),
+        (lambda b: b.update(prefetch=[1, 2]), "prefetch"),
+        (lambda b: b["prefetch"].update(conditions="hello"), "prefetch.conditions"),
+        (lambda b: b["prefetch"].update(conditions={"entry": []}), "prefetch.conditions"),
+        (
+            lambda b: b.update(fhirAuthorization={"access_token": "t", "token_type": "Bearer"}),
+            "fhirServer",
+        ),
+    ],
+)
+async def test_api_request_not_matching_the_spec_is_400_naming_the_field(
+    client_at: ClientFactory, mutate: Any, field: str
+) -> None:
+    body = hook_request(cases.daniel(), pid="daniel")
+    mutate(body)
+    response = await client_at().post(SERVICE_URL, json=body)
+    assert response.status_code == 400, response.text
+    issue = response.json()["issue"][0]
+    assert issue["expression"] == [field]
+    assert issue["details"]["text"]
+
+
+async def test_api_json_that_is_not_an_object_is_400(client_at: ClientFactory) -> None:
+    response = await client_at().post(SERVICE_URL, content=b"[1,2,3]")
+    assert response.status_code == 400
+    assert response.json()["resourceType"] == "OperationOutcome"
+
+
+async def test_api_unknown_service_is_404(client_at: ClientFactory) -> None:
+    response = await client_at().post(
+        "/cds-services/nope", json=hook_request(cases.daniel(), pid="daniel")
+    )
+    assert response.status_code == 404
+    assert response.json()["issue"][0]["code"] == "not-found"
+
+
+async def test_api_unknown_path_is_404_json(client_at: ClientFactory) -> None:
+    response = await client_at().get("/nothing-here")
+    assert response.status_code == 404
+    assert response.json()["resourceType"] == "OperationOutcome"
+
+
+async def test_api_get_on_service_is_405_json(client_at: ClientFactory) -> None:
+    response = await client_at().get(SERVICE_URL)
+    assert response.status_code == 405
+    assert response.json()["resourceType"] == "OperationOutcome"
+
+
+async def test_api_body_over_limit_is_413(client_at: ClientFactory) -> None:
+    body = json.dumps(hook_request(cases.daniel(), pid="daniel")).encode()
+    response = await client_at(max_body_bytes=1024).post(SERVICE_URL, content=body + b" " * 2048)
+    assert response.status_code == 413
+    assert response.json()["issue"][0]["code"] == "too-costly"
+
+
+async def test_api_deeply_nested_json_is_a_client_error_not_a_crash(
+    client_at: ClientFactory,
+) -> None:
+    deep = (
+        b'{"hook":"patient-view","hookInstance":"x","context":{"patientId":"p"},"prefetch":{"x":'
+        + b"[" * 5000
+        + b"]" * 5000
+        + b"}}"
+    )
+    response = await client_at().post(SERVICE_URL, content=deep)
+    assert response.status_code in (400, 412)
+    assert response.json()["resourceType"] == "OperationOutcome"
+
+
+async def test_api_unknown_request_fields_are_ignored(client_at: ClientFactory) -> None:
+    body = hook_request(cases.maya_before_mri(), pid="maya")
+    body["extension"] = {"com.example.timestamp": "2017-11-27T22:13:25Z"}
+    body["context"]["extension"] = {"x": 1}
+    body["somethingNew"] = [1]
+    response = await client_at(cases.MAYA_SUSPECT_DAY).post(SERVICE_URL, json=body)
+    assert response.status_code == 200
+    assert len(response.json()["cards"]) == 1
+
+
+# ---------------------------------------------------------------------------- CORS
+async def test_api_cors_preflight_allows_authorization_and_content_type(
+    client_at: ClientFactory,
+) -> None:
+    response = await client_at().options(
+        SERVICE_URL,
+        headers={
+            "Origin": "https://sandbox.cds-hooks.org",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization, content-type",
+        },
+    )
+    assert response.status_code == 200
+    allowed = response.headers["access-control-allow-headers"].lower()
+    assert "authorization" in allowed
+    assert "content-type" in allowed
+    assert response.headers["access-control-allow-origin"] in ("*", "https://sandbox.cds-hooks.org")
+    assert "POST" in response.headers["access-control-allow-methods"]
+
+
+async def test_api_cors_origins_are_a_setting(client_at: ClientFactory) -> None:
+    client = client_at(cors_allow_origins=("https://ehr.example",))
+    headers = {
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "content-type",
+    }
+    allowed = await client.options(
+        SERVICE_URL, headers={"Origin": "https://ehr.example", **headers}
+    )
+    refused = await client.options(
+        SERVICE_URL, headers={"Origin": "https://evil.example", **headers}
+    )
+    assert allowed.headers["access-control-allow-origin"] == "https://ehr.example"
+    assert refused.status_code == 400
+    simple = await client.get("/cds-services", headers={"Origin": "https://ehr.example"})
+    assert simple.headers["access-control-allow-origin"] == "https://ehr.example"
+
+
+# ---------------------------------------------------------------------------- health
+async def test_api_health_endpoints(client_at: ClientFactory) -> None:
+    client = client_at()
+    assert (await client.get("/healthz")).json() == {"status": "ok"}
+    assert (await client.get("/readyz")).status_code == 200
+
+
+async def test_api_patient_prefetch_may_be_a_bundle(client_at: ClientFactory) -> None:
+    body = hook_request(cases.maya_before_mri(), pid="maya")
+    body["prefetch"]["patient"] = searchset([patient("maya", "female", "2005-03-01")])
+    response = await client_at(cases.MAYA_SUSPECT_DAY).post(SERVICE_URL, json=body)
+    assert response.status_code == 200
+    assert len(response.json()["cards"]) == 1

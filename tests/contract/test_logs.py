@@ -1,0 +1,52 @@
+"""Logs: one JSON line per hook call, with what happened and never patient data."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+
+import pytest
+
+from cds_service.logs import LOGGER_NAME, JsonFormatter
+from tests import cases
+from tests.builders import hook_request
+from tests.conftest import SERVICE_URL, ClientFactory
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_logs_hook_call_line_has_outcome_and_no_patient_data(
+    client_at: ClientFactory,
+) -> None:
+    record = cases.maya_before_mri()
+    record[0]["name"] = [{"family": "Quintero-Lindqvist", "given": ["Maya"]}]
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger(LOGGER_NAME)
+    logger.addHandler(handler)
+    try:
+        client = client_at(cases.MAYA_SUSPECT_DAY)
+        ok = hook_request(record, pid="maya")
+        await client.post(SERVICE_URL, json=ok)
+        bad = hook_request(record, pid="maya")
+        bad["prefetch"]["conditions"] = {
+            "resourceType": "Bundle",
+            "entry": [{"resource": {"resourceType": "Condition", "code": "maya 2005-03-01"}}],
+        }
+        await client.post(SERVICE_URL, json=bad)
+    finally:
+        logger.removeHandler(handler)
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    calls = [line for line in lines if line["event"] == "hook_call"]
+    assert [c["status"] for c in calls] == [200, 400]
+    assert calls[0]["hookInstance"] == ok["hookInstance"]
+    assert calls[0]["outcome"] == "suspect"
+    assert calls[0]["cards"] == 1
+    assert calls[0]["prefetched"] == 6
+    assert calls[0]["fetched"] == 0
+    assert isinstance(calls[0]["latencyMs"], float)
+    text = stream.getvalue()
+    for secret in ("maya", "Maya", "Quintero", "2005-03-01", "si-1", "Sacroiliitis"):
+        assert secret not in text, secret
