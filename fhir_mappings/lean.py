@@ -67,7 +67,7 @@ class Meta(msgspec.Struct, frozen=True):
     lastUpdated: str | None = None
 
 
-class Patient(msgspec.Struct, frozen=True):
+class Patient(msgspec.Struct, frozen=True, tag_field="resourceType", tag="Patient"):
     id: str | None = None
     gender: str | None = None
     birthDate: str | None = None
@@ -78,7 +78,7 @@ class ConditionEvidence(msgspec.Struct, frozen=True):
     detail: tuple[Reference, ...] = ()
 
 
-class Condition(msgspec.Struct, frozen=True):
+class Condition(msgspec.Struct, frozen=True, tag_field="resourceType", tag="Condition"):
     id: str | None = None
     clinicalStatus: CodeableConcept | None = None
     verificationStatus: CodeableConcept | None = None
@@ -106,7 +106,7 @@ class ObservationComponent(msgspec.Struct, frozen=True):
     valueString: str | None = None
 
 
-class Observation(msgspec.Struct, frozen=True):
+class Observation(msgspec.Struct, frozen=True, tag_field="resourceType", tag="Observation"):
     id: str | None = None
     status: str | None = None
     category: tuple[CodeableConcept, ...] = ()
@@ -123,7 +123,9 @@ class Observation(msgspec.Struct, frozen=True):
     focus: tuple[Reference, ...] = ()
 
 
-class DiagnosticReport(msgspec.Struct, frozen=True):
+class DiagnosticReport(
+    msgspec.Struct, frozen=True, tag_field="resourceType", tag="DiagnosticReport"
+):
     id: str | None = None
     status: str | None = None
     category: tuple[CodeableConcept, ...] = ()
@@ -135,7 +137,7 @@ class DiagnosticReport(msgspec.Struct, frozen=True):
     conclusionCode: tuple[CodeableConcept, ...] = ()
 
 
-class CarePlan(msgspec.Struct, frozen=True):
+class CarePlan(msgspec.Struct, frozen=True, tag_field="resourceType", tag="CarePlan"):
     id: str | None = None
     status: str | None = None
     intent: str | None = None
@@ -146,7 +148,7 @@ class CarePlan(msgspec.Struct, frozen=True):
     supportingInfo: tuple[Reference, ...] = ()
 
 
-class Encounter(msgspec.Struct, frozen=True):
+class Encounter(msgspec.Struct, frozen=True, tag_field="resourceType", tag="Encounter"):
     id: str | None = None
     period: Period | None = None
     reasonCode: tuple[CodeableConcept, ...] = ()
@@ -158,7 +160,9 @@ class OperationOutcomeIssue(msgspec.Struct, frozen=True):
     diagnostics: str | None = None
 
 
-class OperationOutcome(msgspec.Struct, frozen=True):
+class OperationOutcome(
+    msgspec.Struct, frozen=True, tag_field="resourceType", tag="OperationOutcome"
+):
     issue: tuple[OperationOutcomeIssue, ...] = ()
 
 
@@ -205,18 +209,48 @@ READ_TYPES: dict[str, type[msgspec.Struct]] = {
     "Encounter": Encounter,
     "OperationOutcome": OperationOutcome,
 }
+ReadResource = (
+    Patient | Condition | Observation | DiagnosticReport | CarePlan | Encounter | OperationOutcome
+)
+
+
+class TypedEntry(msgspec.Struct, frozen=True):
+    resource: ReadResource | None = None
+    search: BundleSearch | None = None
+
+
+class TypedBundle(msgspec.Struct, frozen=True, tag_field="resourceType", tag="Bundle"):
+    type: str | None = None
+    link: tuple[BundleLink, ...] = ()
+    entry: tuple[TypedEntry, ...] = ()
+
 
 _DECODERS: dict[str, msgspec.json.Decoder[Any]] = {
     name: msgspec.json.Decoder(model, strict=False) for name, model in READ_TYPES.items()
 }
 _ENVELOPE = msgspec.json.Decoder(Envelope, strict=False)
+# One strict pass over a whole Bundle of the types the rule reads: the common case, and the
+# fast one. Anything else (another resource type inside, a number sent as a string, a shape
+# error) falls back to the lenient two-step path, which also gives the precise error.
+_FAST = msgspec.json.Decoder(TypedBundle | ReadResource)
 
 
 class LeanDecodeError(ValueError):
-    """A resource did not have the shape FHIR R4 gives it. ``path`` is a JSON path inside it."""
+    """A resource did not have the shape FHIR R4 gives it."""
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
+
+def resource_type(resource: msgspec.Struct) -> str:
+    tag = resource.__struct_config__.tag
+    return tag if isinstance(tag, str) else type(resource).__name__
+
+
+def decode_fast(raw: bytes | msgspec.Raw) -> TypedBundle | ReadResource | None:
+    """The value decoded in one strict pass, or None when it needs the lenient path."""
+    try:
+        decoded: TypedBundle | ReadResource = _FAST.decode(raw)
+    except (msgspec.DecodeError, RecursionError):
+        return None
+    return decoded
 
 
 def decode_envelope(raw: bytes | msgspec.Raw) -> Envelope:

@@ -152,12 +152,16 @@ class _Mapper:
             c.onsetPeriod.start if c.onsetPeriod else None
         )
         recorded = parse_date(c.recordedDate)
-        when = onset or recorded
+        encounter_date = self.encounter_dates.get(
+            normalise_reference(c.encounter.reference if c.encounter else None) or ""
+        )
+        when = onset or recorded or encounter_date
         label = _label(c.code)
+        kinds = self.terms.valuesets_of(c.code)
         for vs_id, group in _PAIN_VALUESETS:
-            match = self.terms.match(vs_id, c.code)
+            match = self.terms.match(vs_id, c.code) if vs_id in kinds else None
             if match is not None:
-                side, side_source = self._pain_side(c, match)
+                side, side_source = self._pain_side(c)
                 pains.append(
                     PainCondition(
                         source=source,
@@ -168,10 +172,7 @@ class _Mapper:
                         verification=verification,
                         onset=onset,
                         recorded=recorded,
-                        encounter_date=self.encounter_dates.get(
-                            normalise_reference(c.encounter.reference if c.encounter else None)
-                            or ""
-                        ),
+                        encounter_date=encounter_date,
                         abated=parse_date(c.abatementDateTime)
                         or parse_date(c.abatementPeriod.end if c.abatementPeriod else None)
                         or parse_date(c.abatementPeriod.start if c.abatementPeriod else None),
@@ -180,7 +181,11 @@ class _Mapper:
                     )
                 )
                 break
-        activity = self.terms.match("activity_code_running", c.code)
+        activity = (
+            self.terms.match("activity_code_running", c.code)
+            if "activity_code_running" in kinds
+            else None
+        )
         if activity is not None:
             self.runner.append(
                 RunnerEvidence(
@@ -193,9 +198,9 @@ class _Mapper:
                     code=_code(activity),
                 )
             )
-        sacral_site = self._sacral_site(c)
+        sacral_site = self._sacral_site(c) if kinds else False
         for vs_id, kind in _RISK_VALUESETS:
-            match = self.terms.match(vs_id, c.code)
+            match = self.terms.match(vs_id, c.code) if vs_id in kinds else None
             if match is not None:
                 risks.append(
                     RiskCondition(
@@ -285,19 +290,20 @@ class _Mapper:
             if (report := self.reports_by_ref.get(normalise_reference(detail.reference) or ""))
         )
 
-    def _pain_side(self, c: lean.Condition, match: Match) -> tuple[Side, SideSource | None]:
-        """Brief 5.2, in order, stopping at the first clear answer."""
-        inherent: str | None = (
-            self.terms.inherent_side.get(normalise_icd10(match.code))
-            if match.system == "icd10cm"
-            else None
-        )
-        if inherent is None:
-            inherent = self.terms.laterality_qualifiers.get(
-                match.refinements.get(self.terms.laterality_attribute, "")
+    def _pain_side(self, c: lean.Condition) -> tuple[Side, SideSource | None]:
+        """Brief 5.2, in order, stopping at the first clear answer. Step 1 looks at every coding
+        (an EHR may send SNOMED CT low back pain beside ICD-10-CM M54.42)."""
+        for coding in c.code.coding if c.code else ():
+            known = self.terms.lookup(coding)
+            inherent = (
+                self.terms.inherent_side.get(normalise_icd10(known.shown))
+                if known.system == "icd10cm"
+                else self.terms.laterality_qualifiers.get(
+                    known.refinements.get(self.terms.laterality_attribute, "")
+                )
             )
-        if inherent is not None:
-            return _SIDES[inherent], SideSource.CODE
+            if inherent is not None:
+                return _SIDES[inherent], SideSource.CODE
         side, found = self._body_site_side(c)
         if found:
             return side, SideSource.BODY_SITE
@@ -355,8 +361,9 @@ class _Mapper:
 
     # ------------------------------------------------------------------ observations
     def _observation(self, o: lean.Observation) -> list[Measurement]:
-        if o.status in _OBSERVATION_VOID:
-            return []
+        kinds = self.terms.valuesets_of(o.code)
+        if not (kinds or o.valueString or o.note or o.component) or o.status in _OBSERVATION_VOID:
+            return []  # a vital sign or lab the rule does not read: most of a record
         source = f"Observation/{o.id}"
         when = (
             parse_date(o.effectiveDateTime)
@@ -365,28 +372,28 @@ class _Mapper:
             or parse_date(o.issued)
         )
         usable = o.status is None or o.status in _OBSERVATION_OK
-        activity = self.terms.match("exercise_activity", o.code)
-        if usable and activity is not None:
+        activity = "exercise_activity" in kinds
+        if usable and activity:
             self._exercise_activity(o.valueCodeableConcept, o.valueString, when, source)
-        for component in o.component:
-            if usable and self.terms.match("exercise_activity", component.code) is not None:
-                self._exercise_activity(
-                    component.valueCodeableConcept, component.valueString, when, source
-                )
-        if activity is None:
+        if not activity:
             self._read_text(o.valueString, when, source)
         for note in o.note:
             self._read_text(note.text, parse_date(note.time) or when, source)
-        if not usable or when is None:
-            return []
         out: list[Measurement] = []
-        measured = self._measure(o.code, o.valueQuantity, when, source)
-        if measured is not None:
-            out.append(measured)
-        for component in o.component:
-            measured = self._measure(component.code, component.valueQuantity, when, source)
+        if usable and when is not None and o.valueQuantity is not None:
+            measured = self._measure(kinds, o.valueQuantity, when, source)
             if measured is not None:
                 out.append(measured)
+        for component in o.component if usable else ():
+            component_kinds = self.terms.valuesets_of(component.code)
+            if "exercise_activity" in component_kinds:
+                self._exercise_activity(
+                    component.valueCodeableConcept, component.valueString, when, source
+                )
+            elif when is not None and component.valueQuantity is not None:
+                measured = self._measure(component_kinds, component.valueQuantity, when, source)
+                if measured is not None:
+                    out.append(measured)
         return out
 
     def _exercise_activity(
@@ -426,30 +433,28 @@ class _Mapper:
 
     def _measure(
         self,
-        code: lean.CodeableConcept | None,
-        quantity: lean.Quantity | None,
+        kinds: frozenset[str],
+        quantity: lean.Quantity,
         when: date,
         source: str,
     ) -> Measurement | None:
-        if quantity is None or quantity.value is None:
+        if quantity.value is None or not kinds:
             return None
         value = float(quantity.value)
         unit = (quantity.code or quantity.unit or "").strip()
         kind: MeasureKind | None = None
-        if self.terms.match("bmi", code):
+        if "bmi" in kinds:
             kind = MeasureKind.BMI
-        elif self.terms.match("bmi_percentile", code):
+        elif "bmi_percentile" in kinds:
             kind = MeasureKind.BMI_PERCENTILE
-        elif self.terms.match("body_weight", code):
+        elif "body_weight" in kinds:
             kind, value = MeasureKind.WEIGHT_KG, value * _KG.get(unit, 1.0)
-        elif self.terms.match("body_height", code):
+        elif "body_height" in kinds:
             kind, value = MeasureKind.HEIGHT_CM, value * _CM.get(unit, 1.0)
-        elif self.terms.match("vitamin_d_mass", code) or self.terms.match("vitamin_d_molar", code):
-            molar = "mol" in unit.lower() or (
-                not unit and self.terms.match("vitamin_d_molar", code) is not None
-            )
+        elif "vitamin_d_mass" in kinds or "vitamin_d_molar" in kinds:
+            molar = "mol" in unit.lower() or (not unit and "vitamin_d_molar" in kinds)
             kind, value = MeasureKind.VITAMIN_D_NG_ML, value / _NMOL_PER_NG if molar else value
-        elif self.terms.match("exercise_minutes_per_week", code):
+        elif "exercise_minutes_per_week" in kinds:
             kind = MeasureKind.EXERCISE_MIN_PER_WEEK
         if kind is None:
             return None
@@ -497,12 +502,12 @@ class _Mapper:
             when=parse_date(r.effectiveDateTime)
             or parse_date(r.effectivePeriod.start if r.effectivePeriod else None)
             or parse_date(r.issued),
-            conclusion_names_sacrum=text_rules.names_sacrum(conclusion),
+            conclusion_names_sacrum=text_rules.mentions_sacrum(conclusion),
             reading=text_rules.read_conclusion(conclusion) if conclusion else ReportReading.SILENT,
             coded_sacral_bsi=bool(sacral_evidence),
             grade=grade,
             grade_text=grade_text,
-            side=text_rules.side_from_text(conclusion) or Side.UNKNOWN,
+            side=text_rules.side_from_text(text_rules.sacral_sentences(conclusion)) or Side.UNKNOWN,
         )
 
     # ------------------------------------------------------------------ care plans / text

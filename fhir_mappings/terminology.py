@@ -90,13 +90,28 @@ def parse_snomed_expression(code: str) -> tuple[tuple[str, ...], dict[str, str]]
     focus_part, _, refinement_part = text.partition(":")
     focus = tuple(f for f in focus_part.split("+") if f)
     refinements: dict[str, str] = {}
-    for item in re.split(r"[,{}]", refinement_part):
-        attribute, sep, value = item.partition("=")
-        if sep and attribute:
-            value_id = re.match(r"\(?(\d+)", value)
-            if value_id:
-                refinements.setdefault(attribute, value_id.group(1))
+    for attribute, value in _REFINEMENT.findall(refinement_part):
+        refinements.setdefault(attribute, value)
     return focus, refinements
+
+
+# attribute=value anywhere in the refinement, nested ones included:
+# 279039007:363698007=(52612000:272741003=7771000) -> 363698007=52612000, 272741003=7771000
+_REFINEMENT = re.compile(r"(\d+)=\(?(\d+)")
+
+
+@dataclass(frozen=True)
+class _Lookup:
+    """What one coding is, computed once per (system, code) and cached."""
+
+    system: str | None  # system key
+    shown: str  # the code to show (upper-cased ICD-10-CM, or the SNOMED focus concept)
+    refinements: Mapping[str, str]
+    valuesets: frozenset[str]
+
+
+_NO_LOOKUP = _Lookup(None, "", {}, frozenset())
+_CACHE_LIMIT = 100_000
 
 
 class Terminology:
@@ -123,6 +138,15 @@ class Terminology:
                     exact[(entry.system, norm)] = entry
             self._exact[vs_id] = exact
             self._prefix[vs_id] = prefix
+        self._by_code: dict[tuple[str, str], set[str]] = {}
+        self._prefixes: dict[str, list[tuple[str, str]]] = {}
+        for vs_id, table in self._exact.items():
+            for key in table:
+                self._by_code.setdefault(key, set()).add(vs_id)
+        for vs_id, prefixes in self._prefix.items():
+            for system, pre, _ in prefixes:
+                self._prefixes.setdefault(system, []).append((pre, vs_id))
+        self._cache: dict[tuple[str, str], _Lookup] = {}
         self.inherent_side = {normalise_icd10(k): v for k, v in spec.inherent_side.items()}
         lat = spec.laterality
         self.laterality_attribute = lat.attribute.code
@@ -142,32 +166,66 @@ class Terminology:
         """Exact codes of one system in a value set (for search parameters)."""
         return tuple(sorted(code for (sys, code) in self._exact[vs_id] if sys == system))
 
-    def match_coding(self, vs_id: str, coding: Coding) -> Match | None:
-        system = self.system_key(coding.system)
-        if system is None or not coding.code:
-            return None
+    def lookup(self, coding: Coding) -> _Lookup:
+        """The value sets a coding belongs to (cached: codes repeat across resources)."""
+        if not coding.code or not coding.system:
+            return _NO_LOOKUP
+        key = (coding.system, coding.code)
+        found = self._cache.get(key)
+        if found is None:
+            found = self._compute(coding.system, coding.code)
+            if len(self._cache) >= _CACHE_LIMIT:
+                self._cache.clear()
+            self._cache[key] = found
+        return found
+
+    def _compute(self, uri: str, raw: str) -> _Lookup:
+        system = self.system_key(uri)
+        if system is None:
+            return _NO_LOOKUP
         refinements: dict[str, str] = {}
-        candidates: tuple[str, ...]
-        if system == "snomed" and not coding.code.strip().isdigit():
-            candidates, refinements = parse_snomed_expression(coding.code)
+        if system == "snomed" and not raw.strip().isdigit():
+            candidates, refinements = parse_snomed_expression(raw)
         else:
-            candidates = (self._normalise(system, coding.code),)
-        exact = self._exact[vs_id]
+            candidates = (self._normalise(system, raw),)
+        valuesets: set[str] = set()
         for code in candidates:
-            entry = exact.get((system, code))
-            if entry is None:
-                entry = next(
-                    (
-                        e
-                        for sys, pre, e in self._prefix[vs_id]
-                        if sys == system and code.startswith(pre)
-                    ),
-                    None,
-                )
-            if entry is not None:
-                shown = code if system != "icd10cm" else coding.code.strip().upper()
-                return Match(system, shown, coding.display or entry.display, refinements)
-        return None
+            valuesets |= self._by_code.get((system, code), set())
+            valuesets |= {vs for pre, vs in self._prefixes.get(system, ()) if code.startswith(pre)}
+        shown = (
+            raw.strip().upper() if system == "icd10cm" else (candidates[0] if candidates else raw)
+        )
+        return _Lookup(system, shown, refinements, frozenset(valuesets))
+
+    def valuesets_of(self, concept: CodeableConcept | None) -> frozenset[str]:
+        """Every value set any coding of the concept belongs to."""
+        if concept is None or not concept.coding:
+            return frozenset()
+        if len(concept.coding) == 1:
+            return self.lookup(concept.coding[0]).valuesets
+        return frozenset().union(*(self.lookup(c).valuesets for c in concept.coding))
+
+    def match_coding(self, vs_id: str, coding: Coding) -> Match | None:
+        found = self.lookup(coding)
+        if vs_id not in found.valuesets or found.system is None:
+            return None
+        display = coding.display or self._display(vs_id, found)
+        return Match(found.system, found.shown, display, found.refinements)
+
+    def _display(self, vs_id: str, found: _Lookup) -> str | None:
+        assert found.system is not None
+        code = self._normalise(found.system, found.shown)
+        entry = self._exact[vs_id].get((found.system, code))
+        if entry is None:
+            entry = next(
+                (
+                    e
+                    for sys, pre, e in self._prefix[vs_id]
+                    if sys == found.system and code.startswith(pre)
+                ),
+                None,
+            )
+        return entry.display if entry else None
 
     def match(self, vs_id: str, concept: CodeableConcept | None) -> Match | None:
         """First coding of ``concept`` in value set ``vs_id`` (every coding is checked)."""

@@ -27,10 +27,38 @@ def sentences(text: str) -> Iterator[str]:
             yield part
 
 
+_SCOPE_SPLIT = re.compile(r"\s+(and|who|which|that|in|for)\s+", _I)
+_SUBJECT_SPLIT = re.compile(r"\s+(and|but)\s+|;", _I)
+_WINDOW_WORDS = 4
+
+
 def _clause_before(sentence: str, position: int) -> str:
     """The part of the sentence's clause that comes before ``position``."""
     head = sentence[:position]
     cuts = [m.end() for m in _CLAUSE_SPLIT.finditer(head)]
+    return head[cuts[-1] :] if cuts else head
+
+
+def _cue_window(sentence: str, position: int, *, narrow: bool = True) -> str:
+    """Where a negation cue must sit to apply to the term at ``position`` (NegEx-like): the same
+    clause, at most four words before the term, and (``narrow``, for notes about a person) not
+    across "and"/"who"/"in"."""
+    head = _clause_before(sentence, position)
+    cuts = [m.end() for m in _SCOPE_SPLIT.finditer(head)] if narrow else []
+    head = head[cuts[-1] :] if cuts else head
+    return " ".join(head.split()[-_WINDOW_WORDS:])
+
+
+def _after_window(text: str, words: int = 5) -> str:
+    """The first few words after a term, up to the end of its clause, for postfix cues
+    ("... is not seen", "...: none")."""
+    return " ".join(re.split(r"[.;,]", text, maxsplit=1)[0].split()[:words])
+
+
+def _subject_before(sentence: str, position: int) -> str:
+    """The text whose subject the term shares: the sentence before it, back to "and"/"but"."""
+    head = sentence[:position]
+    cuts = [m.end() for m in _SUBJECT_SPLIT.finditer(head)]
     return head[cuts[-1] :] if cuts else head
 
 
@@ -70,7 +98,23 @@ _RUNNER_FALSE = re.compile(
     r"\btreadmill (stress|exercise|ecg|ekg) test\b|"
     r"\b(stress|exercise) test on (a |the )?treadmill\b|"
     r"\b(dance|gaming|game|movie|tv|netflix|study|meeting|shopping|binge)[- ]marathon\b|"
-    r"\$\s?\d+\s?k\b|\b(on|off) track\b|\bfast[- ]track\b|\btrack record\b",
+    r"\$\s?\d+\s?k\b|\b(on|off) track\b|\bfast[- ]track\b|\btrack record\b|"
+    r"\brunner'?s knee\b|\b(XC|cross[- ]country) ski(ing|er|ers|s)?( team)?\b|"
+    r"\bmarathon\s+(session|meeting|surgery|surgeries|case|cases|operation|shift|day|call|"
+    r"study|studying|clinic|night)s?\b",
+    _I,
+)
+# Sports that make "XC" / "cross-country" something other than running.
+_OTHER_XC_SPORT = re.compile(
+    r"\b(ski|skis|skiing|skier|mountain bik(e|es|ing)|MTB|cycling|bikes?|biking|riding|"
+    r"equestrian)\b",
+    _I,
+)
+# Stopping *because of* the pain or injury is the typical presentation, not a former runner.
+_STOPPED_FOR_PAIN = re.compile(
+    r"\b(because of|due to|d/t|secondary to|since|from|with)\s+"
+    r"(the\s+|his\s+|her\s+|their\s+|this\s+)?"
+    r"([\w-]+\s+){0,3}(pain|injury|injuries|symptoms|fracture|ache|discomfort)\b",
     _I,
 )
 # "Marathon" as a place or a company (case matters: the town and the company are capitalised).
@@ -83,7 +127,7 @@ _FORMER_PHRASES = re.compile(
     r"(running|jogging|runs|jogs|to run|to jog)\b|"
     r"(\b(former(ly)?( a)?|retired)\s+|\bex-|\bex\s+)"
     r"((half[- ]?)?marathon\s+|distance\s+|competitive\s+)?"
-    r"(runner|jogger)\b|\bused to\s+(run|jog)\b|"
+    r"(runner|jogger|marathoner)\b|\bused to\s+(run|jog)\b|"
     r"\b(denies|denied)\s+(any\s+)?(running|jogging|exercise|physical activity)\b|"
     r"\b(does not|doesn'?t|never)\s+(run|jog|exercise)\b|\b(is\s+)?not an?\s+runner\b",
     _I,
@@ -131,7 +175,7 @@ _RUNNER_PATTERNS = (
     _RunnerPattern("jogging", re.compile(r"\b(jogs|jogging|joggers?)\b", _I), Strength.MODERATE),
     _RunnerPattern(
         "marathon",
-        re.compile(r"\b(half[- ]?)?marathons?\b|\bultra[- ]?marathons?\b", _I),
+        re.compile(r"\b(half[- ]?)?marathon(s|ers?)?\b|\bultra[- ]?marathon(s|ers?)?\b", _I),
         Strength.STRONG,
     ),
     _RunnerPattern(
@@ -153,7 +197,7 @@ _RUNNER_PATTERNS = (
             r"\b(goes|go|went|going)\s+(for\s+(a\s+)?)?(run|runs|running|jogging|jog)\b|"
             r"\b(enjoys|likes|loves|does|started|resumed|began|took up|takes up)\s+"
             r"(running|jogging)\b|"
-            r"\bruns\s+(daily|regularly|every\s+day|most\s+days|on\s+(a|the)\s+treadmill|"
+            r"\bruns\s+(daily|regularly|every\s+day|most\s+days|on\s+(a\s+|the\s+)?treadmill|"
             r"track|trails|competitively|recreationally)\b|"
             r"\b(sports?|activit(y|ies)|exercise|hobb(y|ies))\s*(:|include|includes|is|are)\s*"
             r"(\w+\s*,\s*)*(running|jogging)\b|"
@@ -187,8 +231,9 @@ _RUNNER_PATTERNS = (
     _RunnerPattern(
         "weekly mileage",
         re.compile(
-            r"\b\d+\s*(-\s*\d+\s*)?(mpw|mi/wk|mi/week|km/wk|km/week|miles?\s+(per|a|/)\s*(week|wk)|"
-            r"km\s+(per|a|/)\s*(week|wk)|kilomet(er|re)s\s+(per|a)\s+week)\b|"
+            r"\b\d+\s*(-\s*\d+\s*)?(mpw|mi\s*/\s*wk|mi\s*/\s*week|km\s*/\s*wk|km\s*/\s*week|"
+            r"miles?\s*(per\s+|a\s+|/\s*)(week|wk)|km\s*(per\s+|a\s+|/\s*)(week|wk)|"
+            r"kilomet(er|re)s\s+(per|a)\s+week)\b|"
             r"\b(miles per week|mpw|km/week|weekly mileage|mileage)\b",
             _I,
         ),
@@ -217,13 +262,19 @@ def runner_mentions(text: str, *, activity_context: bool = False) -> list[Runner
     are dropped; "stopped running", "former runner", "denies running" come back as FORMER.
     """
     found: list[RunnerMention] = []
+    other_xc_sport = bool(_OTHER_XC_SPORT.search(text))
     for sentence in sentences(text):
         masked = _mask(_mask(sentence, _RUNNER_FALSE), _RUNNER_FALSE_PLACE)
+        if other_xc_sport:
+            masked = _mask(masked, re.compile(r"\bXC\b|\bcross[- ]country\b", _I))
         former = _FORMER_PHRASES.search(masked)
-        if former is not None and not _FAMILY.search(_clause_before(sentence, former.start())):
-            found.append(
-                RunnerMention(Polarity.FORMER, Strength.STRONG, former.group(0), "text:former")
-            )
+        if former is not None:
+            if not _FAMILY.search(_subject_before(sentence, former.start())) and not (
+                _STOPPED_FOR_PAIN.search(sentence[former.end() :])
+            ):
+                found.append(
+                    RunnerMention(Polarity.FORMER, Strength.STRONG, former.group(0), "text:former")
+                )
             masked = _mask(masked, _FORMER_PHRASES)
         patterns: list[_RunnerPattern] = list(_RUNNER_PATTERNS)
         if activity_context:
@@ -242,9 +293,9 @@ def runner_mentions(text: str, *, activity_context: bool = False) -> list[Runner
 
 
 def _classify(sentence: str, m: re.Match[str], rp: _RunnerPattern) -> RunnerMention | None:
-    before = _clause_before(sentence, m.start())
+    before = _cue_window(sentence, m.start())
     phrase = m.group(0).strip()
-    if _FAMILY.search(before):
+    if _FAMILY.search(_subject_before(sentence, m.start())):
         return None
     if _FORMER.search(before) or _DENIAL.search(before):
         return RunnerMention(Polarity.FORMER, rp.strength, phrase, f"text:{rp.name}")
@@ -255,20 +306,21 @@ def _classify(sentence: str, m: re.Match[str], rp: _RunnerPattern) -> RunnerMent
 
 # ---------------------------------------------------------------------------- side (5.2)
 _BILATERAL = re.compile(
-    r"\b(bilateral(ly)?|bilat|both sides|both sacroiliac|both SI|B/L|L\s*>\s*R|R\s*>\s*L|"
+    r"\b(bilateral(ly)?|bilat|both sides|both (sacroiliac|SI|SIJ|buttocks|glutes|sides of)|B/L|"
+    r"L\s*>\s*R|R\s*>\s*L|L\s*=\s*R|left\s*>\s*right|right\s*>\s*left|"
     r"left and right|right and left|L\s*&\s*R)\b",
     _I,
 )
-_LEFT_WORD = re.compile(r"\b(left|lt|left[- ]sided|left[- ]side)\b", _I)
+_LEFT_WORD = re.compile(r"\b(left|lt)\b", _I)
 _LEFT_NOT_SIDE = re.compile(
     r"\bleft\s+(work|home|school|early|the|hospital|clinic|town|after|before|for|without|"
-    r"against|ama|a message|message|voicemail|over)\b",
+    r"against|ama|a message|message|voicemail|over)\b|\bleft[- ]handed\b",
     _I,
 )
-_RIGHT_WORD = re.compile(r"\b(right|rt|right[- ]sided|right[- ]side)\b", _I)
+_RIGHT_WORD = re.compile(r"\b(right|rt)\b", _I)
 _RIGHT_NOT_SIDE = re.compile(
     r"\bright\s+(away|after|before|now|then|when|at|from|there|here|to\s+(be|the|refuse))\b|"
-    r"\ball right\b|\bright\?",
+    r"\ball right\b|\bright\?|\bright[- ]handed\b",
     _I,
 )
 _SIDE_LETTER_TAIL = (
@@ -276,27 +328,46 @@ _SIDE_LETTER_TAIL = (
     r"low back|lower back|back|sciatica)\b)"
 )
 _LEFT_LETTER = re.compile(
-    r"(?<![A-Za-z0-9/])L" + _SIDE_LETTER_TAIL + r"|(?<![A-Za-z0-9/])L-sided\b"
+    r"(?<![A-Za-z0-9/])L" + _SIDE_LETTER_TAIL + r"|(?<![A-Za-z0-9/])L-sided\b|\(L\)|"
+    r"\bon (the )?L\b(?![-/])"
 )
 _RIGHT_LETTER = re.compile(
-    r"(?<![A-Za-z0-9/])R" + _SIDE_LETTER_TAIL + r"|(?<![A-Za-z0-9/])R-sided\b"
+    r"(?<![A-Za-z0-9/])R" + _SIDE_LETTER_TAIL + r"|(?<![A-Za-z0-9/])R-sided\b|\(R\)|"
+    r"\bon (the )?R\b(?![-/])"
 )
 _CENTRAL = re.compile(r"\b(central|centrally|midline)\b", _I)
 _UNILATERAL = re.compile(r"\b(unilateral|one[- ]sided|single[- ]sided)\b", _I)
+# A clause that denies symptoms on a side says nothing about where the pain is.
+_SIDE_NEGATED = re.compile(
+    r"\b(no|denies|denied|without|not|negative|asymptomatic|normal|unremarkable|spared|"
+    r"radiation to)\b",
+    _I,
+)
+_SIDE_CLAUSES = re.compile(r"[,;.]|\s+but\s+|\s+however\s+|\s+while\s+|\s+whereas\s+", _I)
 
 
 def side_from_text(text: str | None) -> Side | None:
     """LEFT, RIGHT, BILATERAL, UNILATERAL or CENTRAL as written in the text; None if silent.
 
     Traps handled: ``L4``, ``L5-S1``, ``LBP``, ``L-spine`` are lumbar, not left; ``R/O`` is "rule
-    out", not right; ``S1`` is a level, not a side; "left work early" is not a side.
+    out", not right; ``S1`` is a level, not a side; "left work early" or "right-handed" is not a
+    side; a clause that denies symptoms ("no radiation to the right leg", "R side asymptomatic")
+    does not add its side.
     """
     if not text:
         return None
     if _BILATERAL.search(text):
         return Side.BILATERAL
-    left = bool(_LEFT_WORD.search(_mask(text, _LEFT_NOT_SIDE)) or _LEFT_LETTER.search(text))
-    right = bool(_RIGHT_WORD.search(_mask(text, _RIGHT_NOT_SIDE)) or _RIGHT_LETTER.search(text))
+    left = right = False
+    for clause in _SIDE_CLAUSES.split(text):
+        if not clause or _SIDE_NEGATED.search(clause):
+            continue
+        left = left or bool(
+            _LEFT_WORD.search(_mask(clause, _LEFT_NOT_SIDE)) or _LEFT_LETTER.search(clause)
+        )
+        right = right or bool(
+            _RIGHT_WORD.search(_mask(clause, _RIGHT_NOT_SIDE)) or _RIGHT_LETTER.search(clause)
+        )
     if left and right:
         return Side.BILATERAL
     if left:
@@ -312,7 +383,11 @@ def side_from_text(text: str | None) -> Side | None:
 
 # ---------------------------------------------------------------------------- sacrum / MRI text
 _SACRUM = re.compile(
-    r"\b(sacrum|sacral|sacra|sacral ala|ala of the sacrum)\b|\bS[1-3]\s+(vertebral\s+)?body\b", _I
+    r"\b(sacrum|sacral|sacra|ala of the sacrum)\b|\bS[1-3]\s+(vertebral\s+)?body\b", _I
+)
+_SACRUM_NEGATED = re.compile(r"\b(no|not|without|negative for|free of|spares|sparing)\b", _I)
+_SACRUM_NORMAL = re.compile(
+    r"\b(normal|intact|unremarkable|spared|preserved|not involved|uninvolved|negative)\b", _I
 )
 _MRI_WORD = re.compile(r"\b(MR|MRI|magnetic resonance)\b", _I)
 _MRI_EXCLUDE = re.compile(r"\b(MRA|MRCP|MR angiograph(y|ic)|angiogra(m|phy))\b", _I)
@@ -322,9 +397,31 @@ _SACRUM_REGION = re.compile(
 _LUMBAR_REGION = re.compile(r"\b(lumbar|L-?spine)\b", _I)
 
 
-def names_sacrum(text: str | None) -> bool:
-    """True if the text names the sacral bone (not the sacroiliac joint)."""
+def mentions_sacrum(text: str | None) -> bool:
+    """True if the text names the sacral bone at all (the SI joint is not the sacrum)."""
     return bool(text and _SACRUM.search(text))
+
+
+def _affirms_sacrum(sentence: str) -> bool:
+    for site in _SACRUM.finditer(sentence):
+        if _SACRUM_NEGATED.search(_cue_window(sentence, site.start())):
+            continue
+        if _SACRUM_NORMAL.search(_after_window(sentence[site.end() :], words=6)):
+            continue
+        return True
+    return False
+
+
+def names_sacrum(text: str | None) -> bool:
+    """True if the text places something at the sacrum: it names the sacral bone, not as
+    normal, intact or uninvolved ("Sacrum intact" and "no sacral involvement" are not sacral
+    site evidence)."""
+    return bool(text) and any(_affirms_sacrum(s) for s in sentences(text or ""))
+
+
+def sacral_sentences(text: str | None) -> str:
+    """The sentences of a text that place something at the sacrum (for its side)."""
+    return " ".join(s for s in sentences(text or "") if _affirms_sacrum(s))
 
 
 def mri_region_from_text(text: str | None) -> str | None:
@@ -343,60 +440,96 @@ _INJURY = re.compile(
     r"BSI|(bone )?marrow o?edema|fracture line)\b",
     _I,
 )
-_NOT_BSI = re.compile(r"\b(sacroiliitis|insufficiency)\b", _I)
-_UNCERTAIN = re.compile(
-    r"\b(no|without|negative for|no evidence of|resolved|resolving|ruled out|rule out|r/o|"
-    r"cannot exclude|can'?t exclude|cannot be excluded|not excluded|possible|possibly|"
-    r"equivocal|questionable|indeterminate|may represent|might represent|suspected|"
-    r"suspicious for|concern(ing)? for|versus|vs\.?|differential)\b|\?",
+_SPECIFIC_INJURY = re.compile(
+    r"\b(stress fractures?|stress fx|stress reactions?|fatigue fractures?|bone stress injur(y|ies)|"
+    r"BSI|fracture line)\b",
+    _I,
+)
+# Inflammation of the joint, or a fracture of weak bone: not a runner's bone stress injury.
+_NOT_BSI = re.compile(r"\b(sacroiliitis|insufficiency|spondyloarthr\w*|subchondral)\b", _I)
+_UNCERTAIN_BEFORE = re.compile(
+    r"\b(no|not|without|negative for|no evidence of|resolved|resolving|ruled out|rule out|r/o|"
+    r"cannot exclude|can'?t exclude|possible|possibly|probable|equivocal|questionable|"
+    r"indeterminate|may represent|might represent|suspected|suspicious for|concern(ing)? for|"
+    r"evaluate for|evaluation for|assess for|assessment for|query|healed|healing|old|prior|"
+    r"previous|previously|history of|hx of|versus|vs\.?|differential)\b|\?",
     _I,
 )
 _UNCERTAIN_AFTER = re.compile(
-    r"\b(cannot be excluded|can'?t be excluded|not excluded|is possible|less likely|versus|vs\.?|"
-    r"ruled out|has resolved|resolved|not (seen|identified|present))\b|\?",
+    r"\b(cannot be excluded|can'?t be excluded|not excluded|excluded|is possible|less likely|"
+    r"versus|vs\.?|ruled out|has resolved|resolved|healed|healing|not (seen|identified|present|"
+    r"demonstrated|evident|visible)|none)\b|\?",
     _I,
 )
 _NON_FINDING = re.compile(
     r"\b(indication|clinical (history|indication|information)|history|reason for (exam|study)|"
-    r"comparison|technique)\s*:",
+    r"comparison|technique)\b\s*:?",
     _I,
 )
+_FINDING_CLAUSES = re.compile(r"\s+but\s+|\s+however\s+|\s+although\s+|\s+whereas\s+|;", _I)
 
 
 def read_conclusion(text: str | None) -> ReportReading:
     """How an MRI conclusion reads for a sacral BSI (brief 8.3).
 
-    POSITIVE needs an injury term and a sacral site in one sentence with no negation or
-    uncertainty before it; the indication ("r/o sacral stress fracture") is the question, not the
-    finding, and sacroiliitis or SI-joint edema alone is not a bone stress injury.
+    POSITIVE needs an injury term and a sacral site in one clause, with no negation or
+    uncertainty cue in the few words before or after the term. The indication ("r/o sacral
+    stress fracture", "evaluate for ...") is the question, not the finding; a healed or prior
+    fracture is not a current one; marrow edema with sacroiliitis or subchondral edema is joint
+    inflammation, not a bone stress injury.
     """
     if not text:
         return ReportReading.SILENT
+    inflammatory = bool(_NOT_BSI.search(text))
     reading = ReportReading.SILENT
     for sentence in sentences(text):
-        if _NON_FINDING.search(sentence):
+        if _NON_FINDING.match(sentence.strip()):
             continue
-        injury = _INJURY.search(sentence)
-        if injury is None or not _SACRUM.search(sentence):
-            continue
-        if _NOT_BSI.search(sentence) or _UNCERTAIN.search(sentence[: injury.start()]):
-            reading = ReportReading.NEGATIVE_OR_UNCERTAIN
-            continue
-        if _UNCERTAIN_AFTER.search(sentence[injury.end() :]):
-            reading = ReportReading.NEGATIVE_OR_UNCERTAIN
-            continue
-        return ReportReading.POSITIVE
+        for clause in _FINDING_CLAUSES.split(sentence):
+            if not clause or not _SACRUM.search(clause):
+                continue
+            for injury in _INJURY.finditer(clause):
+                specific = bool(_SPECIFIC_INJURY.match(injury.group(0)))
+                before = (
+                    _cue_window(clause, injury.start(), narrow=False)
+                    + " "
+                    + _sacrum_cue(clause, injury.start())
+                )
+                after = _after_window(clause[injury.end() :])
+                if (
+                    (inflammatory and not specific)
+                    or _UNCERTAIN_BEFORE.search(before)
+                    or _UNCERTAIN_AFTER.search(after)
+                    or _NON_FINDING.search(clause[: injury.start()])
+                ):
+                    reading = ReportReading.NEGATIVE_OR_UNCERTAIN
+                    continue
+                return ReportReading.POSITIVE
     return reading
 
 
-_FREDERICSON = re.compile(r"\bFredericson\s+(grade\s+)?([1-4])([ab])?\b", _I)
+def _sacrum_cue(clause: str, position: int) -> str:
+    """Words just before the sacral site when it precedes the injury term ("no sacral stress
+    fracture": the cue sits before "sacral")."""
+    site = _SACRUM.search(clause[:position])
+    return _cue_window(clause, site.start(), narrow=False) if site else ""
+
+
+_FREDERICSON = re.compile(r"\bFredericson\s+(grade\s+)?(IV|III|II|I|[1-4])([ab])?\b", _I)
 _KAEDING = re.compile(r"\bKaeding(-Miller)?\s+(grade\s+)?(IV|V|III|II|I|[1-5])\b", _I)
 _NO_FRACTURE_LINE = re.compile(
-    r"\b(no|without)\s+(a\s+|visible\s+|discrete\s+)*fracture line\b|marrow o?edema without", _I
+    r"\b(no|without)\s+([\w-]+\s+){0,3}fracture lines?\b|"
+    r"\bfracture lines?\s+(is\s+|was\s+|are\s+)?(not|none)\b|marrow o?edema without",
+    _I,
 )
-_FRACTURE_LINE = re.compile(r"\bfracture line\b", _I)
+_FRACTURE_LINE = re.compile(r"\bfracture lines?\b", _I)
 _REACTION = re.compile(r"\bstress reaction\b", _I)
 _ROMAN = {"I": 1, "II": 2, "III": 3, "IV": 4, "V": 5}
+
+
+def _grade_number(raw: str) -> int:
+    upper = raw.upper()
+    return _ROMAN[upper] if upper in _ROMAN else int(raw)
 
 
 def grade_from_text(text: str | None) -> tuple[Grade | None, str | None]:
@@ -405,15 +538,14 @@ def grade_from_text(text: str | None) -> tuple[Grade | None, str | None]:
         return None, None
     m = _FREDERICSON.search(text)
     if m:
-        number = int(m.group(2))
+        number = _grade_number(m.group(2))
         label = f"Fredericson grade {number}{(m.group(3) or '').lower()}"
         return (Grade.FRACTURE if number == 4 else Grade.REACTION), label
     m = _KAEDING.search(text)
     if m:
         raw = m.group(3).upper()
-        number = _ROMAN[raw] if raw in _ROMAN else int(raw)
         label = f"Kaeding-Miller grade {raw}"
-        return (Grade.FRACTURE if number >= 3 else Grade.REACTION), label
+        return (Grade.FRACTURE if _grade_number(raw) >= 3 else Grade.REACTION), label
     if _NO_FRACTURE_LINE.search(text):
         return Grade.REACTION, "no fracture line"
     if _FRACTURE_LINE.search(text):
@@ -470,7 +602,7 @@ _TOPICS: tuple[tuple[TextTopic, re.Pattern[str], bool], ...] = (
             r"(hopping|hops?|running|runs?|impact|jumping|jumps?|landing)\b|"
             r"\b(worse|worsens|worsened|worsening|aggravated|provoked|increases|increased)\s+"
             r"(with|on|by|when|during|after)\s+(running|runs?|hopping|hops?|impact|jumping)\b|"
-            r"\bhop(ping)? test\s+(is\s+)?(positive|\+|painful)|"
+            r"\bhop(ping)? test\s*[:,-]?\s*(is\s+|was\s+)?(positive|\+|painful)|"
             r"\bpositive\s+(single[- ]leg\s+)?hop(ping)?\s+test\b|"
             r"\bpainful\s+(single[- ]leg\s+)?hop|"
             r"\b(flamingo|FABER)\s+(test\s+)?(is\s+)?(positive|\+)|\bpositive\s+(flamingo|FABER)\b|"
@@ -523,8 +655,10 @@ def topic_mentions(text: str) -> list[tuple[TextTopic, str]]:
             if topic in found:
                 continue
             for m in pattern.finditer(sentence):
-                before = _clause_before(sentence, m.start())
-                if guarded and (_FAMILY.search(before) or _NEGATION.search(before)):
+                if guarded and (
+                    _FAMILY.search(_subject_before(sentence, m.start()))
+                    or _NEGATION.search(_cue_window(sentence, m.start()))
+                ):
                     continue
                 found[topic] = m.group(0)
                 break

@@ -35,9 +35,57 @@ class FetchStats:
 
 
 @dataclass(frozen=True)
-class RawResource:
+class Page:
+    """A prefetch value or FHIR response body, read: the resources the rule reads (others and
+    OperationOutcome entries dropped), and its links when it is a Bundle."""
+
     resource_type: str
-    raw: bytes | msgspec.Raw
+    resources: list[msgspec.Struct]
+    links: tuple[lean.BundleLink, ...] = ()
+
+    @property
+    def next_url(self) -> str | None:
+        return next((k.url for k in self.links if k.relation == "next" and k.url), None)
+
+
+def read_page(raw: bytes | msgspec.Raw, stats: FetchStats) -> Page:
+    """Read a body in one strict pass when possible, else entry by entry, leniently.
+    OperationOutcome entries are skipped and counted. Raises LeanDecodeError when the body is
+    not FHIR JSON."""
+    fast = lean.decode_fast(raw)
+    if isinstance(fast, lean.TypedBundle):
+        resources: list[msgspec.Struct] = []
+        for entry in fast.entry:
+            resource = entry.resource
+            if resource is None:
+                continue
+            if isinstance(resource, lean.OperationOutcome) or (
+                entry.search is not None and entry.search.mode == "outcome"
+            ):
+                stats.outcome_entries += 1
+                continue
+            resources.append(resource)
+        return Page("Bundle", resources, fast.link)
+    if fast is not None:
+        return Page(lean.resource_type(fast), [fast])
+    envelope = lean.decode_envelope(raw)
+    if envelope.resourceType != "Bundle":
+        single = lean.decode_resource(envelope.resourceType, raw)
+        return Page(envelope.resourceType, [single] if single is not None else [])
+    lenient: list[msgspec.Struct] = []
+    for raw_entry in envelope.entry:
+        if not raw_entry.has_resource:
+            continue
+        head = lean.decode_envelope(raw_entry.resource)
+        if head.resourceType == "OperationOutcome" or (
+            raw_entry.search is not None and raw_entry.search.mode == "outcome"
+        ):
+            stats.outcome_entries += 1
+            continue
+        decoded = lean.decode_resource(head.resourceType, raw_entry.resource)
+        if decoded is not None:
+            lenient.append(decoded)
+    return Page("Bundle", lenient, envelope.link)
 
 
 @dataclass
@@ -92,23 +140,24 @@ class FhirClient:
             raise FhirBadResponseError(f"The FHIR server answered HTTP {status} ({what}).")
         return response.content
 
-    async def search(self, relative: str, *, what: str) -> list[RawResource]:
+    async def search(self, relative: str, *, what: str) -> list[msgspec.Struct]:
         """Every resource of a search, following ``next`` links up to ``max_pages`` pages."""
-        first = _fetched(await self.get(self.url(relative), what=what), what)
-        if first.resourceType != "Bundle":
+        first = self._read(await self.get(self.url(relative), what=what), what)
+        if first.resource_type != "Bundle":
             raise FhirBadResponseError(
-                f"The FHIR server answered a search with a {first.resourceType} ({what})."
+                f"The FHIR server answered a search with a {first.resource_type} ({what})."
             )
-        return _fetched_entries(first, self.stats, what) + await self.pages_after(first, what=what)
+        return first.resources + await self.pages_after(first, what=what)
 
-    async def pages_after(self, bundle: lean.Envelope, *, what: str) -> list[RawResource]:
-        """Resources of every page after ``bundle`` (a fetched or prefetched searchset page)."""
-        resources: list[RawResource] = []
-        page = bundle
+    async def read(self, relative: str, *, what: str) -> list[msgspec.Struct]:
+        """A read: the resource (a Bundle is accepted too)."""
+        return self._read(await self.get(self.url(relative), what=what), what).resources
+
+    async def pages_after(self, page: Page, *, what: str) -> list[msgspec.Struct]:
+        """Resources of every page after ``page`` (a fetched or prefetched searchset page)."""
+        resources: list[msgspec.Struct] = []
         for number in range(2, self.max_pages + 2):
-            next_url = next(
-                (link.url for link in page.link if link.relation == "next" and link.url), None
-            )
+            next_url = page.next_url
             if next_url is None:
                 return resources
             target = self.on_server(next_url)
@@ -119,44 +168,17 @@ class FhirClient:
             if number > self.max_pages:
                 break
             self.stats.pages += 1
-            page = _fetched(await self.get(target, what=f"{what}, page {number}"), what)
-            resources.extend(_fetched_entries(page, self.stats, what))
+            page = self._read(await self.get(target, what=f"{what}, page {number}"), what)
+            resources.extend(page.resources)
         raise FhirBadResponseError(
             f"The search for {what} has more than {self.max_pages} pages; narrow it or raise "
             "CDS_FHIR_MAX_PAGES."
         )
 
-
-def split_entries(bundle: lean.Envelope, stats: FetchStats) -> list[RawResource]:
-    """A Bundle's resources with their types; OperationOutcome entries are skipped and counted.
-    Raises LeanDecodeError for an entry that is not a FHIR resource."""
-    out: list[RawResource] = []
-    for entry in bundle.entry:
-        if not entry.has_resource:
-            continue
-        head = lean.decode_envelope(entry.resource)
-        if head.resourceType == "OperationOutcome" or (
-            entry.search is not None and entry.search.mode == "outcome"
-        ):
-            stats.outcome_entries += 1
-            continue
-        out.append(RawResource(head.resourceType, entry.resource))
-    return out
-
-
-def _fetched(raw: bytes, what: str) -> lean.Envelope:
-    try:
-        return lean.decode_envelope(raw)
-    except lean.LeanDecodeError:
-        raise FhirBadResponseError(
-            f"The FHIR server sent a malformed FHIR JSON body ({what})."
-        ) from None
-
-
-def _fetched_entries(bundle: lean.Envelope, stats: FetchStats, what: str) -> list[RawResource]:
-    try:
-        return split_entries(bundle, stats)
-    except lean.LeanDecodeError:
-        raise FhirBadResponseError(
-            f"The FHIR server sent a malformed Bundle entry ({what})."
-        ) from None
+    def _read(self, body: bytes, what: str) -> Page:
+        try:
+            return read_page(body, self.stats)
+        except lean.LeanDecodeError:
+            raise FhirBadResponseError(
+                f"The FHIR server sent a body that is not FHIR JSON ({what})."
+            ) from None

@@ -26,12 +26,11 @@ import msgspec
 from cds_service.cds_hooks import HookRequest
 from cds_service.errors import (
     BadRequestError,
-    FhirBadResponseError,
     FhirNotFoundError,
     FhirTimeoutError,
     PreconditionFailedError,
 )
-from cds_service.hooks.fhir_client import FetchStats, FhirClient, RawResource, split_entries
+from cds_service.hooks.fhir_client import FetchStats, FhirClient, Page, read_page
 from fhir_mappings import lean
 from fhir_mappings.patient_facts import PatientRecord
 
@@ -98,9 +97,9 @@ async def resolve(
         else None
     )
     prefetch = request.prefetch or {}
-    collected: list[RawResource] = []
+    resources: list[msgspec.Struct] = []
     to_fetch: list[PrefetchKey] = []
-    continuations: list[tuple[PrefetchKey, lean.Envelope]] = []
+    continuations: list[tuple[PrefetchKey, Page]] = []
     for key in keys:
         raw = prefetch.get(key.name)
         if raw is None:
@@ -110,23 +109,19 @@ async def resolve(
             stats.null += 1
             continue
         try:
-            envelope = lean.decode_envelope(raw)
-            if envelope.resourceType == "OperationOutcome":
-                stats.fetch.outcome_entries += 1
-                to_fetch.append(key)  # the EHR could not fill it
-                continue
-            if envelope.resourceType == "Bundle":
-                collected.extend(split_entries(envelope, stats.fetch))
-                if any(link.relation == "next" for link in envelope.link) and client is not None:
-                    continuations.append((key, envelope))
-            else:
-                collected.append(RawResource(envelope.resourceType, raw))
+            page = read_page(raw, stats.fetch)
         except lean.LeanDecodeError as exc:
             raise BadRequestError(
                 f"prefetch.{key.name} is not FHIR JSON: {exc}.", field=f"prefetch.{key.name}"
             ) from None
+        if page.resource_type == "OperationOutcome":
+            stats.fetch.outcome_entries += 1
+            to_fetch.append(key)  # the EHR could not fill it
+            continue
+        resources.extend(page.resources)
+        if page.next_url is not None and client is not None:
+            continuations.append((key, page))
         stats.prefetched += 1
-    decoded = _decode(collected, fetched=False)
     if to_fetch and client is None:
         names = ", ".join(k.name for k in to_fetch)
         raise PreconditionFailedError(
@@ -143,63 +138,38 @@ async def resolve(
             async with asyncio.timeout(timeout_seconds):
                 results = await asyncio.gather(
                     *(_fetch(client, key, context) for key in to_fetch),
-                    *(client.pages_after(bundle, what=key.what) for key, bundle in continuations),
+                    *(client.pages_after(page, what=key.what) for key, page in continuations),
                 )
         except TimeoutError:
             raise FhirTimeoutError(
                 f"The FHIR server did not return the data within {timeout_seconds:g} s."
             ) from None
         for found in results:
-            decoded.extend(_decode(found, fetched=True))
+            resources.extend(found)
         stats.fetched = len(to_fetch)
-    return _record(request.context.patientId, decoded), stats
+    return _record(request.context.patientId, resources), stats
 
 
 async def _fetch(
     client: FhirClient, key: PrefetchKey, context: Mapping[str, str | None]
-) -> list[RawResource]:
+) -> list[msgspec.Struct]:
     # "|" in token searches is percent-encoded: strict servers (Tomcat) reject it raw.
     relative = fill_template(key.template, context).replace("|", "%7C")
     if key.kind == "search":
         return await client.search(relative, what=key.what)
     try:
-        body = await client.get(client.url(relative), what=key.what)
+        return await client.read(relative, what=key.what)
     except FhirNotFoundError:
         raise FhirNotFoundError(
             f"The FHIR server has no {key.what} for this hook call (HTTP 404)."
         ) from None
-    try:
-        envelope = lean.decode_envelope(body)
-    except lean.LeanDecodeError:
-        raise PreconditionFailedError(
-            f"The FHIR server sent malformed JSON for {key.what}."
-        ) from None
-    return [RawResource(envelope.resourceType, body)]
-
-
-def _decode(items: list[RawResource], *, fetched: bool) -> list[msgspec.Struct]:
-    """Lean-decode the resources the rule reads (other types are dropped)."""
-    out: list[msgspec.Struct] = []
-    for item in items:
-        try:
-            decoded = lean.decode_resource(item.resource_type, item.raw)
-        except lean.LeanDecodeError as exc:
-            if fetched:
-                raise FhirBadResponseError(
-                    f"The FHIR server sent a malformed {item.resource_type}: {exc}."
-                ) from None
-            raise BadRequestError(
-                f"A prefetched {item.resource_type} is malformed: {exc}.", field="prefetch"
-            ) from None
-        if decoded is not None and not isinstance(decoded, lean.OperationOutcome):
-            out.append(decoded)
-    return out
 
 
 _R = TypeVar("_R", bound=msgspec.Struct)
 
 
 def _record(patient_id: str, resources: list[msgspec.Struct]) -> PatientRecord:
+    """Group by type, one copy per Type/id (the same resource may come from two keys)."""
     unique: dict[tuple[type, str], msgspec.Struct] = {}
     for number, resource in enumerate(resources):
         resource_id = getattr(resource, "id", None) or f"#anonymous-{number}"

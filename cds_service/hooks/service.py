@@ -52,8 +52,13 @@ def prefetch_keys(terms: Terminology) -> tuple[PrefetchKey, ...]:
     patient = "{{context.patientId}}"
     return (
         PrefetchKey("patient", f"Patient/{patient}", "read", "patient"),
+        # The encounters of encounter diagnoses come along: their dates date a diagnosis that has
+        # neither onset nor recorded date (brief 5.3), and their reason text may say "runner".
         PrefetchKey(
-            "conditions", f"Condition?patient={patient}&_count={PAGE_SIZE}", "search", "conditions"
+            "conditions",
+            f"Condition?patient={patient}&_include=Condition:encounter&_count={PAGE_SIZE}",
+            "search",
+            "conditions",
         ),
         PrefetchKey(
             "observations",

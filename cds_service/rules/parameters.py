@@ -39,6 +39,7 @@ class ThresholdParameters:
 @dataclass(frozen=True)
 class ConfirmationParameters:
     report_link_window_days: int = 30
+    report_max_age_days: int = 182
     plan_statuses_in_chart: tuple[str, ...] = ("draft", "active", "on-hold")
     referral_on_fracture_line: bool = True
 

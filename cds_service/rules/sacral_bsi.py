@@ -135,7 +135,7 @@ def assess(facts: PatientFacts, params: RuleParameters, today: date) -> Assessme
         if _plan_in_chart(facts, confirmation, params):
             return NoCard("care_plan_in_chart")
         return confirmation
-    report = _positive_report_text(facts)
+    report = _positive_report_text(facts, params, today)
     if report is not None:
         return ConfirmFirst(report)
     return _suspicion(facts, params, today)
@@ -148,26 +148,50 @@ def _covers_sacrum(report: MriReport) -> bool:
     )
 
 
+def _confirms(report: MriReport) -> bool:
+    """The report itself shows a sacral BSI: a coded conclusion, or a conclusion reading so."""
+    return report.coded_sacral_bsi or report.reading is ReportReading.POSITIVE
+
+
+def _confirming_report(
+    dx: BsiDiagnosis, reports: list[MriReport], window: timedelta
+) -> MriReport | None:
+    """The MRI that confirmed ``dx`` (brief 8.2, 8.5): a final MRI covering the sacrum that does
+    not read negative, linked through Condition.evidence, else dated within the window of the
+    Condition's recorded date (never its onset, which is when symptoms began). Among several,
+    the first that shows the injury: the diagnosis date, not a follow-up scan."""
+    usable = [
+        r
+        for r in reports
+        if _covers_sacrum(r) and r.reading is not ReportReading.NEGATIVE_OR_UNCERTAIN
+    ]
+    linked = [r for r in usable if r.source in dx.evidence]
+    near = (
+        [r for r in usable if r.when is not None and abs(r.when - dx.recorded) <= window]
+        if dx.recorded is not None
+        else []
+    )
+    for group in (linked, near):
+        showing = [r for r in group if _confirms(r)] or group
+        if showing:
+            return min(showing, key=lambda r: r.when or date.max)
+    return None
+
+
+def _sacral_conditions(facts: PatientFacts) -> list[BsiDiagnosis]:
+    """Every sacral BSI Condition in the record, whatever its status (refuted and
+    entered-in-error are already gone)."""
+    return [d for d in facts.diagnoses if d.sacral and not d.insufficiency]
+
+
 def _confirmation(facts: PatientFacts, params: RuleParameters, today: date) -> Confirmation | None:
     final_reports = [r for r in facts.reports if r.final]
-    by_ref = {r.source: r for r in final_reports}
     window = timedelta(days=params.confirmation.report_link_window_days)
     candidates: list[Confirmation] = []
-    for dx in facts.diagnoses:
-        if dx.insufficiency or not dx.sacral or dx.verification is not Verification.CONFIRMED:
+    for dx in _sacral_conditions(facts):
+        if dx.verification is not Verification.CONFIRMED or not dx.clinical.is_active:
             continue
-        if not (dx.clinical.is_active):
-            continue
-        linked = [by_ref[ref] for ref in dx.evidence if ref in by_ref]
-        anchor = dx.recorded or dx.onset
-        near = [
-            r
-            for r in final_reports
-            if anchor is not None and r.when is not None and abs(r.when - anchor) <= window
-        ]
-        report = _newest(linked) or (
-            min(near, key=lambda r: abs((r.when or today) - (anchor or today))) if near else None
-        )
+        report = _confirming_report(dx, final_reports, window)
         source: Literal["report", "condition-recorded", "today"]
         if report is not None and report.when is not None:
             day0, source = report.when, "report"
@@ -175,35 +199,27 @@ def _confirmation(facts: PatientFacts, params: RuleParameters, today: date) -> C
             day0, source = dx.recorded, "condition-recorded"
         else:
             day0, source = today, "today"
-        candidates.append(
-            _confirmed(
-                facts,
-                params,
-                "condition-and-report" if report else "condition",
-                dx,
-                report,
-                day0,
-                source,
-            )
+        path: Literal["condition-and-report", "condition"] = (
+            "condition-and-report" if report else "condition"
         )
-    if not candidates:
-        for report in final_reports:
+        candidates.append(_confirmed(facts, params, path, dx, report, day0, source))
+    if not candidates and not _sacral_conditions(facts):
+        # Path 2b: a coded MRI conclusion when no sacral BSI Condition is recorded at all (a
+        # resolved or unconfirmed one means the clinician has already judged this injury).
+        for report in _recent(final_reports, params, today):
             if report.coded_sacral_bsi:
                 day0 = report.when or today
-                candidates.append(
-                    _confirmed(
-                        facts,
-                        params,
-                        "report",
-                        None,
-                        report,
-                        day0,
-                        "report" if report.when else "today",
-                    )
-                )
+                when: Literal["report", "today"] = "report" if report.when else "today"
+                candidates.append(_confirmed(facts, params, "report", None, report, day0, when))
     if not candidates:
         return None
     return max(candidates, key=lambda c: c.day0)
+
+
+def _recent(reports: Iterable[MriReport], params: RuleParameters, today: date) -> list[MriReport]:
+    """Reports young enough to plan rehab from: not older than the plan itself lasts."""
+    oldest = today - timedelta(days=params.confirmation.report_max_age_days)
+    return [r for r in reports if r.when is None or r.when >= oldest]
 
 
 def _confirmed(
@@ -236,30 +252,41 @@ def _confirmed(
 
 
 def _plan_in_chart(facts: PatientFacts, c: Confirmation, params: RuleParameters) -> bool:
-    """A plan for this finding is already in the record: ours (by identifier, any status but
-    entered-in-error), or a live plan that addresses the Condition or instantiates our protocol."""
+    """A plan for this injury is already in the record: one of ours (by identifier, any status
+    but entered-in-error), or a live plan that addresses any sacral BSI Condition of the patient
+    (an initial-encounter code and its later-encounter twin are one injury), supports the
+    confirming report, or instantiates our protocol without addressing something else."""
     live = params.confirmation.plan_statuses_in_chart
+    conditions = {d.source for d in _sacral_conditions(facts)}
+    ours = {c.plan_identifier} | {plan_identifier(facts.patient_id, ref) for ref in conditions}
+    if c.report is not None:
+        ours.add(plan_identifier(facts.patient_id, c.report.source))
     for plan in facts.care_plans:
-        if (IDENTIFIER_SYSTEM, c.plan_identifier) in plan.identifiers and (
-            plan.status != "entered-in-error"
+        if plan.status != "entered-in-error" and any(
+            (IDENTIFIER_SYSTEM, value) in plan.identifiers for value in ours
         ):
             return True
         if plan.status not in live:
             continue
-        if c.finding in plan.addresses:
+        if conditions & set(plan.addresses):
             return True
-        if c.diagnosis is None and c.finding in plan.supporting:
+        if c.report is not None and c.report.source in plan.supporting:
             return True
         if params.protocol_uri and params.protocol_uri in plan.instantiates and not plan.addresses:
             return True
     return False
 
 
-def _positive_report_text(facts: PatientFacts) -> MriReport | None:
-    """Path 3: a final MRI covering the sacrum whose conclusion text reads as a sacral BSI."""
+def _positive_report_text(
+    facts: PatientFacts, params: RuleParameters, today: date
+) -> MriReport | None:
+    """Path 3: a recent final MRI covering the sacrum whose conclusion text reads as a sacral BSI,
+    when no sacral BSI Condition is recorded (a resolved or unconfirmed one has been judged)."""
+    if _sacral_conditions(facts):
+        return None
     return _newest(
         r
-        for r in facts.reports
+        for r in _recent(facts.reports, params, today)
         if r.final and _covers_sacrum(r) and r.reading is ReportReading.POSITIVE
     )
 
@@ -283,9 +310,9 @@ def _suspicion(facts: PatientFacts, params: RuleParameters, today: date) -> Asse
     side = combine_sides(q.pain.side for q in pains)
     if side in (Side.BILATERAL, Side.CENTRAL):
         return NoCard(f"pain_{side.value}")
-    latest_pain = max(q.since for q in pains)
+    pain_began = min(q.since for q in pains)
     if p.mri_suppress and any(
-        r.final and _covers_sacrum(r) and r.when is not None and r.when >= latest_pain
+        r.final and _covers_sacrum(r) and r.when is not None and r.when >= pain_began
         for r in facts.reports
     ):
         return NoCard("mri_after_pain_onset")

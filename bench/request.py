@@ -1,0 +1,183 @@
+"""The benchmark's patient-view request, built from a Synthea patient of the shared data folder.
+
+The patient is the one whose Bundle holds closest to ``TARGET_OBSERVATIONS`` Observations (ties:
+the body closest to ``TARGET_BODY_BYTES``, then the file name), so every run uses the same one.
+Prefetch is filled for every key of the service's own discovery document, as an EHR that ignores
+code and category filters would fill it: all the patient's Observations under ``observations``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cds_service.content import load_content
+from cds_service.hooks.service import prefetch_keys
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+SYNTHEA_DIR = SHARED_DATA / "synthea"
+SERVICE_PATH = "/cds-services/sacral-bsi"
+FHIR_BASE = "https://ehr.example.org/fhir"
+TARGET_OBSERVATIONS = 150
+TARGET_BODY_BYTES = 160_000
+
+Resource = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Patient:
+    file: str
+    patient: Resource
+    by_type: dict[str, list[Resource]]
+
+    @property
+    def id(self) -> str:
+        return str(self.patient["id"])
+
+    def of(self, resource_type: str) -> list[Resource]:
+        return self.by_type.get(resource_type, [])
+
+
+@dataclass(frozen=True)
+class BenchRequest:
+    patient: Patient
+    observations: int
+    body: bytes
+
+
+def require_shared_data() -> None:
+    if not SYNTHEA_DIR.is_dir() or not any(SYNTHEA_DIR.glob("*.json")):
+        sys.exit(
+            f"bench: Synthea patients not found at {SYNTHEA_DIR}.\n"
+            "The benchmark builds its request from the shared data folder: clone or copy it to "
+            f"{SHARED_DATA} (beside this repository) and run `make bench` again."
+        )
+
+
+def _rewrite_references(node: Any, targets: dict[str, str]) -> Any:
+    """``urn:uuid:<id>`` references (transaction Bundle) become ``Type/<id>``, as an EHR sends."""
+    if isinstance(node, dict):
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            if key == "reference" and isinstance(value, str) and value in targets:
+                out[key] = targets[value]
+            else:
+                out[key] = _rewrite_references(value, targets)
+        return out
+    if isinstance(node, list):
+        return [_rewrite_references(item, targets) for item in node]
+    return node
+
+
+def _load_patient(path: Path) -> Patient:
+    bundle = json.loads(path.read_bytes())
+    resources: list[Resource] = [e["resource"] for e in bundle.get("entry", [])]
+    targets = {f"urn:uuid:{r['id']}": f"{r['resourceType']}/{r['id']}" for r in resources}
+    by_type: dict[str, list[Resource]] = {}
+    for resource in resources:
+        by_type.setdefault(resource["resourceType"], []).append(
+            _rewrite_references(resource, targets)
+        )
+    patients = by_type.get("Patient", [])
+    if len(patients) != 1:
+        raise SystemExit(f"bench: {path.name} holds {len(patients)} Patient resources, not 1")
+    return Patient(path.name, patients[0], by_type)
+
+
+def pick_patient() -> Patient:
+    """The Synthea patient closest to ~150 Observations and a ~160 KB request body."""
+    require_shared_data()
+    candidates: list[tuple[int, int, str, Patient]] = []
+    for path in sorted(SYNTHEA_DIR.glob("*.json")):
+        if path.name == "manifest.json":
+            continue
+        patient = _load_patient(path)
+        size = len(build_body(patient, patient.of("Observation")))
+        gap = abs(len(patient.of("Observation")) - TARGET_OBSERVATIONS)
+        candidates.append((gap, abs(size - TARGET_BODY_BYTES), path.name, patient))
+    if not candidates:
+        sys.exit(f"bench: no patient Bundles in {SYNTHEA_DIR}")
+    return min(candidates, key=lambda c: c[:3])[3]
+
+
+def _searchset(resources: Iterable[Resource]) -> Resource:
+    return {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "entry": [
+            {
+                "fullUrl": f"{FHIR_BASE}/{r['resourceType']}/{r['id']}",
+                "resource": r,
+                "search": {"mode": "match"},
+            }
+            for r in resources
+        ],
+    }
+
+
+def _prefetch_fillers(
+    patient: Patient, observations: list[Resource]
+) -> dict[str, Callable[[], Resource]]:
+    return {
+        "patient": lambda: patient.patient,
+        "conditions": lambda: _searchset(patient.of("Condition")),
+        "observations": lambda: _searchset(observations),
+        "activityNotes": lambda: _searchset([]),
+        "diagnosticReports": lambda: _searchset(patient.of("DiagnosticReport")),
+        "carePlans": lambda: _searchset(patient.of("CarePlan")),
+    }
+
+
+@functools.cache
+def service_prefetch_keys() -> tuple[str, ...]:
+    """The keys of the service's discovery document (generated from its value sets)."""
+    return tuple(key.name for key in prefetch_keys(load_content().terminology))
+
+
+def build_body(patient: Patient, observations: list[Resource]) -> bytes:
+    fillers = _prefetch_fillers(patient, observations)
+    prefetch: dict[str, Resource] = {}
+    for key in service_prefetch_keys():
+        if key not in fillers:
+            raise SystemExit(
+                f"bench: the service's discovery document has prefetch key {key!r}, which the "
+                "benchmark does not know how to fill; add it to bench/request.py"
+            )
+        prefetch[key] = fillers[key]()
+    request = {
+        "hookInstance": str(uuid.uuid4()),
+        "hook": "patient-view",
+        "context": {"userId": "Practitioner/example", "patientId": patient.id},
+        "prefetch": prefetch,
+    }
+    return json.dumps(request, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def scaled_observations(patient: Patient, count: int) -> list[Resource]:
+    """``count`` Observations: the patient's own, cycled, the copies under new ids."""
+    own = patient.of("Observation")
+    if not own:
+        raise SystemExit(f"bench: {patient.file} has no Observations to scale")
+    out: list[Resource] = []
+    for number in range(count):
+        source = own[number % len(own)]
+        if number < len(own):
+            out.append(source)
+        else:
+            out.append({**source, "id": f"{source['id']}-copy{number // len(own)}"})
+    return out
+
+
+def patient_view_request(patient: Patient, observations: int | None = None) -> BenchRequest:
+    chosen = (
+        patient.of("Observation")
+        if observations is None
+        else scaled_observations(patient, observations)
+    )
+    return BenchRequest(patient, len(chosen), build_body(patient, chosen))
