@@ -132,6 +132,12 @@ _FORMER_PHRASES = re.compile(
     r"\b(does not|doesn'?t|never)\s+(run|jog|exercise)\b|\b(is\s+)?not an?\s+runner\b",
     _I,
 )
+# Every runner pattern contains one of these words: text without any needs no further look.
+_RUNNER_HINT = re.compile(
+    r"run|jog|marathon|\bXC\b|country|track|mpw|mile|km|parkrun|\d\s?k\b|ultra|treadmill|"
+    r"kilomet|exercise|physical activity",
+    _I,
+)
 _RUNNING_WORD = re.compile(r"\b(run|runs|running|runner|runners|jog|jogs|jogging|jogger)\b", _I)
 
 
@@ -262,6 +268,8 @@ def runner_mentions(text: str, *, activity_context: bool = False) -> list[Runner
     are dropped; "stopped running", "former runner", "denies running" come back as FORMER.
     """
     found: list[RunnerMention] = []
+    if not (activity_context or _RUNNER_HINT.search(text)):
+        return found  # most text says nothing about running: one cheap scan decides
     other_xc_sport = bool(_OTHER_XC_SPORT.search(text))
     for sentence in sentences(text):
         masked = _mask(_mask(sentence, _RUNNER_FALSE), _RUNNER_FALSE_PLACE)
@@ -647,9 +655,14 @@ _TOPICS: tuple[tuple[TextTopic, re.Pattern[str], bool], ...] = (
 )
 
 
+_ANY_TOPIC = re.compile("|".join(f"(?:{pattern.pattern})" for _, pattern, _ in _TOPICS), _I)
+
+
 def topic_mentions(text: str) -> list[tuple[TextTopic, str]]:
     """Risk-factor topics written in free text, once per topic, with the matched words."""
     found: dict[TextTopic, str] = {}
+    if not _ANY_TOPIC.search(text):
+        return []
     for sentence in sentences(text):
         for topic, pattern, guarded in _TOPICS:
             if topic in found:
