@@ -84,6 +84,7 @@ class Condition(msgspec.Struct, frozen=True, tag_field="resourceType", tag="Cond
     verificationStatus: CodeableConcept | None = None
     category: tuple[CodeableConcept, ...] = ()
     code: CodeableConcept | None = None
+    subject: Reference | None = None
     bodySite: tuple[CodeableConcept, ...] = ()
     encounter: Reference | None = None
     onsetDateTime: str | None = None
@@ -110,6 +111,7 @@ class Observation(msgspec.Struct, frozen=True, tag_field="resourceType", tag="Ob
     id: str | None = None
     status: str | None = None
     category: tuple[CodeableConcept, ...] = ()
+    subject: Reference | None = None
     code: CodeableConcept | None = None
     effectiveDateTime: str | None = None
     effectivePeriod: Period | None = None
@@ -129,6 +131,7 @@ class DiagnosticReport(
     id: str | None = None
     status: str | None = None
     category: tuple[CodeableConcept, ...] = ()
+    subject: Reference | None = None
     code: CodeableConcept | None = None
     effectiveDateTime: str | None = None
     effectivePeriod: Period | None = None
@@ -144,6 +147,7 @@ class CarePlan(msgspec.Struct, frozen=True, tag_field="resourceType", tag="CareP
     identifier: tuple[Identifier, ...] = ()
     instantiatesCanonical: tuple[str, ...] = ()
     instantiatesUri: tuple[str, ...] = ()
+    subject: Reference | None = None
     addresses: tuple[Reference, ...] = ()
     supportingInfo: tuple[Reference, ...] = ()
 

@@ -144,7 +144,10 @@ def observation(
 
 
 def running_activity(
-    oid: str = "run1", effective: str = "2025-08-15", answer: str = "LA11836-6"
+    oid: str = "run1",
+    effective: str = "2025-08-15",
+    answer: str = "LA11836-6",
+    patient_id: str = "p1",
 ) -> Resource:
     """LOINC 73985-4 Exercise activity = Running (LA11836-6) or Jogging (LA11835-8)."""
     display = {"LA11836-6": "Running", "LA11835-8": "Jogging"}.get(answer, answer)
@@ -155,6 +158,7 @@ def running_activity(
         value_display=display,
         effective=effective,
         category="social-history",
+        patient_id=patient_id,
     )
 
 

@@ -36,7 +36,7 @@ def maya_before_mri() -> list[Resource]:
     """20-year-old collegiate cross-country runner, left SI 'sacroiliitis' (brief 11.1)."""
     return [
         patient("maya", "female", "2005-03-01"),
-        running_activity("run-1", "2025-08-15"),
+        running_activity("run-1", "2025-08-15", patient_id="maya"),
         condition(
             "si-1",
             coding(ICD10CM, "M46.1", "Sacroiliitis, not elsewhere classified"),
@@ -144,4 +144,8 @@ def runner_with(
     *conditions: Resource, pid: str = "p1", runner_date: str = "2025-08-15"
 ) -> list[Resource]:
     """A male runner (no other risk) with the given conditions."""
-    return [patient(pid, "male", "1990-01-01"), running_activity("run-1", runner_date), *conditions]
+    return [
+        patient(pid, "male", "1990-01-01"),
+        running_activity("run-1", runner_date, patient_id=pid),
+        *conditions,
+    ]

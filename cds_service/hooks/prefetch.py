@@ -33,6 +33,7 @@ from cds_service.errors import (
 from cds_service.hooks.fhir_client import FetchStats, FhirClient, Page, read_page
 from fhir_mappings import lean
 from fhir_mappings.patient_facts import PatientRecord
+from fhir_mappings.primitives import normalise_reference
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,7 @@ class ResolveStats:
     prefetched: int = 0
     null: int = 0
     fetched: int = 0
+    other_patient: int = 0
     fetch: FetchStats = field(default_factory=FetchStats)
 
     def as_log(self) -> dict[str, int]:
@@ -58,6 +60,7 @@ class ResolveStats:
             "fhirRequests": self.fetch.requests,
             "pagesFollowed": self.fetch.pages,
             "outcomeEntriesSkipped": self.fetch.outcome_entries,
+            "otherPatientDropped": self.other_patient,
         }
 
 
@@ -147,7 +150,7 @@ async def resolve(
         for found in results:
             resources.extend(found)
         stats.fetched = len(to_fetch)
-    return _record(request.context.patientId, resources), stats
+    return _record(request.context.patientId, resources, stats), stats
 
 
 async def _fetch(
@@ -168,10 +171,24 @@ async def _fetch(
 _R = TypeVar("_R", bound=msgspec.Struct)
 
 
-def _record(patient_id: str, resources: list[msgspec.Struct]) -> PatientRecord:
-    """Group by type, one copy per Type/id (the same resource may come from two keys)."""
+def _about_another_patient(resource: msgspec.Struct, patient: str) -> bool:
+    subject = getattr(resource, "subject", None)
+    if not isinstance(subject, lean.Reference):
+        return False
+    ref = normalise_reference(subject.reference)
+    return ref is not None and ref.startswith("Patient/") and ref != patient
+
+
+def _record(patient_id: str, resources: list[msgspec.Struct], stats: ResolveStats) -> PatientRecord:
+    """Group by type, one copy per Type/id (the same resource may come from two keys). A
+    resource whose subject is another patient is dropped (and counted): an EHR that mixed up
+    patients must not make this patient's card."""
     unique: dict[tuple[type, str], msgspec.Struct] = {}
+    patient = f"Patient/{patient_id}"
     for number, resource in enumerate(resources):
+        if _about_another_patient(resource, patient):
+            stats.other_patient += 1
+            continue
         resource_id = getattr(resource, "id", None) or f"#anonymous-{number}"
         unique[(type(resource), resource_id)] = resource
 
@@ -179,10 +196,9 @@ def _record(patient_id: str, resources: list[msgspec.Struct]) -> PatientRecord:
         return tuple(r for r in unique.values() if isinstance(r, model))
 
     patients = of(lean.Patient)
-    patient = next((p for p in patients if p.id == patient_id), patients[0] if patients else None)
     return PatientRecord(
         patient_id=patient_id,
-        patient=patient,
+        patient=next((p for p in patients if p.id == patient_id), None),
         conditions=of(lean.Condition),
         observations=of(lean.Observation),
         reports=of(lean.DiagnosticReport),

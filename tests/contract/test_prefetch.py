@@ -464,3 +464,21 @@ async def test_prefetch_fetched_patient_missing_entirely_still_answers(
     body["prefetch"]["patient"] = None
     response = await client_at().post(SERVICE_URL, json=body)
     assert summaries(response) == []
+
+
+async def test_prefetch_resources_about_another_patient_are_dropped(
+    client_at: ClientFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An EHR that mixed up patients must not make this patient's card."""
+    record = cases.maya_before_mri()
+    for resource in record:
+        if resource["resourceType"] == "Condition":
+            resource["subject"] = {"reference": f"{FHIR}/Patient/someone-else"}
+    with caplog.at_level(logging.INFO, logger="cds_service"):
+        response = await client_at(cases.MAYA_SUSPECT_DAY).post(
+            SERVICE_URL, json=hook_request(record, pid="maya")
+        )
+    assert summaries(response) == []
+    line = next(r for r in caplog.records if r.getMessage() == "hook_call")
+    assert line.fields["otherPatientDropped"] == 3  # type: ignore[attr-defined]
+    assert line.fields["outcome"] == "no_qualifying_pain"  # type: ignore[attr-defined]

@@ -90,10 +90,7 @@ def test_rule_daniel_running_nose_and_bilateral_pain_no_card(content: Content) -
 
 
 def test_rule_daniel_as_a_runner_still_no_card_because_bilateral(content: Content) -> None:
-    record = [*cases.daniel(), running_activity("run", days_ago(30))]
-    for r in record:
-        if r["resourceType"] == "Observation" and "subject" in r:
-            r["subject"] = {"reference": "Patient/daniel"}
+    record = [*cases.daniel(), running_activity("run", days_ago(30), patient_id="daniel")]
     assert assess_case(record, content, TODAY, "daniel") == NoCard("pain_bilateral")
 
 
