@@ -5,7 +5,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint typecheck contracts pytest bench lock clean
+FHIR_VENV := .venv-fhir
+FHIR_STAMP := $(FHIR_VENV)/.installed
+FHIR_PORT ?= 8090
+
+.PHONY: install fhir-server-install fhir-server run test lint typecheck contracts pytest bench lock clean
 
 ## install: create .venv with the project and its locked dependencies (no network when up to date)
 install: $(STAMP)
@@ -16,6 +20,21 @@ $(STAMP): pyproject.toml requirements.lock requirements-build.lock
 	$(BIN)/python -m pip install --disable-pip-version-check -q --require-hashes -r requirements.lock
 	$(BIN)/python -m pip install --disable-pip-version-check -q --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
+
+## fhir-server-install: the local FHIR R4 server (sekmet-fhir) in its own venv, .venv-fhir
+fhir-server-install: $(FHIR_STAMP)
+
+$(FHIR_STAMP): fhir-server/requirements.lock
+	@test -x $(FHIR_VENV)/bin/python || $(PYTHON) -m venv $(FHIR_VENV)
+	$(FHIR_VENV)/bin/python -m pip install --disable-pip-version-check -q --require-hashes -r fhir-server/requirements.lock
+	@touch $(FHIR_STAMP)
+
+## fhir-server: run the local FHIR server on http://127.0.0.1:$(FHIR_PORT)/fhir (data under ./var/)
+fhir-server: fhir-server-install
+	@mkdir -p var/fhir-server
+	SEKMET_PORT=$(FHIR_PORT) SEKMET_BASE_URL=http://127.0.0.1:$(FHIR_PORT)/fhir \
+	SEKMET_DB=var/fhir-server/sekmet.db \
+	  $(FHIR_VENV)/bin/sekmet serve --config fhir-server/sekmet.yaml --host 127.0.0.1 --port $(FHIR_PORT)
 
 ## run: start the service on http://127.0.0.1:$${CDS_PORT:-8080} (embedded SQLite under ./var/)
 run: install
@@ -35,7 +54,7 @@ typecheck: install
 contracts: install
 	$(BIN)/lint-imports
 
-pytest: install
+pytest: install fhir-server-install
 	$(BIN)/pytest
 
 ## bench: the service against a bare FastAPI app, same run, interleaved
@@ -50,6 +69,8 @@ lock:
 	  --no-emit-index-url --no-emit-find-links -o requirements.lock pyproject.toml
 	.venv-lock/bin/pip-compile -q --generate-hashes --allow-unsafe --strip-extras \
 	  --no-emit-index-url --no-emit-find-links -o requirements-build.lock requirements-build.in
+	.venv-lock/bin/pip-compile -q --generate-hashes --allow-unsafe --strip-extras \
+	  --no-emit-index-url --no-emit-find-links -o fhir-server/requirements.lock fhir-server/requirements.in
 
 clean:
-	rm -rf $(VENV) .venv-lock .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(FHIR_VENV) .venv-lock .mypy_cache .ruff_cache .pytest_cache

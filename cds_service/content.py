@@ -128,6 +128,11 @@ class ConfirmedText(_Strict, frozen=True):
     grade_line: str
     phase_line: str
     based_on: str
+    summary_written: str
+    written_line: str
+    written_link_label: str
+    summary_system_action: str
+    system_action_line: str
     suggestion_label: str
     action_description: str
     referral_label: str

@@ -16,9 +16,10 @@ from cds_service import cds_hooks as wire
 from cds_service import logs
 from cds_service.api import errors, routes
 from cds_service.content import load_content
+from cds_service.hooks.delivery import Writer
 from cds_service.hooks.service import SacralBsiService, ServiceRegistry
 from cds_service.settings import Settings
-from cds_service.store import open_engine
+from cds_service.store import ClaimStore, open_engine
 
 
 def utc_now() -> datetime:
@@ -70,6 +71,7 @@ def create_app(
     app.state.content_version = content.version
     app.state.http = http
     app.state.engine = engine
+    app.state.writer = Writer(http, ClaimStore(engine), settings.fhir_timeout_seconds)
     app.state.clock = clock
     app.add_middleware(
         CORSMiddleware,

@@ -289,7 +289,7 @@ def build_careplan(conf: Confirmation, content: Content, ctx: RenderContext) -> 
     )
 
 
-def _confirmed_card(conf: Confirmation, content: Content, ctx: RenderContext) -> Rendered:
+def _confirmed_detail(conf: Confirmation, content: Content) -> str:
     c, words, protocol = content.cards, content.cards.words, content.protocol
     t = c.confirmed
     report_label = (
@@ -346,6 +346,12 @@ def _confirmed_card(conf: Confirmation, content: Content, ctx: RenderContext) ->
         references=_numbered(c.references.confirmed),
         version=content.version,
     ).strip()
+    return detail
+
+
+def _confirmed_card(conf: Confirmation, content: Content, ctx: RenderContext) -> Rendered:
+    c, t = content.cards, content.cards.confirmed
+    detail = _confirmed_detail(conf, content)
     careplan = build_careplan(conf, content, ctx)
     summary_by_path = {
         "condition-and-report": t.summary_condition_and_report,
@@ -397,6 +403,50 @@ def _confirmed_card(conf: Confirmation, content: Content, ctx: RenderContext) ->
         links=_links(content),
     )
     return Rendered((card,), careplan)
+
+
+def written_card(
+    conf: Confirmation, content: Content, ctx: RenderContext, location: str
+) -> wire.Card:
+    """Card B when the service has written the draft plan itself (direct-write delivery)."""
+    t = content.cards.confirmed
+    detail = (
+        _confirmed_detail(conf, content)
+        + "\n\n"
+        + t.written_line.format(location=location, identifier=conf.plan_identifier)
+    )
+    return wire.Card(
+        uuid=ctx.new_uuid(),
+        summary=fit_summary(t.summary_written, t.summary_short),
+        indicator="info",
+        source=_source(content),
+        detail=detail,
+        links=(
+            wire.Link(label=t.written_link_label, url=location, type="absolute"),
+            *_links(content),
+        ),
+    )
+
+
+def system_action_card(
+    conf: Confirmation, content: Content, ctx: RenderContext, careplan: dict[str, Any]
+) -> tuple[wire.Card, wire.Action]:
+    """Card B and its CarePlan as a system action (system-action delivery)."""
+    t = content.cards.confirmed
+    card = wire.Card(
+        uuid=ctx.new_uuid(),
+        summary=fit_summary(t.summary_system_action, t.summary_short),
+        indicator="info",
+        source=_source(content),
+        detail=_confirmed_detail(conf, content) + "\n\n" + t.system_action_line,
+        links=_links(content),
+    )
+    action = wire.Action(
+        type="create",
+        description=t.action_description.format(day0=conf.day0.isoformat()),
+        resource=careplan,
+    )
+    return card, action
 
 
 # ---------------------------------------------------------------------------- card B'

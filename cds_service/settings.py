@@ -6,7 +6,7 @@ Every setting is documented in the README with its default.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -32,6 +32,8 @@ class Settings(BaseSettings):
     # Largest request body accepted (bytes); larger answers 413.
     max_body_bytes: int = Field(default=5_000_000, ge=1024)
     log_level: str = "INFO"
+    # How a proposed CarePlan reaches the record: suggestion | system-action | direct-write.
+    careplan_delivery: Literal["suggestion", "system-action", "direct-write"] = "suggestion"
 
     @field_validator("cors_allow_origins", mode="before")
     @classmethod

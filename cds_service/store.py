@@ -1,25 +1,82 @@
 """The service's own database (SQLAlchemy 2): SQLite under ./var/ by default, Postgres by URL.
 
-It is created at start-up and checked by ``/readyz``. Issue 5 adds the feedback store and the
-issued-card ledger on top of this engine.
+Today it holds the CarePlan write claims of direct-write delivery: before the service writes a
+plan to the EHR's FHIR server it claims the plan's business identifier here, so that concurrent
+hook calls (other workers, other instances sharing the database) do not write it twice. Calls
+are synchronous; the service runs them in a worker thread.
 """
 
 from __future__ import annotations
 
+import enum
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import (
+    DateTime,
+    Engine,
+    String,
+    create_engine,
+    delete,
+    event,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+from sqlalchemy.pool import StaticPool
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class CarePlanClaim(Base):
+    __tablename__ = "careplan_claims"
+
+    identifier: Mapped[str] = mapped_column(String(100), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16))  # pending | written
+    location: Mapped[str | None] = mapped_column(String(2000), default=None)
+    claimed_at: Mapped[datetime] = mapped_column(DateTime())  # naive UTC
+
+
+class ClaimState(enum.StrEnum):
+    NEW = "new"  # this call holds the claim: it writes
+    PENDING = "pending"  # another call is writing it now
+    WRITTEN = "written"  # already written, at ``location``
+
+
+@dataclass(frozen=True)
+class Claim:
+    state: ClaimState
+    location: str | None = None
 
 
 def open_engine(url: str) -> Engine:
     parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+    sqlite = parsed.get_backend_name() == "sqlite"
+    if sqlite and parsed.database not in (None, "", ":memory:"):
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, pool_pre_ping=True)
-    with engine.connect() as connection:
-        connection.execute(text("SELECT 1"))
+    if sqlite and parsed.database in (None, "", ":memory:"):
+        # One in-memory database shared by every connection (tests, the CLI's in-process mode).
+        engine = create_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False})
+    else:
+        connect_args = {"timeout": 15} if sqlite else {}
+        engine = create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+    if sqlite:
+        event.listen(engine, "connect", _sqlite_pragmas)
+    Base.metadata.create_all(engine)
     return engine
+
+
+def _sqlite_pragmas(connection: object, _: object) -> None:
+    cursor = connection.cursor()  # type: ignore[attr-defined]
+    cursor.execute("PRAGMA journal_mode=WAL")  # several processes share the file
+    cursor.execute("PRAGMA busy_timeout=15000")
+    cursor.close()
 
 
 def is_ready(engine: Engine) -> bool:
@@ -29,3 +86,72 @@ def is_ready(engine: Engine) -> bool:
     except Exception:
         return False
     return True
+
+
+class ClaimStore:
+    """Claims on CarePlan identifiers. A pending claim older than ``stale_after`` (a writer that
+    died mid-way) may be taken over; the FHIR conditional create still guards the server."""
+
+    def __init__(self, engine: Engine, stale_after: timedelta = timedelta(seconds=60)) -> None:
+        self.engine = engine
+        self.stale_after = stale_after
+
+    def claim(self, identifier: str, now: datetime | None = None) -> Claim:
+        now = _naive(now or datetime.now(UTC))
+        with Session(self.engine) as session:
+            session.add(CarePlanClaim(identifier=identifier, status="pending", claimed_at=now))
+            try:
+                session.commit()
+            except IntegrityError:
+                session.rollback()
+            else:
+                return Claim(ClaimState.NEW)
+            row = session.get(CarePlanClaim, identifier)
+            if row is None:  # released between our insert and this read: try once more
+                return self.claim(identifier, now)
+            if row.status == "written":
+                return Claim(ClaimState.WRITTEN, row.location)
+            taken = session.execute(
+                update(CarePlanClaim)
+                .where(
+                    CarePlanClaim.identifier == identifier,
+                    CarePlanClaim.status == "pending",
+                    CarePlanClaim.claimed_at < now - self.stale_after,
+                )
+                .values(claimed_at=now)
+            )
+            session.commit()
+            return Claim(ClaimState.NEW if taken.rowcount == 1 else ClaimState.PENDING)  # type: ignore[attr-defined]
+
+    def written(self, identifier: str, location: str | None) -> None:
+        with Session(self.engine) as session:
+            session.execute(
+                update(CarePlanClaim)
+                .where(CarePlanClaim.identifier == identifier)
+                .values(status="written", location=location)
+            )
+            session.commit()
+
+    def release(self, identifier: str) -> None:
+        with Session(self.engine) as session:
+            session.execute(
+                delete(CarePlanClaim).where(
+                    CarePlanClaim.identifier == identifier, CarePlanClaim.status == "pending"
+                )
+            )
+            session.commit()
+
+    def get(self, identifier: str) -> Claim | None:
+        with Session(self.engine) as session:
+            row = session.scalars(
+                select(CarePlanClaim).where(CarePlanClaim.identifier == identifier)
+            ).first()
+            if row is None:
+                return None
+            state = ClaimState.WRITTEN if row.status == "written" else ClaimState.PENDING
+            return Claim(state, row.location)
+
+
+def _naive(moment: datetime) -> datetime:
+    """Claims are stored as naive UTC (SQLite keeps no zone): convert, then drop the zone."""
+    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment

@@ -79,6 +79,8 @@ async def call_service(service_id: str, request: Request) -> Response:
             clock=state.clock,
             fhir_timeout_seconds=state.settings.fhir_timeout_seconds,
             fhir_max_pages=state.settings.fhir_max_pages,
+            delivery=state.settings.careplan_delivery,
+            writer=state.writer,
         )
         outcome = await service.call(hook_request, env)
     except CdsError as exc:
@@ -99,6 +101,7 @@ async def call_service(service_id: str, request: Request) -> Response:
         status=200,
         outcome=outcome.outcome,
         cards=len(outcome.response.cards),
+        **({"careplan": outcome.delivery} if outcome.delivery else {}),
         contentVersion=state.content_version,
         latencyMs=round((time.perf_counter() - started) * 1000, 2),
         **outcome.stats.as_log(),

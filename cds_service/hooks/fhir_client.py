@@ -23,6 +23,7 @@ from cds_service.errors import (
     FhirUnreachableError,
 )
 from fhir_mappings import lean
+from fhir_mappings.primitives import normalise_reference
 
 FHIR_JSON = "application/fhir+json"
 
@@ -32,6 +33,20 @@ class FetchStats:
     requests: int = 0
     pages: int = 0
     outcome_entries: int = 0
+
+
+class _EntryResponse(msgspec.Struct, frozen=True):
+    status: str = ""
+    location: str | None = None
+
+
+class _ResponseEntry(msgspec.Struct, frozen=True):
+    response: _EntryResponse | None = None
+
+
+class _TransactionResponse(msgspec.Struct, frozen=True):
+    resourceType: str
+    entry: tuple[_ResponseEntry, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -139,6 +154,48 @@ class FhirClient:
         if status != 200:
             raise FhirBadResponseError(f"The FHIR server answered HTTP {status} ({what}).")
         return response.content
+
+    async def transaction(self, bundle: dict[str, object], *, what: str) -> list[str]:
+        """POST a transaction Bundle; the ``response.location`` of each entry, as absolute URLs.
+        The server applies all of it or none of it."""
+        headers = {"Accept": FHIR_JSON, "Content-Type": FHIR_JSON}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        self.stats.requests += 1
+        try:
+            response = await self.http.post(
+                self.base, content=msgspec.json.encode(bundle), headers=headers
+            )
+        except httpx.TimeoutException:
+            raise FhirTimeoutError(f"The FHIR server did not answer in time ({what}).") from None
+        except httpx.TransportError:
+            raise FhirUnreachableError(f"The FHIR server could not be reached ({what}).") from None
+        status = response.status_code
+        if status in (401, 403):
+            raise FhirAuthRejectedError(
+                f"The FHIR server refused the write (HTTP {status}) ({what})."
+            )
+        if status >= 500:
+            raise FhirServerError(f"The FHIR server failed (HTTP {status}) ({what}).")
+        if status not in (200, 201):
+            raise FhirBadResponseError(f"The FHIR server answered HTTP {status} ({what}).")
+        try:
+            reply = msgspec.json.decode(response.content, type=_TransactionResponse)
+        except msgspec.DecodeError:
+            raise FhirBadResponseError(
+                f"The FHIR server's answer is not a Bundle ({what})."
+            ) from None
+        locations = []
+        for entry in reply.entry:
+            status_line = entry.response.status if entry.response else ""
+            if not status_line.startswith(("200", "201")):
+                raise FhirBadResponseError(
+                    f"The FHIR server refused the entry: {status_line} ({what})."
+                )
+            location = entry.response.location if entry.response else None
+            ref = normalise_reference(location)
+            locations.append(self.url(ref) if ref else "")
+        return locations
 
     async def search(self, relative: str, *, what: str) -> list[msgspec.Struct]:
         """Every resource of a search, following ``next`` links up to ``max_pages`` pages."""

@@ -17,6 +17,7 @@ import httpx
 from cds_service import cds_hooks as wire
 from cds_service.content import Content
 from cds_service.errors import BadRequestError, UnknownServiceError
+from cds_service.hooks.delivery import Delivery, Writer, deliver
 from cds_service.hooks.prefetch import PrefetchKey, ResolveStats, resolve
 from cds_service.render import RenderContext, render
 from cds_service.rules.sacral_bsi import (
@@ -89,6 +90,7 @@ class CallOutcome:
     response: wire.CdsResponse
     outcome: str  # "suspect", "confirmed", "confirm_first", or the reason there is no card
     stats: ResolveStats
+    delivery: str | None = None  # what happened to a proposed CarePlan
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,8 @@ class CallEnvironment:
     clock: Callable[[], datetime]
     fhir_timeout_seconds: float
     fhir_max_pages: int
+    delivery: Delivery = "suggestion"
+    writer: Writer | None = None
     new_uuid: Callable[[], str] = lambda: str(uuid.uuid4())
 
 
@@ -141,17 +145,19 @@ class SacralBsiService:
         facts = to_patient_facts(record, self.content.terminology)
         now = env.clock()
         assessment = assess(facts, self.content.parameters, now.date())
-        rendered = render(
-            assessment,
-            self.content,
-            RenderContext(
-                patient_id=request.context.patientId,
-                encounter_id=request.context.encounterId,
-                today=now.date(),
-                now=now,
-                new_uuid=env.new_uuid,
-            ),
+        ctx = RenderContext(
+            patient_id=request.context.patientId,
+            encounter_id=request.context.encounterId,
+            today=now.date(),
+            now=now,
+            new_uuid=env.new_uuid,
         )
+        rendered = render(assessment, self.content, ctx)
+        if isinstance(assessment, Confirmation) and env.writer is not None:
+            delivered = await deliver(
+                env.delivery, assessment, rendered, request, self.content, ctx, env.writer
+            )
+            return CallOutcome(delivered.response, "confirmed", stats, delivered.note)
         return CallOutcome(wire.CdsResponse(cards=rendered.cards), _outcome(assessment), stats)
 
 

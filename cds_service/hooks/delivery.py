@@ -1,0 +1,152 @@
+"""How the proposed CarePlan reaches the record (``CDS_CAREPLAN_DELIVERY``).
+
+- ``suggestion`` (default): the card's suggestion carries the ``create``; the EHR applies it when
+  the clinician accepts.
+- ``system-action``: the response's ``systemActions`` carries the ``create``.
+- ``direct-write``: the service writes the draft plan to ``fhirServer`` itself, then answers an
+  info card that links to it. Never twice, even with several workers or instances:
+    1. a claim on the plan's business identifier in the service's database (shared by the
+       workers and instances that share the database) stops concurrent writers;
+    2. the write is a transaction Bundle whose entry carries
+       ``request.ifNoneExist: identifier=<system>|<value>``: the server creates the plan only if
+       no plan with that identifier exists, atomically, which also covers instances that do not
+       share a database and a claim left behind by a crashed writer.
+  Any failure (no fhirServer, a token without CarePlan write scope, 401/403, 5xx, timeout, a
+  refused entry) falls back to the suggestion card, releases the claim and says why in the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import uuid
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import httpx
+
+from cds_service import cds_hooks as wire
+from cds_service.content import Content
+from cds_service.errors import FhirServerError
+from cds_service.hooks.fhir_client import FetchStats, FhirClient
+from cds_service.render import RenderContext, Rendered, system_action_card, written_card
+from cds_service.rules.identity import IDENTIFIER_SYSTEM
+from cds_service.rules.sacral_bsi import Confirmation
+from cds_service.store import Claim, ClaimState, ClaimStore
+
+Delivery = Literal["suggestion", "system-action", "direct-write"]
+
+# SMART v1 (user/CarePlan.write, user/*.*) and v2 (user/CarePlan.cud, system/*.c) scopes that
+# allow creating a CarePlan.
+_SCOPE = re.compile(r"^(patient|user|system)/(CarePlan|\*)\.(\*|write|[cruds]+)$")
+_PENDING_WAIT_SECONDS = 1.0
+
+
+def scope_allows_careplan_create(scope: str | None) -> bool:
+    """True when the token's scope lets it create a CarePlan (an absent scope is not checked)."""
+    if scope is None:
+        return True
+    for token in scope.split():
+        m = _SCOPE.match(token)
+        if m and (m.group(3) in ("*", "write") or "c" in m.group(3)):
+            return True
+    return False
+
+
+@dataclass(frozen=True)
+class Delivered:
+    response: wire.CdsResponse
+    note: str  # for the log: what happened to the plan
+
+
+@dataclass(frozen=True)
+class Writer:
+    http: httpx.AsyncClient
+    claims: ClaimStore
+    timeout_seconds: float
+
+
+async def deliver(
+    mode: Delivery,
+    conf: Confirmation,
+    rendered: Rendered,
+    request: wire.HookRequest,
+    content: Content,
+    ctx: RenderContext,
+    writer: Writer,
+) -> Delivered:
+    careplan = rendered.careplan
+    assert careplan is not None
+    if mode == "suggestion":
+        return Delivered(wire.CdsResponse(cards=rendered.cards), "suggestion")
+    if mode == "system-action":
+        card, action = system_action_card(conf, content, ctx, careplan)
+        return Delivered(wire.CdsResponse(cards=(card,), systemActions=(action,)), "system-action")
+    fallback = wire.CdsResponse(cards=rendered.cards)
+    if not request.fhirServer:
+        return Delivered(fallback, "suggestion: no fhirServer to write to")
+    auth = request.fhirAuthorization
+    if auth is not None and not scope_allows_careplan_create(auth.scope):
+        return Delivered(fallback, "suggestion: token scope has no CarePlan write")
+    client = FhirClient(
+        writer.http, request.fhirServer, auth.access_token if auth else None, 1, FetchStats()
+    )
+    identifier = conf.plan_identifier
+    claim = await asyncio.to_thread(writer.claims.claim, identifier)
+    if claim.state is ClaimState.PENDING:
+        claim = await _wait_for_writer(writer.claims, identifier)
+    if claim.state is ClaimState.WRITTEN:
+        location = claim.location or _search_url(client, identifier)
+        card = written_card(conf, content, ctx, location)
+        return Delivered(wire.CdsResponse(cards=(card,)), "direct-write: already written")
+    if claim.state is ClaimState.PENDING:
+        card = written_card(conf, content, ctx, _search_url(client, identifier))
+        return Delivered(wire.CdsResponse(cards=(card,)), "direct-write: being written elsewhere")
+    try:
+        async with asyncio.timeout(writer.timeout_seconds):
+            (location,) = await client.transaction(
+                _conditional_create(careplan, identifier), what="writing the CarePlan"
+            )
+    except (FhirServerError, TimeoutError, ValueError) as exc:
+        await asyncio.to_thread(writer.claims.release, identifier)
+        kind = exc.kind if isinstance(exc, FhirServerError) else "fhir_timeout"
+        return Delivered(fallback, f"suggestion: write failed ({kind})")
+    location = location or _search_url(client, identifier)
+    await asyncio.to_thread(writer.claims.written, identifier, location)
+    card = written_card(conf, content, ctx, location)
+    return Delivered(wire.CdsResponse(cards=(card,)), "direct-write: written")
+
+
+async def _wait_for_writer(claims: ClaimStore, identifier: str) -> Claim:
+    """Another call holds the claim: give it a moment to finish writing."""
+    deadline = asyncio.get_running_loop().time() + _PENDING_WAIT_SECONDS
+    while asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.05)
+        claim = await asyncio.to_thread(claims.get, identifier)
+        if claim is None:  # the writer failed and released it: this call may write
+            return await asyncio.to_thread(claims.claim, identifier)
+        if claim.state is ClaimState.WRITTEN:
+            return claim
+    return await asyncio.to_thread(claims.claim, identifier)
+
+
+def _conditional_create(careplan: dict[str, Any], identifier: str) -> dict[str, Any]:
+    return {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {
+                "fullUrl": f"urn:uuid:{uuid.uuid4()}",
+                "resource": careplan,
+                "request": {
+                    "method": "POST",
+                    "url": "CarePlan",
+                    "ifNoneExist": f"identifier={IDENTIFIER_SYSTEM}|{identifier}",
+                },
+            }
+        ],
+    }
+
+
+def _search_url(client: FhirClient, identifier: str) -> str:
+    return client.url(f"CarePlan?identifier={IDENTIFIER_SYSTEM}%7C{identifier}")
