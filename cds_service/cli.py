@@ -2,7 +2,8 @@
 
 cds-service serve
 cds-service demo-load --fhir-server URL
-cds-service fire patient-view --fhir-server URL --patient ID [--service-url URL] [--prefetch] [--json]
+cds-service fire patient-view --fhir-server URL --patient ID
+            [--service-url URL] [--prefetch] [--json] [--token TOKEN]
 """
 
 from __future__ import annotations
@@ -73,7 +74,8 @@ def demo_load(fhir_server: FhirServer, token: Token = None) -> None:
     out.print(table)
     first = sandbox.patient_id(records["runner"])
     out.print(
-        f"Try: cds-service fire patient-view --fhir-server {fhir_server.rstrip('/')} --patient {first}"
+        "Try: cds-service fire patient-view "
+        f"--fhir-server {fhir_server.rstrip('/')} --patient {first}"
     )
 
 
@@ -151,7 +153,8 @@ def show_cards(result: dict[str, Any]) -> None:
         out.print(Panel(Group(*parts), title=title, title_align="left", border_style=style))
     for action in result.get("systemActions", []):
         out.print(
-            f"[bold]System action[/bold]: {action['type']} {action.get('resource', {}).get('resourceType', '')}"
+            f"[bold]System action[/bold]: {action['type']} "
+            f"{action.get('resource', {}).get('resourceType', '')}"
         )
 
 

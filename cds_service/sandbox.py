@@ -139,7 +139,7 @@ def patient_id(resources: Iterable[Resource]) -> str:
 
 
 def transaction(resources: Iterable[Resource]) -> Resource:
-    """A transaction Bundle that PUTs every resource at its own id (loading twice changes nothing)."""
+    """A transaction Bundle that PUTs every resource at its own id (loading twice is harmless)."""
     return {
         "resourceType": "Bundle",
         "type": "transaction",
@@ -184,7 +184,8 @@ async def load(
         ) from None
     if response.status_code not in (200, 201):
         raise SandboxError(
-            f"The FHIR server at {url} refused the transaction (HTTP {response.status_code}): {_diagnostics(response)}"
+            f"The FHIR server at {url} refused the transaction "
+            f"(HTTP {response.status_code}): {_diagnostics(response)}"
         )
 
 
@@ -229,7 +230,8 @@ async def prefetch(
                 raise SandboxError(f"Patient {patient} was not found on {base}.")
             if response.status_code != 200:
                 raise SandboxError(
-                    f"The FHIR server answered HTTP {response.status_code} to {url}: {_diagnostics(response)}"
+                    f"The FHIR server answered HTTP {response.status_code} to {url}: "
+                    f"{_diagnostics(response)}"
                 )
             page = response.json()
             if page.get("resourceType") != "Bundle":
@@ -262,7 +264,8 @@ async def discovery(client: httpx.AsyncClient) -> dict[str, str]:
         response = await client.get("/cds-services")
     except httpx.TransportError as exc:
         raise SandboxError(
-            f"Cannot reach the CDS service at {client.base_url} ({type(exc).__name__}). Is it running?",
+            f"Cannot reach the CDS service at {client.base_url} ({type(exc).__name__}). "
+            "Is it running?",
             2,
         ) from None
     if response.status_code != 200:
@@ -282,7 +285,8 @@ async def fire(client: httpx.AsyncClient, body: Resource) -> Resource:
         response = await client.post("/cds-services/sacral-bsi", json=body)
     except httpx.TransportError as exc:
         raise SandboxError(
-            f"Cannot reach the CDS service at {client.base_url} ({type(exc).__name__}). Is it running?",
+            f"Cannot reach the CDS service at {client.base_url} ({type(exc).__name__}). "
+            "Is it running?",
             2,
         ) from None
     if response.status_code != 200:
