@@ -55,7 +55,7 @@ contracts: install
 	$(BIN)/lint-imports
 
 pytest: install fhir-server-install
-	$(BIN)/pytest
+	CDS_TEST_REQUIRE_FHIR_SERVER=1 $(BIN)/pytest
 
 ## bench: the service against a bare FastAPI app, same run, interleaved
 bench: install

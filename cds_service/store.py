@@ -9,6 +9,7 @@ are synchronous; the service runs them in a worker thread.
 from __future__ import annotations
 
 import enum
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -95,9 +96,16 @@ class ClaimStore:
     def __init__(self, engine: Engine, stale_after: timedelta = timedelta(seconds=60)) -> None:
         self.engine = engine
         self.stale_after = stale_after
+        # One claim operation at a time per process (the calls run in worker threads, and an
+        # in-memory SQLite database is a single shared connection); across processes and
+        # instances the database's primary key decides.
+        self._lock = threading.Lock()
 
     def claim(self, identifier: str, now: datetime | None = None) -> Claim:
-        now = _naive(now or datetime.now(UTC))
+        with self._lock:
+            return self._claim(identifier, _naive(now or datetime.now(UTC)))
+
+    def _claim(self, identifier: str, now: datetime) -> Claim:
         with Session(self.engine) as session:
             session.add(CarePlanClaim(identifier=identifier, status="pending", claimed_at=now))
             try:
@@ -108,7 +116,7 @@ class ClaimStore:
                 return Claim(ClaimState.NEW)
             row = session.get(CarePlanClaim, identifier)
             if row is None:  # released between our insert and this read: try once more
-                return self.claim(identifier, now)
+                return self._claim(identifier, now)
             if row.status == "written":
                 return Claim(ClaimState.WRITTEN, row.location)
             taken = session.execute(
@@ -124,7 +132,7 @@ class ClaimStore:
             return Claim(ClaimState.NEW if taken.rowcount == 1 else ClaimState.PENDING)  # type: ignore[attr-defined]
 
     def written(self, identifier: str, location: str | None) -> None:
-        with Session(self.engine) as session:
+        with self._lock, Session(self.engine) as session:
             session.execute(
                 update(CarePlanClaim)
                 .where(CarePlanClaim.identifier == identifier)
@@ -133,7 +141,7 @@ class ClaimStore:
             session.commit()
 
     def release(self, identifier: str) -> None:
-        with Session(self.engine) as session:
+        with self._lock, Session(self.engine) as session:
             session.execute(
                 delete(CarePlanClaim).where(
                     CarePlanClaim.identifier == identifier, CarePlanClaim.status == "pending"
@@ -142,7 +150,7 @@ class ClaimStore:
             session.commit()
 
     def get(self, identifier: str) -> Claim | None:
-        with Session(self.engine) as session:
+        with self._lock, Session(self.engine) as session:
             row = session.scalars(
                 select(CarePlanClaim).where(CarePlanClaim.identifier == identifier)
             ).first()

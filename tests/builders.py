@@ -257,9 +257,14 @@ def prefetch_for(resources: Iterable[Resource], pid: str = "p1") -> dict[str, An
     for r in items:
         by_type.setdefault(r["resourceType"], []).append(r)
     pat = next((r for r in by_type.get("Patient", []) if r["id"] == pid), None)
+    conditions = searchset(by_type.get("Condition", []))
+    for encounter in by_type.get("Encounter", []):  # as _include=Condition:encounter brings them
+        conditions.setdefault("entry", []).append(
+            {"resource": encounter, "search": {"mode": "include"}}
+        )
     return {
         "patient": pat,
-        "conditions": searchset(by_type.get("Condition", [])),
+        "conditions": conditions,
         "observations": searchset(by_type.get("Observation", [])),
         "activityNotes": searchset([]),
         "diagnosticReports": searchset(by_type.get("DiagnosticReport", [])),

@@ -59,7 +59,7 @@ def at(day: date) -> Callable[[], datetime]:
     return lambda: datetime(day.year, day.month, day.day, 12, 0, tzinfo=UTC)
 
 
-def test_settings(**overrides: Any) -> Settings:
+def settings_for_tests(**overrides: Any) -> Settings:
     values: dict[str, Any] = {"database_url": "sqlite:///:memory:"}
     values.update(overrides)
     return Settings(**values)
@@ -74,7 +74,7 @@ async def client_at() -> AsyncIterator[ClientFactory]:
     opened: list[httpx.AsyncClient] = []
 
     def make(day: date = date(2025, 9, 30), **overrides: Any) -> httpx.AsyncClient:
-        app = create_app(test_settings(**overrides), clock=at(day))
+        app = create_app(settings_for_tests(**overrides), clock=at(day))
         client = httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url="http://cds.test"
         )

@@ -1,0 +1,231 @@
+"""Direct-write delivery against the real local FHIR server: concurrent hook calls for the same
+patient produce exactly one CarePlan, in one process, across service instances that do not share
+a database, and across two service processes that do."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from cds_service.main import create_app
+from cds_service.sandbox import rename, shift_dates
+from tests import cases
+from tests.builders import hook_request
+from tests.conftest import SERVICE_URL, at, settings_for_tests
+from tests.integration.conftest import (
+    careplans_with_identifier,
+    free_port,
+    load,
+    put_transaction,
+    wait_until_ready,
+)
+
+pytestmark = pytest.mark.integration
+CALLS = 12
+ROUNDS = 20
+
+
+def confirmed_patient(
+    fhir_server: str, name: str, shift_to_today: bool = False
+) -> tuple[str, list[dict[str, Any]]]:
+    """Load an MRI-confirmed runner under fresh ids; return its id and resources."""
+    resources = rename(cases.maya_after_mri(), f"dw-{name}")
+    if shift_to_today:
+        resources = shift_dates(
+            resources, (datetime.now(UTC).date() - cases.MAYA_CONFIRMED_DAY).days
+        )
+    load(fhir_server, put_transaction(resources))
+    return next(r["id"] for r in resources if r["resourceType"] == "Patient"), resources
+
+
+def plan_identifier_in(body: dict[str, Any]) -> str:
+    link = body["cards"][0]["links"][0]["url"]
+    plan = httpx.get(link, timeout=10).json()
+    assert plan["resourceType"] == "CarePlan", plan
+    identifier: str = plan["identifier"][0]["value"]
+    return identifier
+
+
+async def concurrent_calls(
+    clients: list[httpx.AsyncClient], body: dict[str, Any]
+) -> list[httpx.Response]:
+    return list(
+        await asyncio.gather(
+            *(clients[n % len(clients)].post(SERVICE_URL, json=body) for n in range(CALLS))
+        )
+    )
+
+
+def in_process_clients(count: int) -> list[httpx.AsyncClient]:
+    """``count`` service instances, each with its own (in-memory) database."""
+    return [
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(
+                app=create_app(
+                    settings_for_tests(careplan_delivery="direct-write"),
+                    clock=at(cases.MAYA_CONFIRMED_DAY),
+                )
+            ),
+            base_url="http://cds.test",
+        )
+        for _ in range(count)
+    ]
+
+
+def test_direct_write_concurrent_calls_one_instance_write_one_plan_every_round(
+    fhir_server: str,
+) -> None:
+    async def run() -> list[int]:
+        counts = []
+        (client,) = in_process_clients(1)
+        async with client:
+            for round_number in range(ROUNDS):
+                pid, resources = confirmed_patient(fhir_server, f"one-{round_number}")
+                responses = await concurrent_calls(
+                    [client], hook_request(resources, pid=pid, fhir_server=fhir_server)
+                )
+                assert all(r.status_code == 200 for r in responses)
+                summaries = {r.json()["cards"][0]["summary"] for r in responses}
+                assert summaries == {
+                    "Draft rehab plan for the sacral bone stress injury added to the record: review, adjust and activate it."
+                }
+                counts.append(
+                    len(
+                        careplans_with_identifier(
+                            fhir_server, plan_identifier_in(responses[0].json())
+                        )
+                    )
+                )
+        return counts
+
+    assert asyncio.run(run()) == [1] * ROUNDS
+
+
+def test_direct_write_instances_without_a_shared_database_still_write_one_plan(
+    fhir_server: str,
+) -> None:
+    """No claim is shared: the FHIR transaction's ifNoneExist alone must hold."""
+
+    async def run() -> list[int]:
+        counts = []
+        clients = in_process_clients(CALLS)
+        try:
+            for round_number in range(5):
+                pid, resources = confirmed_patient(fhir_server, f"many-{round_number}")
+                responses = await concurrent_calls(
+                    clients, hook_request(resources, pid=pid, fhir_server=fhir_server)
+                )
+                counts.append(
+                    len(
+                        careplans_with_identifier(
+                            fhir_server, plan_identifier_in(responses[0].json())
+                        )
+                    )
+                )
+        finally:
+            for client in clients:
+                await client.aclose()
+        return counts
+
+    assert asyncio.run(run()) == [1] * 5
+
+
+def test_direct_write_then_the_plan_is_in_the_chart_and_the_service_stays_quiet(
+    fhir_server: str,
+) -> None:
+    async def run() -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
+        pid, _ = confirmed_patient(fhir_server, "quiet")
+        (client,) = in_process_clients(1)
+        async with client:
+            first = (
+                await client.post(SERVICE_URL, json=hook_request(pid=pid, fhir_server=fhir_server))
+            ).json()
+            second = (
+                await client.post(SERVICE_URL, json=hook_request(pid=pid, fhir_server=fhir_server))
+            ).json()
+        return first, second, careplans_with_identifier(fhir_server, plan_identifier_in(first))
+
+    first, second, plans = asyncio.run(run())
+    assert len(first["cards"]) == 1
+    assert second == {"cards": []}
+    (plan,) = plans
+    assert (plan["status"], plan["intent"]) == ("draft", "proposal")
+    assert plan["subject"]["reference"].endswith("/dw-quiet")
+
+
+@pytest.fixture
+def two_service_processes(tmp_path: Path) -> Iterator[list[str]]:
+    """Two uvicorn processes of the service sharing one SQLite database file."""
+    shared_db = tmp_path / "shared.db"
+    processes: list[subprocess.Popen[bytes]] = []
+    urls = []
+    try:
+        for n in range(2):
+            port = free_port()
+            log = tmp_path / f"service-{n}.log"
+            env = {
+                **os.environ,
+                "CDS_DATABASE_URL": f"sqlite:///{shared_db}",
+                "CDS_CAREPLAN_DELIVERY": "direct-write",
+                "CDS_FHIR_TIMEOUT_SECONDS": "5",
+            }
+            command = [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "cds_service.main:app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ]
+            with log.open("wb") as sink:
+                process = subprocess.Popen(
+                    command, cwd=tmp_path, env=env, stdout=sink, stderr=subprocess.STDOUT
+                )
+            processes.append(process)
+            wait_until_ready(f"http://127.0.0.1:{port}/readyz", process, log)
+            urls.append(f"http://127.0.0.1:{port}")
+        yield urls
+    finally:
+        for process in processes:
+            process.terminate()
+            process.wait(timeout=10)
+
+
+def test_direct_write_two_service_processes_write_one_plan(
+    fhir_server: str, two_service_processes: list[str]
+) -> None:
+    async def run() -> list[int]:
+        counts = []
+        clients = [httpx.AsyncClient(base_url=url, timeout=30) for url in two_service_processes]
+        try:
+            for round_number in range(5):
+                pid, resources = confirmed_patient(
+                    fhir_server, f"procs-{round_number}", shift_to_today=True
+                )
+                body = hook_request(resources, pid=pid, fhir_server=fhir_server)
+                responses = await concurrent_calls(clients, body)
+                assert all(r.status_code == 200 for r in responses), [r.text for r in responses]
+                counts.append(
+                    len(
+                        careplans_with_identifier(
+                            fhir_server, plan_identifier_in(responses[0].json())
+                        )
+                    )
+                )
+        finally:
+            for client in clients:
+                await client.aclose()
+        return counts
+
+    assert asyncio.run(run()) == [1] * 5
