@@ -36,10 +36,11 @@ fhir-server: fhir-server-install
 	SEKMET_DB=var/fhir-server/sekmet.db \
 	  $(FHIR_VENV)/bin/sekmet serve --config fhir-server/sekmet.yaml --host 127.0.0.1 --port $(FHIR_PORT)
 
-## run: start the service on http://127.0.0.1:$${CDS_PORT:-8080} (embedded SQLite under ./var/)
+## run: start the service on http://127.0.0.1:$${CDS_PORT:-8080} (embedded SQLite under ./var/),
+## JWT verification off unless CDS_REQUIRE_JWT=true (loopback only; the service warns loudly)
 run: install
 	@mkdir -p var
-	$(BIN)/cds-service serve
+	CDS_REQUIRE_JWT=$${CDS_REQUIRE_JWT:-false} $(BIN)/cds-service serve
 
 ## test: every quality gate and every test
 test: install lint typecheck contracts pytest

@@ -43,7 +43,12 @@ async def _time_sizes(
     patient: Patient, sizes: tuple[int, ...], budget_seconds: float, max_calls: int
 ) -> list[Timing]:
     app = create_app(
-        Settings(database_url="sqlite:///:memory:", log_level="WARNING", max_body_bytes=200_000_000)
+        Settings(
+            database_url="sqlite:///:memory:",
+            log_level="WARNING",
+            max_body_bytes=200_000_000,
+            require_jwt=False,
+        )
     )
     async with (
         app.router.lifespan_context(app),

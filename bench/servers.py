@@ -127,6 +127,9 @@ class Servers:
         # in the run's temporary directory (never ./var).
         env = {k: v for k, v in os.environ.items() if not k.startswith("CDS_")}
         env["CDS_DATABASE_URL"] = f"sqlite:///{workdir / 'bench.db'}"
+        # The bench measures the hook path; JWT verification (a signature check and one
+        # database insert per call) is not part of it. Loopback only.
+        env["CDS_REQUIRE_JWT"] = "false"
         service_port = free_port()
         bare_port = free_port()
         while bare_port == service_port:

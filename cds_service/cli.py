@@ -116,7 +116,10 @@ async def _fire(
         else:
             from cds_service.main import create_app  # noqa: PLC0415 - only in-process mode needs the app
 
-            app = create_app(Settings(database_url="sqlite:///:memory:", log_level="WARNING"))
+            # In-process: no network listener, so no caller to authenticate.
+            app = create_app(
+                Settings(database_url="sqlite:///:memory:", log_level="WARNING", require_jwt=False)
+            )
             client = httpx.AsyncClient(
                 transport=httpx.ASGITransport(app=app), base_url="http://in-process"
             )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -15,11 +17,17 @@ from fastapi.middleware.cors import CORSMiddleware
 from cds_service import cds_hooks as wire
 from cds_service import logs
 from cds_service.api import errors, routes
+from cds_service.auth.issuers import load_issuers
+from cds_service.auth.jwt_verifier import JwksCache, JwtVerifier
 from cds_service.content import load_content
 from cds_service.hooks.delivery import Writer
 from cds_service.hooks.service import SacralBsiService, ServiceRegistry
 from cds_service.settings import Settings
-from cds_service.store import ClaimStore, open_engine
+from cds_service.store import ClaimStore, ReplayStore, open_engine
+
+
+class InsecureSettingsError(RuntimeError):
+    """The settings would expose an unauthenticated service beyond loopback."""
 
 
 def utc_now() -> datetime:
@@ -31,6 +39,13 @@ def create_app(
 ) -> FastAPI:
     settings = settings or Settings()
     logs.configure(settings.log_level)
+    if not settings.require_jwt and not settings.loopback and not settings.allow_insecure:
+        raise InsecureSettingsError(
+            f"Refusing to start on {settings.host} with JWT verification off: set "
+            "CDS_REQUIRE_JWT=true and CDS_TRUSTED_ISSUERS_FILE, or (never in production) "
+            "CDS_ALLOW_INSECURE=true."
+        )
+    issuers = load_issuers(settings.trusted_issuers_file) if settings.trusted_issuers_file else {}
     content = load_content(settings.content_dir)
     registry = ServiceRegistry(SacralBsiService(content))
     engine = open_engine(settings.database_url)
@@ -48,7 +63,25 @@ def create_app(
             host=settings.host,
             port=settings.port,
             requireJwt=settings.require_jwt,
+            trustedIssuers=len(issuers),
         )
+        if not settings.require_jwt:
+            logs.log_event(
+                "JWT VERIFICATION IS OFF: any caller that reaches this port can call the "
+                "service. For local development only (CDS_REQUIRE_JWT=false).",
+                level=logging.WARNING,
+            )
+        elif not issuers:
+            logs.log_event(
+                "No trusted issuers configured (CDS_TRUSTED_ISSUERS_FILE): every call will be "
+                "refused with 401.",
+                level=logging.WARNING,
+            )
+        for issuer in issuers.values():
+            if issuer.development_only:
+                logs.log_event(
+                    "development-only issuer trusted", level=logging.WARNING, issuer=issuer.iss
+                )
         # Start-up objects live for the whole process: keep them out of the cyclic GC's way
         # (measured: fewer p99 spikes, see bench/).
         gc.collect()
@@ -72,6 +105,21 @@ def create_app(
     app.state.http = http
     app.state.engine = engine
     app.state.writer = Writer(http, ClaimStore(engine), settings.fhir_timeout_seconds)
+    replay = ReplayStore(engine)
+
+    async def remember(issuer: str, jti: str, expires: datetime, now: datetime) -> bool:
+        return await asyncio.to_thread(replay.remember, issuer, jti, expires, now)
+
+    app.state.verifier = JwtVerifier(
+        issuers,
+        JwksCache(
+            http,
+            ttl_seconds=settings.jwks_cache_seconds,
+            min_refetch_seconds=settings.jwks_refetch_seconds,
+        ),
+        remember,
+        leeway_seconds=settings.jwt_leeway_seconds,
+    )
     app.state.clock = clock
     app.add_middleware(
         CORSMiddleware,

@@ -5,6 +5,7 @@ Every setting is documented in the README with its default.
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -21,8 +22,24 @@ class Settings(BaseSettings):
     port: int = Field(default=8080, ge=1, le=65535)
     database_url: str = "sqlite:///./var/cds.db"
     content_dir: Path = DEFAULT_CONTENT_DIR
-    # Until JWT verification lands (issue 5) only ``false`` is accepted.
-    require_jwt: bool = False
+    # Verify the calling EHR's signed JWT (CDS Hooks "Trusting CDS Clients").
+    require_jwt: bool = True
+    # Let a service bound to a non-loopback address run with JWT verification off (never in
+    # production).
+    allow_insecure: bool = False
+    # TOML or JSON file of trusted issuers and where their keys come from.
+    trusted_issuers_file: Path | None = None
+    # Clock skew tolerated on exp / iat / nbf (seconds).
+    jwt_leeway_seconds: int = Field(default=60, ge=0, le=600)
+    # How long a fetched JWKS is trusted before it is fetched again (seconds).
+    jwks_cache_seconds: int = Field(default=3600, ge=0)
+    # A token naming a key id the cached JWKS lacks fetches the JWKS again (key rotation), at
+    # most once per this many seconds per issuer.
+    jwks_refetch_seconds: int = Field(default=10, ge=0)
+    # The service's public base URL (scheme, host, port, path prefix) as EHRs call it, e.g.
+    # https://cds.example.org; the JWT audience must equal it plus the service path. Default:
+    # the URL of the request as the server sees it.
+    public_base_url: str | None = None
     # Comma-separated origins allowed by CORS ("*" = any), for browser clients such as the sandbox.
     cors_allow_origins: Annotated[tuple[str, ...], NoDecode] = ("*",)
     # Total time budget for FHIR server calls in one hook call (seconds).
@@ -42,9 +59,15 @@ class Settings(BaseSettings):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
 
-    def model_post_init(self, __context: object) -> None:
-        if self.require_jwt:
-            raise ValueError(
-                "CDS_REQUIRE_JWT=true is not supported yet: JWT verification of the calling EHR "
-                "is not implemented in this version (see issue 5). Set CDS_REQUIRE_JWT=false."
-            )
+    @property
+    def loopback(self) -> bool:
+        return is_loopback(self.host)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -9,6 +9,7 @@ are synchronous; the service runs them in a worker thread.
 from __future__ import annotations
 
 import enum
+import hashlib
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -42,6 +43,15 @@ class CarePlanClaim(Base):
     status: Mapped[str] = mapped_column(String(16))  # pending | written
     location: Mapped[str | None] = mapped_column(String(2000), default=None)
     claimed_at: Mapped[datetime] = mapped_column(DateTime())  # naive UTC
+
+
+class SeenJti(Base):
+    """A token id seen, kept until the token expires (replay protection across workers)."""
+
+    __tablename__ = "seen_jtis"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 of issuer + jti
+    expires_at: Mapped[datetime] = mapped_column(DateTime(), index=True)  # naive UTC
 
 
 class ClaimState(enum.StrEnum):
@@ -163,3 +173,38 @@ class ClaimStore:
 def _naive(moment: datetime) -> datetime:
     """Claims are stored as naive UTC (SQLite keeps no zone): convert, then drop the zone."""
     return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
+
+
+class ReplayStore:
+    """Token ids seen, in the database every worker and instance shares: a ``jti`` replayed
+    within its token's lifetime is refused anywhere."""
+
+    def __init__(self, engine: Engine, purge_every: int = 500) -> None:
+        self.engine = engine
+        self.purge_every = purge_every
+        self._count = 0
+        self._lock = threading.Lock()
+
+    def remember(
+        self, issuer: str, jti: str, expires: datetime, now: datetime | None = None
+    ) -> bool:
+        """True the first time; False if this (issuer, jti) is still on record."""
+        key = hashlib.sha256(f"{issuer}\n{jti}".encode()).hexdigest()
+        now = _naive(now or datetime.now(UTC))
+        with self._lock, Session(self.engine) as session:
+            self._count += 1
+            if self._count % self.purge_every == 1:
+                session.execute(delete(SeenJti).where(SeenJti.expires_at < now))
+                session.commit()
+            session.add(SeenJti(key=key, expires_at=_naive(expires)))
+            try:
+                session.commit()
+            except IntegrityError:
+                session.rollback()
+                row = session.get(SeenJti, key)
+                if row is not None and row.expires_at < now:  # an expired record: reuse it
+                    row.expires_at = _naive(expires)
+                    session.commit()
+                    return True
+                return False
+        return True

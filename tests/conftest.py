@@ -60,7 +60,7 @@ def at(day: date) -> Callable[[], datetime]:
 
 
 def settings_for_tests(**overrides: Any) -> Settings:
-    values: dict[str, Any] = {"database_url": "sqlite:///:memory:"}
+    values: dict[str, Any] = {"database_url": "sqlite:///:memory:", "require_jwt": False}
     values.update(overrides)
     return Settings(**values)
 

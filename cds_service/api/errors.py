@@ -35,7 +35,8 @@ def error_response(error: CdsError) -> Response:
     body = operation_outcome(
         error.message, code=error.issue_code, kind=error.kind, field=error.field
     )
-    return Response(wire.encode(body), status_code=error.status, media_type=JSON)
+    headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
+    return Response(wire.encode(body), status_code=error.status, media_type=JSON, headers=headers)
 
 
 def install(app: FastAPI) -> None:

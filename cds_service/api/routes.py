@@ -10,6 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from cds_service import cds_hooks as wire
+from cds_service.api.auth import authenticate
 from cds_service.errors import BadRequestError, CdsError, PayloadTooLargeError
 from cds_service.hooks.service import CallEnvironment
 from cds_service.logs import log_event
@@ -68,6 +69,7 @@ async def call_service(service_id: str, request: Request) -> Response:
     hook_instance: str | None = None
     try:
         service = state.registry.get(service_id)
+        await authenticate(request)
         body = await _read_body(request, state.settings.max_body_bytes)
         try:
             hook_request = wire.decode_request(body)

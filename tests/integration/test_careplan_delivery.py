@@ -176,6 +176,7 @@ def two_service_processes(tmp_path: Path) -> Iterator[list[str]]:
                 **os.environ,
                 "CDS_DATABASE_URL": f"sqlite:///{shared_db}",
                 "CDS_CAREPLAN_DELIVERY": "direct-write",
+                "CDS_REQUIRE_JWT": "false",
                 "CDS_FHIR_TIMEOUT_SECONDS": "5",
             }
             command = [

@@ -109,6 +109,7 @@ def running_service(tmp_path: Path) -> Iterator[str]:
         **os.environ,
         "CDS_PORT": str(port),
         "CDS_DATABASE_URL": f"sqlite:///{tmp_path / 'cds.db'}",
+        "CDS_REQUIRE_JWT": "false",
     }
     with log.open("wb") as sink:
         process = subprocess.Popen(

@@ -44,6 +44,7 @@ def run(
         **os.environ,
         "CDS_PORT": str(port),
         "CDS_DATABASE_URL": f"sqlite:///{tmp_path / 'var' / 'cds.db'}",
+        "CDS_REQUIRE_JWT": "false",
     }
     process = subprocess.Popen(
         command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE

@@ -1,0 +1,77 @@
+"""Authentication of service and feedback calls: the EHR's bearer JWT, verified."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+
+from fastapi import Request
+
+from cds_service.auth.jwt_verifier import AuthFailure, JwtVerifier, VerifiedToken
+from cds_service.errors import CdsError
+from cds_service.logs import log_event
+
+
+class UnauthorizedError(CdsError):
+    """401 with a generic body; the reason is logged, never answered."""
+
+    status = 401
+    issue_code = "security"
+    kind = "unauthorized"
+
+    def __init__(self) -> None:
+        super().__init__("Unauthorized.")
+
+
+class InsecureBindingError(CdsError):
+    status = 503
+    issue_code = "security"
+    kind = "insecure_binding"
+
+
+def expected_audience(request: Request, public_base_url: str | None) -> str:
+    if public_base_url:
+        return public_base_url.rstrip("/") + request.url.path
+    return str(request.url.replace(query=None, fragment=None))
+
+
+async def authenticate(request: Request) -> VerifiedToken | None:
+    """Verify the caller's JWT when the service requires one; None when it does not."""
+    state = request.app.state
+    settings = state.settings
+    if not settings.require_jwt:
+        _refuse_insecure_non_loopback(request, settings.allow_insecure)
+        return None
+    verifier: JwtVerifier = state.verifier
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        log_event("auth_failed", level=logging.WARNING, reason="no bearer token")
+        raise UnauthorizedError
+    try:
+        verified = await verifier.verify(
+            token.strip(), expected_audience(request, settings.public_base_url), state.clock()
+        )
+    except AuthFailure as failure:
+        log_event("auth_failed", level=logging.WARNING, reason=failure.reason)
+        raise UnauthorizedError from None
+    if verified.development_only:
+        log_event("auth_development_issuer", level=logging.WARNING, issuer=verified.iss)
+    return verified
+
+
+def _refuse_insecure_non_loopback(request: Request, allow_insecure: bool) -> None:
+    """Backstop for ``uvicorn --host 0.0.0.0`` without JWT: refuse calls that arrive on a
+    non-loopback address unless CDS_ALLOW_INSECURE says so."""
+    server = request.scope.get("server")
+    if allow_insecure or not server:
+        return
+    try:
+        address = ipaddress.ip_address(server[0])
+    except ValueError:
+        return
+    if not address.is_loopback:
+        raise InsecureBindingError(
+            "JWT verification is off and this address is not loopback: refused. Set "
+            "CDS_REQUIRE_JWT=true (and trusted issuers), or CDS_ALLOW_INSECURE=true."
+        )

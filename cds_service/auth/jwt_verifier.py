@@ -1,0 +1,206 @@
+"""Verification of the JWT a CDS client sends with each call (CDS Hooks 2.0.1, "Trusting CDS
+Clients"): signature with the issuer's public key, issuer, audience, time claims, replay.
+
+Every failure raises ``AuthFailure`` whose ``reason`` goes to the log only; the caller answers a
+generic 401, with no detail that would help an attacker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jwt
+
+from cds_service.auth.issuers import TrustedIssuer
+
+SUPPORTED_ALGORITHMS = frozenset({"ES384", "RS384", "ES256", "RS256"})
+REQUIRED_CLAIMS = ("iss", "aud", "exp", "iat", "jti")
+
+# (issuer, jti, expiry, now) -> False when this jti was already seen and has not expired
+ReplayCheck = Callable[[str, str, datetime, datetime], Awaitable[bool]]
+
+
+class AuthFailure(Exception):  # noqa: N818 - a failure of the caller, not of the service
+    """The token is not acceptable; ``reason`` is for the log, never for the response."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class VerifiedToken:
+    iss: str
+    jti: str
+    sub: str | None
+    development_only: bool
+
+
+@dataclass
+class _Keys:
+    fetched_at: float
+    keys: dict[str | None, jwt.PyJWK]
+
+
+@dataclass
+class JwksCache:
+    """Public keys by JWKS URL or file. Cached for ``ttl_seconds``; fetched again at once when a
+    token names a key id the cached set lacks (key rotation), at most once per
+    ``min_refetch_seconds`` per source (a stream of made-up kids cannot hammer the issuer)."""
+
+    http: httpx.AsyncClient
+    ttl_seconds: float = 3600.0
+    min_refetch_seconds: float = 10.0
+    timeout_seconds: float = 3.0
+    clock: Callable[[], float] = time.monotonic
+    _cache: dict[str, _Keys] = field(default_factory=dict)
+    _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+
+    async def key(self, source: str, kid: str | None) -> jwt.PyJWK:
+        entry = self._cache.get(source)
+        now = self.clock()
+        stale = entry is None or now - entry.fetched_at > self.ttl_seconds
+        missing = entry is not None and _pick(entry.keys, kid) is None
+        if stale or (
+            missing and entry is not None and now - entry.fetched_at > self.min_refetch_seconds
+        ):
+            entry = await self._refresh(source)
+        assert entry is not None
+        found = _pick(entry.keys, kid)
+        if found is None:
+            raise AuthFailure(f"no key with kid {kid!r} in the issuer's JWKS")
+        return found
+
+    async def _refresh(self, source: str) -> _Keys:
+        lock = self._locks.setdefault(source, asyncio.Lock())
+        async with lock:
+            jwks = await self._load(source)
+            try:
+                key_set = jwt.PyJWKSet.from_dict(jwks)
+            except jwt.PyJWKSetError as exc:
+                raise AuthFailure(f"unusable JWKS: {exc}") from None
+            entry = _Keys(self.clock(), {k.key_id: k for k in key_set.keys})
+            self._cache[source] = entry
+            return entry
+
+    async def _load(self, source: str) -> dict[str, Any]:
+        if not source.startswith(("https://", "http://")):
+            try:
+                text = await asyncio.to_thread(Path(source).read_text, encoding="utf-8")
+                loaded: dict[str, Any] = json.loads(text)
+            except (OSError, ValueError) as exc:
+                raise AuthFailure(f"cannot read pinned JWKS file: {exc}") from None
+            return loaded
+        try:
+            response = await self.http.get(source, timeout=self.timeout_seconds)
+        except httpx.HTTPError as exc:
+            raise AuthFailure(f"cannot fetch JWKS ({type(exc).__name__})") from None
+        if response.status_code != 200:
+            raise AuthFailure(f"JWKS answered HTTP {response.status_code}")
+        try:
+            fetched: dict[str, Any] = response.json()
+        except ValueError:
+            raise AuthFailure("JWKS is not JSON") from None
+        return fetched
+
+
+def _pick(keys: Mapping[str | None, jwt.PyJWK], kid: str | None) -> jwt.PyJWK | None:
+    if kid is not None:
+        return keys.get(kid)
+    return next(iter(keys.values())) if len(keys) == 1 else None
+
+
+@dataclass
+class JwtVerifier:
+    issuers: Mapping[str, TrustedIssuer]
+    jwks: JwksCache
+    replay: ReplayCheck
+    leeway_seconds: int = 60
+
+    async def verify(self, token: str, audience: str, now: datetime) -> VerifiedToken:
+        try:
+            header = jwt.get_unverified_header(token)
+            unverified = jwt.decode(token, options={"verify_signature": False})
+        except jwt.PyJWTError as exc:
+            raise AuthFailure(f"malformed token: {type(exc).__name__}") from None
+        alg = header.get("alg")
+        if alg not in SUPPORTED_ALGORITHMS:
+            raise AuthFailure(f"algorithm {alg!r} not accepted")
+        iss = unverified.get("iss")
+        issuer = self.issuers.get(iss) if isinstance(iss, str) else None
+        if issuer is None:
+            raise AuthFailure("issuer not trusted")
+        if alg not in issuer.algorithms:
+            raise AuthFailure(f"algorithm {alg} not configured for this issuer")
+        key = await self.jwks.key(self._key_source(issuer, header), header.get("kid"))
+        try:
+            claims = jwt.decode(
+                token,
+                key=key,
+                algorithms=[alg],
+                options={
+                    "require": list(REQUIRED_CLAIMS),
+                    "verify_aud": False,  # checked below, against the URL that was called
+                    "verify_exp": False,  # time claims are checked below with the injected clock
+                    "verify_iat": False,
+                    "verify_nbf": False,
+                },
+            )
+        except jwt.MissingRequiredClaimError as exc:
+            raise AuthFailure(f"missing claim {exc.claim}") from None
+        except jwt.PyJWTError as exc:
+            raise AuthFailure(f"signature not valid: {type(exc).__name__}") from None
+        self._check_audience(claims.get("aud"), audience)
+        expires = self._check_times(claims, now)
+        jti = claims.get("jti")
+        if not isinstance(jti, str) or not jti:
+            raise AuthFailure("jti is not a string")
+        if not await self.replay(issuer.iss, jti, expires, now):
+            raise AuthFailure("jti replayed")
+        sub = claims.get("sub")
+        return VerifiedToken(
+            issuer.iss, jti, sub if isinstance(sub, str) else None, issuer.development_only
+        )
+
+    @staticmethod
+    def _key_source(issuer: TrustedIssuer, header: Mapping[str, Any]) -> str:
+        if issuer.jku_allowlist:
+            jku = header.get("jku")
+            if not isinstance(jku, str):
+                raise AuthFailure("token has no jku and the issuer publishes keys by jku")
+            if not issuer.allows_jku(jku):
+                raise AuthFailure("jku not on the issuer's allowlist")
+            return jku
+        source = issuer.jwks_url or issuer.jwks_file
+        assert source is not None
+        return source
+
+    @staticmethod
+    def _check_audience(aud: Any, expected: str) -> None:
+        wanted = expected.rstrip("/")
+        values = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
+        if not any(isinstance(v, str) and v.rstrip("/") == wanted for v in values):
+            raise AuthFailure("audience is not this service's URL")
+
+    def _check_times(self, claims: Mapping[str, Any], now: datetime) -> datetime:
+        moment = now.timestamp()
+        try:
+            exp, iat = float(claims["exp"]), float(claims["iat"])
+            nbf = float(claims["nbf"]) if "nbf" in claims else None
+        except (TypeError, ValueError):
+            raise AuthFailure("time claims are not numbers") from None
+        if exp < moment - self.leeway_seconds:
+            raise AuthFailure("token expired")
+        if iat > moment + self.leeway_seconds:
+            raise AuthFailure("token issued in the future")
+        if nbf is not None and nbf > moment + self.leeway_seconds:
+            raise AuthFailure("token not yet valid")
+        return datetime.fromtimestamp(exp + self.leeway_seconds, UTC)

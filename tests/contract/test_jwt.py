@@ -1,0 +1,440 @@
+"""Trusting CDS clients: the EHR's JWT on every service call. The tests make their own ES384 and
+RS384 keys, serve JWKS with respx, and try a real token the public CDS Hooks Sandbox signed."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+import respx
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from cds_service.auth.issuers import IssuerConfigError, load_issuers
+from cds_service.main import InsecureSettingsError, create_app
+from tests import cases
+from tests.builders import hook_request
+from tests.conftest import SERVICE_URL, ClientFactory, settings_for_tests, shared
+
+pytestmark = pytest.mark.anyio
+NOW = datetime(2025, 9, 30, 12, 0, tzinfo=UTC)
+BASE = "http://cds.test"
+AUDIENCE = BASE + SERVICE_URL
+EHR = "https://ehr.example.org/fhir"
+EHR_JWKS = "https://ehr.example.org/.well-known/jwks.json"
+CERNER = "https://cds-hooks.cerner.com"
+CERNER_JWKS = "https://authorization.cerner.com/jwk"
+EPIC = "https://fhir.example-hospital.org/interconnect-fhir-oauth/api/FHIR/R4"
+EPIC_KEYS = "https://fhir.example-hospital.org/interconnect-fhir-oauth/api/epic/2019/Security/Open/PublicKeys/530005/"
+
+
+@dataclass
+class Key:
+    kid: str
+    alg: str
+    private: Any
+
+    def public_jwk(self) -> dict[str, Any]:
+        algorithm = (
+            jwt.algorithms.ECAlgorithm if self.alg.startswith("ES") else jwt.algorithms.RSAAlgorithm
+        )
+        jwk: dict[str, Any] = json.loads(algorithm.to_jwk(self.private.public_key()))
+        jwk.update(kid=self.kid, alg=self.alg, use="sig")
+        return jwk
+
+    def public_pem(self) -> bytes:
+        pem: bytes = self.private.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        return pem
+
+
+def es(alg: str = "ES384") -> Key:
+    curve = ec.SECP384R1() if alg == "ES384" else ec.SECP256R1()
+    return Key(str(uuid.uuid4()), alg, ec.generate_private_key(curve))
+
+
+def rs(alg: str = "RS384") -> Key:
+    return Key(
+        str(uuid.uuid4()), alg, rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    )
+
+
+EHR_KEY, EHR_ES256, CERNER_KEY, EPIC_KEY, PINNED_KEY = es(), es("ES256"), rs(), rs(), es()
+ROGUE_KEY = es()
+
+
+def claims(**overrides: Any) -> dict[str, Any]:
+    now = int(NOW.timestamp())
+    values: dict[str, Any] = {
+        "iss": EHR,
+        "aud": AUDIENCE,
+        "iat": now,
+        "exp": now + 300,
+        "jti": str(uuid.uuid4()),
+    }
+    values.update(overrides)
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def sign(
+    payload: dict[str, Any],
+    key: Key = EHR_KEY,
+    *,
+    jku: str | None = EHR_JWKS,
+    kid: str | None = None,
+    alg: str | None = None,
+) -> str:
+    headers: dict[str, Any] = {"kid": kid or key.kid, "typ": "JWT"}
+    if jku:
+        headers["jku"] = jku
+    return jwt.encode(payload, key.private, algorithm=alg or key.alg, headers=headers)
+
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def unsigned(payload: dict[str, Any]) -> str:
+    return f"{b64(json.dumps({'alg': 'none', 'typ': 'JWT'}).encode())}.{b64(json.dumps(payload).encode())}."
+
+
+def hmac_with_public_key(payload: dict[str, Any]) -> str:
+    header = {"alg": "HS256", "typ": "JWT", "kid": EHR_KEY.kid, "jku": EHR_JWKS}
+    signing_input = f"{b64(json.dumps(header).encode())}.{b64(json.dumps(payload).encode())}"
+    signature = hmac.new(EHR_KEY.public_pem(), signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{b64(signature)}"
+
+
+def tampered(token: str) -> str:
+    head, payload, signature = token.split(".")
+    body = json.loads(base64.urlsafe_b64decode(payload + "=="))
+    body["sub"] = "someone-else"
+    return f"{head}.{b64(json.dumps(body).encode())}.{signature}"
+
+
+@pytest.fixture
+def issuers_file(tmp_path: Path) -> Path:
+    pinned = tmp_path / "pinned-jwks.json"
+    pinned.write_text(json.dumps({"keys": [PINNED_KEY.public_jwk()]}))
+    path = tmp_path / "issuers.toml"
+    path.write_text(
+        f"""
+[[issuer]]
+iss = "{EHR}"
+algorithms = ["ES384", "ES256"]
+jku_allowlist = ["{EHR_JWKS}"]
+
+[[issuer]]
+iss = "{CERNER}"
+jwks_url = "{CERNER_JWKS}"
+
+[[issuer]]
+iss = "{EPIC}"
+algorithms = ["RS384"]
+jku_allowlist = ["https://fhir.example-hospital.org/interconnect-fhir-oauth/api/epic/2019/Security/Open/PublicKeys/"]
+
+[[issuer]]
+iss = "https://pinned.example.org"
+jwks_file = "pinned-jwks.json"
+"""
+    )
+    return path
+
+
+@pytest.fixture
+def jwks_served() -> Any:
+    with respx.mock(assert_all_called=False) as mock:
+        mock.get(EHR_JWKS).mock(
+            return_value=httpx.Response(
+                200, json={"keys": [EHR_KEY.public_jwk(), EHR_ES256.public_jwk()]}
+            )
+        )
+        mock.get(CERNER_JWKS).mock(
+            return_value=httpx.Response(200, json={"keys": [CERNER_KEY.public_jwk()]})
+        )
+        mock.get(url__startswith=EPIC_KEYS).mock(
+            return_value=httpx.Response(200, json={"keys": [EPIC_KEY.public_jwk()]})
+        )
+        yield mock
+
+
+Post = Callable[..., Any]
+
+
+@pytest.fixture
+def post(client_at: ClientFactory, issuers_file: Path, jwks_served: Any) -> Post:
+    client = client_at(
+        cases.MAYA_SUSPECT_DAY,
+        require_jwt=True,
+        trusted_issuers_file=issuers_file,
+        jwks_refetch_seconds=0,
+    )
+    client._transport.app.state.clock = lambda: NOW  # type: ignore[attr-defined]
+
+    async def send(token: str | None, scheme: str = "Bearer") -> httpx.Response:
+        headers = {"Authorization": f"{scheme} {token}"} if token is not None else {}
+        return await client.post(
+            SERVICE_URL, json=hook_request(cases.maya_before_mri(), pid="maya"), headers=headers
+        )
+
+    return send
+
+
+GOOD: dict[str, Callable[[], str]] = {
+    "ES384 with an allowed jku": lambda: sign(claims()),
+    "ES256 configured for the issuer": lambda: sign(claims(), EHR_ES256),
+    "audience as an array": lambda: sign(claims(aud=["https://other.example", AUDIENCE])),
+    "extra claims some EHRs send": lambda: sign(
+        claims(sub="client-1", tenant="t1", nbf=int(NOW.timestamp()) - 300)
+    ),
+    "small clock skew (iat 30 s ahead)": lambda: sign(claims(iat=int(NOW.timestamp()) + 30)),
+    "RS384 from a configured JWKS URL (Oracle Health style)": lambda: sign(
+        claims(iss=CERNER), CERNER_KEY, jku=None
+    ),
+    "RS384 Epic style (jku under the FHIR base, sub, nbf)": lambda: sign(
+        claims(iss=EPIC, sub="epic-client-id", nbf=int(NOW.timestamp()) - 300),
+        EPIC_KEY,
+        jku=EPIC_KEYS + "client",
+    ),
+    "pinned local JWKS, no network": lambda: sign(
+        claims(iss="https://pinned.example.org"), PINNED_KEY, jku=None
+    ),
+}
+
+BAD: dict[str, Callable[[], str]] = {
+    "expired": lambda: sign(claims(exp=int(NOW.timestamp()) - 120)),
+    "not yet valid (nbf)": lambda: sign(claims(nbf=int(NOW.timestamp()) + 600)),
+    "issued in the future": lambda: sign(claims(iat=int(NOW.timestamp()) + 600)),
+    "wrong audience": lambda: sign(claims(aud="https://cds.example/cds-services/other")),
+    "unknown issuer": lambda: sign(claims(iss="https://evil.example")),
+    "jku not on the allowlist": lambda: sign(claims(), jku="https://evil.example/jwks.json"),
+    "no jku for a jku issuer": lambda: sign(claims(), jku=None),
+    "alg none": lambda: unsigned(claims()),
+    "HS256 signed with the public key": lambda: hmac_with_public_key(claims()),
+    "tampered payload": lambda: tampered(sign(claims())),
+    "signed by another key under a known kid": lambda: sign(claims(), ROGUE_KEY, kid=EHR_KEY.kid),
+    "unknown kid": lambda: sign(claims(), ROGUE_KEY),
+    "RS256 not configured for the issuer": lambda: sign(claims(iss=CERNER), rs("RS256"), jku=None),
+    "missing iss": lambda: sign(claims(iss=None)),
+    "missing aud": lambda: sign(claims(aud=None)),
+    "missing exp": lambda: sign(claims(exp=None)),
+    "missing iat": lambda: sign(claims(iat=None)),
+    "missing jti": lambda: sign(claims(jti=None)),
+    "not a JWT": lambda: "not-a-token",
+}
+
+
+async def test_jwt_good_tokens_are_accepted_and_bad_ones_rejected(
+    post: Post, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name, make in GOOD.items():
+        response = await post(make())
+        assert response.status_code == 200, (name, response.text)
+    rejected = 0
+    for name, make in BAD.items():
+        response = await post(make())
+        assert response.status_code == 401, (name, response.status_code, response.text)
+        assert response.headers["www-authenticate"] == "Bearer"
+        assert response.json()["issue"][0]["details"]["text"] == "Unauthorized."  # nothing more
+        rejected += 1
+    for token, scheme in ((None, "Bearer"), ("abc", "Basic"), ("", "Bearer")):
+        assert (await post(token, scheme)).status_code == 401
+        rejected += 1
+    with capsys.disabled():
+        print(f"\n[jwt] {len(GOOD)} good tokens accepted, {rejected} bad tokens rejected")
+    assert rejected == len(BAD) + 3
+
+
+async def test_jwt_replayed_jti_is_rejected(post: Post) -> None:
+    token = sign(claims())
+    assert (await post(token)).status_code == 200
+    assert (await post(token)).status_code == 401
+
+
+async def test_jwt_reason_goes_to_the_log_not_the_response(
+    post: Post, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="cds_service"):
+        response = await post(sign(claims(exp=int(NOW.timestamp()) - 120)))
+    assert "expired" not in response.text
+    assert any(getattr(r, "fields", {}).get("reason") == "token expired" for r in caplog.records)
+
+
+async def test_jwt_key_rotation_unknown_kid_fetches_the_jwks_again(
+    client_at: ClientFactory, issuers_file: Path
+) -> None:
+    new_key = es()
+    with respx.mock(assert_all_called=False) as mock:
+        route = mock.get(EHR_JWKS)
+        route.mock(return_value=httpx.Response(200, json={"keys": [EHR_KEY.public_jwk()]}))
+        client = client_at(
+            cases.MAYA_SUSPECT_DAY,
+            require_jwt=True,
+            trusted_issuers_file=issuers_file,
+            jwks_refetch_seconds=0,
+        )
+        client._transport.app.state.clock = lambda: NOW  # type: ignore[attr-defined]
+        body = hook_request(cases.maya_before_mri(), pid="maya")
+        first = await client.post(
+            SERVICE_URL, json=body, headers={"Authorization": f"Bearer {sign(claims())}"}
+        )
+        route.mock(
+            return_value=httpx.Response(
+                200, json={"keys": [EHR_KEY.public_jwk(), new_key.public_jwk()]}
+            )
+        )
+        rotated = await client.post(
+            SERVICE_URL, json=body, headers={"Authorization": f"Bearer {sign(claims(), new_key)}"}
+        )
+    assert (first.status_code, rotated.status_code) == (200, 200)
+    assert route.call_count == 2
+
+
+async def test_jwt_unknown_kids_do_not_hammer_the_issuer(
+    client_at: ClientFactory, issuers_file: Path
+) -> None:
+    with respx.mock(assert_all_called=False) as mock:
+        route = mock.get(EHR_JWKS).mock(
+            return_value=httpx.Response(200, json={"keys": [EHR_KEY.public_jwk()]})
+        )
+        client = client_at(
+            cases.MAYA_SUSPECT_DAY,
+            require_jwt=True,
+            trusted_issuers_file=issuers_file,
+            jwks_refetch_seconds=60,
+        )
+        client._transport.app.state.clock = lambda: NOW  # type: ignore[attr-defined]
+        body = hook_request(cases.maya_before_mri(), pid="maya")
+        for _ in range(5):
+            await client.post(
+                SERVICE_URL, json=body, headers={"Authorization": f"Bearer {sign(claims(), es())}"}
+            )
+    assert route.call_count == 1
+
+
+async def test_jwt_discovery_and_preflight_need_no_token(
+    client_at: ClientFactory, issuers_file: Path
+) -> None:
+    client = client_at(require_jwt=True, trusted_issuers_file=issuers_file)
+    assert (await client.get("/cds-services")).status_code == 200
+    preflight = await client.options(
+        SERVICE_URL,
+        headers={
+            "Origin": "https://sandbox.cds-hooks.org",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization",
+        },
+    )
+    assert preflight.status_code == 200
+
+
+# ---------------------------------------------------------------------------- the real sandbox token
+SANDBOX_AUDIENCE_BASE = "http://127.0.0.1:54199"
+
+
+@pytest.fixture
+def sandbox_client(client_at: ClientFactory, tmp_path: Path) -> Any:
+    folder = shared("cds-hooks-examples", "sandbox-jwt")
+    config = tmp_path / "issuers.toml"
+    config.write_text(
+        'issuer = [{ iss = "https://sandbox.cds-hooks.org", algorithms = ["ES384"], '
+        'jku_allowlist = ["https://sandbox.cds-hooks.org/.well-known/jwks.json"], development_only = true }]\n'
+    )
+    decoded = json.loads((folder / "hook-call-token.decoded.json").read_text())
+    inside = datetime.fromtimestamp(decoded["claims"]["iat"] + 60, UTC)
+    with respx.mock(assert_all_called=False) as mock:
+        mock.get("https://sandbox.cds-hooks.org/.well-known/jwks.json").mock(
+            return_value=httpx.Response(
+                200, json=json.loads((folder / "sandbox-jwks.json").read_text())
+            )
+        )
+        client = client_at(
+            cases.MAYA_SUSPECT_DAY,
+            require_jwt=True,
+            trusted_issuers_file=config,
+            public_base_url=SANDBOX_AUDIENCE_BASE,
+        )
+        client._transport.app.state.clock = lambda: inside  # type: ignore[attr-defined]
+        yield client, (folder / "hook-call-token.txt").read_text().strip()
+
+
+async def test_jwt_real_sandbox_token_is_verified_then_refused_when_replayed_or_tampered(
+    sandbox_client: Any,
+) -> None:
+    client, token = sandbox_client
+    body = hook_request(cases.maya_before_mri(), pid="maya")
+
+    async def send(t: str) -> int:
+        response = await client.post(
+            SERVICE_URL, json=body, headers={"Authorization": f"Bearer {t}"}
+        )
+        return int(response.status_code)
+
+    assert await send(tampered(token)) == 401
+    assert await send(token) == 200
+    assert await send(token) == 401  # replayed jti
+
+
+def test_jwt_example_issuers_file_loads(tmp_path: Path) -> None:
+    issuers = load_issuers(
+        Path(__file__).resolve().parents[2] / "docs" / "trusted-issuers.example.toml"
+    )
+    assert issuers["https://sandbox.cds-hooks.org"].development_only
+    assert issuers["https://cds-hooks.cerner.com"].jwks_url == CERNER_JWKS
+    epic = next(i for i in issuers.values() if "epic" in "".join(i.jku_allowlist))
+    assert epic.algorithms == ("RS384",)
+    assert epic.allows_jku(epic.jku_allowlist[0] + "530005/client-id")
+    assert not epic.allows_jku("https://evil.example/api/epic/2019/Security/Open/PublicKeys/")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'issuer = [{ iss = "x" }]',  # no key source
+        'issuer = [{ iss = "x", jwks_url = "https://a", jwks_file = "b" }]',  # two sources
+        'issuer = [{ iss = "x", jwks_url = "https://a", algorithms = ["HS256"] }]',  # HMAC
+        'issuer = [{ iss = "x", jwks_url = "https://a" }, { iss = "x", jwks_url = "https://b" }]',
+        'issuer = [{ iss = "x", jwks_url = "https://a", colour = "red" }]',
+    ],
+)
+def test_jwt_bad_issuer_files_stop_the_service(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "issuers.toml"
+    path.write_text(text)
+    with pytest.raises(IssuerConfigError):
+        load_issuers(path)
+
+
+def test_jwt_off_on_a_non_loopback_address_refuses_to_start() -> None:
+    with pytest.raises(InsecureSettingsError, match="CDS_ALLOW_INSECURE"):
+        create_app(settings_for_tests(host="0.0.0.0", require_jwt=False))
+    assert create_app(settings_for_tests(host="0.0.0.0", require_jwt=False, allow_insecure=True))
+    assert create_app(settings_for_tests(host="0.0.0.0", require_jwt=True))
+
+
+async def test_jwt_off_refuses_calls_arriving_on_a_non_loopback_address() -> None:
+    """``uvicorn --host 0.0.0.0`` bypasses CDS_HOST: the request's own address decides."""
+    app = create_app(settings_for_tests(require_jwt=False))
+    body = hook_request(cases.maya_before_mri(), pid="maya")
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://10.1.2.3"
+    ) as outside:
+        refused = await outside.post(SERVICE_URL, json=body)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1"
+    ) as inside:
+        allowed = await inside.post(SERVICE_URL, json=body)
+    assert refused.status_code == 503
+    assert allowed.status_code == 200
