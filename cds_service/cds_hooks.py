@@ -7,7 +7,8 @@ they never carry null values or empty arrays (``cards: []`` excepted, as the spe
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from datetime import datetime
+from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 
@@ -56,26 +57,67 @@ _AT = re.compile(r" - at `\$\.?([^`]*)`")
 
 def decode_request(body: bytes) -> HookRequest:
     """Decode a hook request; RequestError names the offending field (``context.patientId``)."""
+    return _decode(_REQUEST, body)
+
+
+_T = TypeVar("_T")
+
+
+def _decode(decoder: msgspec.json.Decoder[_T], body: bytes) -> _T:
     try:
-        return _REQUEST.decode(body)
+        return decoder.decode(body)
     except msgspec.ValidationError as exc:
         text = str(exc)
         missing = _MISSING.search(text)
         if missing:
             parent, name = missing.group(2), missing.group(1)
             field = f"{parent}.{name}" if parent else name
-            return _raise(f"Missing required field '{field}'.", field)
+            raise RequestError(f"Missing required field '{field}'.", field) from None
         at = _AT.search(text)
         field = at.group(1) if at else None
-        return _raise(f"Invalid value at '{field or '$'}': {_AT.sub('', text)}.", field)
+        raise RequestError(
+            f"Invalid value at '{field or '$'}': {_AT.sub('', text)}.", field
+        ) from None
     except msgspec.DecodeError as exc:
-        return _raise(f"Request body is not valid JSON: {exc}.", None)
+        raise RequestError(f"Request body is not valid JSON: {exc}.", None) from None
     except RecursionError:
-        return _raise("Request body is nested too deeply to be a CDS Hooks request.", None)
+        raise RequestError("Request body is nested too deeply.", None) from None
 
 
-def _raise(message: str, field: str | None) -> HookRequest:
-    raise RequestError(message, field)
+# ---------------------------------------------------------------------------- feedback
+class FeedbackCoding(msgspec.Struct, frozen=True):
+    code: str | None = None
+    system: str | None = None
+    display: str | None = None
+
+
+class OverrideReason(msgspec.Struct, frozen=True):
+    reason: FeedbackCoding | None = None
+    userComment: str | None = None
+
+
+class AcceptedSuggestion(msgspec.Struct, frozen=True):
+    id: NonEmpty
+
+
+class FeedbackItem(msgspec.Struct, frozen=True):
+    card: NonEmpty
+    outcome: Literal["accepted", "overridden"]
+    outcomeTimestamp: datetime
+    acceptedSuggestions: tuple[AcceptedSuggestion, ...] = ()
+    overrideReason: OverrideReason | None = None
+
+
+class FeedbackRequest(msgspec.Struct, frozen=True):
+    feedback: Annotated[tuple[FeedbackItem, ...], msgspec.Meta(min_length=1)]
+
+
+_FEEDBACK = msgspec.json.Decoder(FeedbackRequest)
+
+
+def decode_feedback(body: bytes) -> FeedbackRequest:
+    """Decode a feedback request; RequestError names the offending field."""
+    return _decode(_FEEDBACK, body)
 
 
 # ---------------------------------------------------------------------------- response

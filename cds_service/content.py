@@ -17,6 +17,7 @@ from cds_service.rules.parameters import (
     ConfirmationParameters,
     IndicatorParameters,
     RuleParameters,
+    SuppressionParameters,
     SuspicionParameters,
     ThresholdParameters,
 )
@@ -226,7 +227,14 @@ def load_content(directory: Path = DEFAULT_CONTENT_DIR) -> Content:
         _read(directory / "rehab-protocol.toml"), RehabProtocol, "rehab-protocol.toml"
     )
     terms_spec = _convert(_read(directory / "valuesets.toml"), TerminologySpec, "valuesets.toml")
-    known_sections = {"suspicion", "indicator", "thresholds", "confirmation", "terminology"}
+    known_sections = {
+        "suspicion",
+        "indicator",
+        "thresholds",
+        "confirmation",
+        "suppression",
+        "terminology",
+    }
     if set(params) - known_sections:
         raise ContentError(
             f"parameters.toml: unknown section(s) {sorted(set(params) - known_sections)}"
@@ -243,6 +251,9 @@ def load_content(directory: Path = DEFAULT_CONTENT_DIR) -> Content:
         ),
         confirmation=_dataclass_section(
             params.get("confirmation", {}), ConfirmationParameters, "parameters.toml [confirmation]"
+        ),
+        suppression=_dataclass_section(
+            params.get("suppression", {}), SuppressionParameters, "parameters.toml [suppression]"
         ),
         protocol_uri=protocol.uri,
     )

@@ -23,7 +23,7 @@ from cds_service.content import load_content
 from cds_service.hooks.delivery import Writer
 from cds_service.hooks.service import SacralBsiService, ServiceRegistry
 from cds_service.settings import Settings
-from cds_service.store import ClaimStore, ReplayStore, open_engine
+from cds_service.store import CardLedger, ClaimStore, ReplayStore, open_engine
 
 
 class InsecureSettingsError(RuntimeError):
@@ -105,6 +105,7 @@ def create_app(
     app.state.http = http
     app.state.engine = engine
     app.state.writer = Writer(http, ClaimStore(engine), settings.fhir_timeout_seconds)
+    app.state.ledger = CardLedger(engine)
     replay = ReplayStore(engine)
 
     async def remember(issuer: str, jti: str, expires: datetime, now: datetime) -> bool:

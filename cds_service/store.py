@@ -1,24 +1,33 @@
 """The service's own database (SQLAlchemy 2): SQLite under ./var/ by default, Postgres by URL.
+The schema is created and upgraded by Alembic migrations (``cds_service/migrations``) at start-up.
 
-Today it holds the CarePlan write claims of direct-write delivery: before the service writes a
-plan to the EHR's FHIR server it claims the plan's business identifier here, so that concurrent
-hook calls (other workers, other instances sharing the database) do not write it twice. Calls
-are synchronous; the service runs them in a worker thread.
+It holds what every worker and instance must share:
+- CarePlan write claims (direct-write delivery never writes a plan twice);
+- the JWT ids seen (a replayed token is refused anywhere);
+- the cards issued (card uuid -> a hashed patient reference, the finding and its evidence keys;
+  no names, no ids), and the clinicians' feedback on them (override suppression).
+Calls are synchronous; the service runs them in a worker thread.
 """
 
 from __future__ import annotations
 
 import enum
 import hashlib
+import json
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from alembic import command
+from alembic.config import Config
 from sqlalchemy import (
+    Boolean,
     DateTime,
     Engine,
+    Integer,
     String,
+    Text,
     create_engine,
     delete,
     event,
@@ -54,6 +63,35 @@ class SeenJti(Base):
     expires_at: Mapped[datetime] = mapped_column(DateTime(), index=True)  # naive UTC
 
 
+class IssuedCard(Base):
+    __tablename__ = "issued_cards"
+
+    card_uuid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    service_id: Mapped[str] = mapped_column(String(64))
+    patient_key: Mapped[str] = mapped_column(String(64), index=True)  # sha256, never the id
+    finding: Mapped[str] = mapped_column(String(32))  # suspect | confirmed | confirm_first
+    evidence: Mapped[str] = mapped_column(Text())  # JSON list of evidence keys
+    content_version: Mapped[str] = mapped_column(String(32))
+    issued_at: Mapped[datetime] = mapped_column(DateTime())  # naive UTC
+
+
+class Feedback(Base):
+    __tablename__ = "feedback"
+
+    id: Mapped[int] = mapped_column(Integer(), primary_key=True, autoincrement=True)
+    service_id: Mapped[str] = mapped_column(String(64))
+    card_uuid: Mapped[str] = mapped_column(String(64), index=True)
+    known_card: Mapped[bool] = mapped_column(Boolean())  # False: a uuid this service never issued
+    outcome: Mapped[str] = mapped_column(String(16))  # accepted | overridden
+    accepted_suggestions: Mapped[str | None] = mapped_column(Text(), default=None)  # JSON list
+    override_system: Mapped[str | None] = mapped_column(String(300), default=None)
+    override_code: Mapped[str | None] = mapped_column(String(100), default=None)
+    override_display: Mapped[str | None] = mapped_column(String(300), default=None)
+    user_comment: Mapped[str | None] = mapped_column(Text(), default=None)
+    outcome_timestamp: Mapped[datetime] = mapped_column(DateTime())  # naive UTC
+    received_at: Mapped[datetime] = mapped_column(DateTime())  # naive UTC
+
+
 class ClaimState(enum.StrEnum):
     NEW = "new"  # this call holds the claim: it writes
     PENDING = "pending"  # another call is writing it now
@@ -79,8 +117,23 @@ def open_engine(url: str) -> Engine:
         engine = create_engine(url, pool_pre_ping=True, connect_args=connect_args)
     if sqlite:
         event.listen(engine, "connect", _sqlite_pragmas)
-    Base.metadata.create_all(engine)
+    migrate(engine)
     return engine
+
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest migration. On Postgres an advisory lock makes instances
+    that start together take turns."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(7720411)"))
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
 
 
 def _sqlite_pragmas(connection: object, _: object) -> None:
@@ -208,3 +261,111 @@ class ReplayStore:
                     return True
                 return False
         return True
+
+
+@dataclass(frozen=True)
+class IssuedCardRecord:
+    card_uuid: str
+    service_id: str
+    patient_key: str
+    finding: str
+    evidence: frozenset[str]
+    content_version: str
+
+
+@dataclass(frozen=True)
+class FeedbackRecord:
+    service_id: str
+    card_uuid: str
+    outcome: str
+    accepted_suggestions: tuple[str, ...]
+    override_system: str | None
+    override_code: str | None
+    override_display: str | None
+    user_comment: str | None
+    outcome_timestamp: datetime
+
+
+def patient_key(issuer: str | None, patient_id: str) -> str:
+    """A pseudonymous reference to a patient: a hash of the calling EHR and its patient id."""
+    return hashlib.sha256(f"sacral-bsi-cds|{issuer or ''}|{patient_id}".encode()).hexdigest()
+
+
+class CardLedger:
+    """The cards issued and the feedback on them, shared by every worker and instance."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def record(self, cards: list[IssuedCardRecord], now: datetime | None = None) -> None:
+        issued_at = _naive(now or datetime.now(UTC))
+        with Session(self.engine) as session:
+            session.add_all(
+                IssuedCard(
+                    card_uuid=c.card_uuid,
+                    service_id=c.service_id,
+                    patient_key=c.patient_key,
+                    finding=c.finding,
+                    evidence=json.dumps(sorted(c.evidence)),
+                    content_version=c.content_version,
+                    issued_at=issued_at,
+                )
+                for c in cards
+            )
+            session.commit()
+
+    def store_feedback(
+        self, items: list[FeedbackRecord], now: datetime | None = None
+    ) -> list[bool]:
+        """Store every item; return, per item, whether its card is one this service issued."""
+        received = _naive(now or datetime.now(UTC))
+        with Session(self.engine) as session:
+            known = set(
+                session.scalars(
+                    select(IssuedCard.card_uuid).where(
+                        IssuedCard.card_uuid.in_({i.card_uuid for i in items})
+                    )
+                )
+            )
+            session.add_all(
+                Feedback(
+                    service_id=i.service_id,
+                    card_uuid=i.card_uuid,
+                    known_card=i.card_uuid in known,
+                    outcome=i.outcome,
+                    accepted_suggestions=json.dumps(list(i.accepted_suggestions))
+                    if i.accepted_suggestions
+                    else None,
+                    override_system=i.override_system,
+                    override_code=i.override_code,
+                    override_display=i.override_display,
+                    user_comment=i.user_comment,
+                    outcome_timestamp=_naive(i.outcome_timestamp),
+                    received_at=received,
+                )
+                for i in items
+            )
+            session.commit()
+        return [i.card_uuid in known for i in items]
+
+    def overridden_evidence(
+        self, patient: str, finding: str, since: datetime
+    ) -> list[frozenset[str]]:
+        """The evidence of each card of this kind a clinician overrode for this patient since
+        ``since``."""
+        with Session(self.engine) as session:
+            rows = session.scalars(
+                select(IssuedCard.evidence)
+                .join(Feedback, Feedback.card_uuid == IssuedCard.card_uuid)
+                .where(
+                    IssuedCard.patient_key == patient,
+                    IssuedCard.finding == finding,
+                    Feedback.outcome == "overridden",
+                    Feedback.outcome_timestamp >= _naive(since),
+                )
+            )
+            return [frozenset(json.loads(evidence)) for evidence in rows]
+
+    def feedback_for(self, card_uuid: str) -> list[Feedback]:
+        with Session(self.engine) as session:
+            return list(session.scalars(select(Feedback).where(Feedback.card_uuid == card_uuid)))

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import AsyncIterator, Callable
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import msgspec
+import psycopg
 import pytest
 
 from cds_service.content import Content, load_content
@@ -21,6 +23,7 @@ from cds_service.rules.sacral_bsi import Assessment, assess
 from cds_service.settings import Settings
 from fhir_mappings import lean
 from fhir_mappings.patient_facts import PatientRecord, to_patient_facts
+from tests.postgres_server import temp_postgres
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
@@ -43,6 +46,28 @@ def anyio_backend() -> str:
 @pytest.fixture(scope="session")
 def content() -> Content:
     return load_content()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """A real PostgreSQL server on 127.0.0.1 for the session (tests/postgres_server.py)."""
+    with temp_postgres() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty database of each kind the service supports: a SQLite file, and a new
+    database on the session's PostgreSQL server."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'cds.db'}"
+    server: str = request.getfixturevalue("postgres_server")
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(
+        server.replace("postgresql+psycopg://", "postgresql://"), autocommit=True
+    ) as c:
+        c.execute(f"CREATE DATABASE {name}")
+    return server.rsplit("/", 1)[0] + f"/{name}"
 
 
 def shared(*parts: str) -> Path:

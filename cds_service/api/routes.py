@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -14,7 +15,7 @@ from cds_service.api.auth import authenticate
 from cds_service.errors import BadRequestError, CdsError, PayloadTooLargeError
 from cds_service.hooks.service import CallEnvironment
 from cds_service.logs import log_event
-from cds_service.store import is_ready
+from cds_service.store import FeedbackRecord, is_ready
 
 JSON = "application/json"
 router = APIRouter()
@@ -51,6 +52,36 @@ _REQUEST_SCHEMA: dict[str, Any] = {
 }
 
 
+_FEEDBACK_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["feedback"],
+    "properties": {
+        "feedback": {
+            "type": "array",
+            "minItems": 1,
+            "items": {
+                "type": "object",
+                "required": ["card", "outcome", "outcomeTimestamp"],
+                "properties": {
+                    "card": {"type": "string"},
+                    "outcome": {"type": "string", "enum": ["accepted", "overridden"]},
+                    "outcomeTimestamp": {"type": "string", "format": "date-time"},
+                    "acceptedSuggestions": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": ["id"],
+                            "properties": {"id": {"type": "string"}},
+                        },
+                    },
+                    "overrideReason": {"type": "object"},
+                },
+            },
+        }
+    },
+}
+
+
 @router.get("/cds-services", summary="CDS Hooks discovery")
 async def discovery(request: Request) -> Response:
     return Response(request.app.state.discovery_body, media_type=JSON)
@@ -69,7 +100,7 @@ async def call_service(service_id: str, request: Request) -> Response:
     hook_instance: str | None = None
     try:
         service = state.registry.get(service_id)
-        await authenticate(request)
+        caller = await authenticate(request)
         body = await _read_body(request, state.settings.max_body_bytes)
         try:
             hook_request = wire.decode_request(body)
@@ -83,6 +114,8 @@ async def call_service(service_id: str, request: Request) -> Response:
             fhir_max_pages=state.settings.fhir_max_pages,
             delivery=state.settings.careplan_delivery,
             writer=state.writer,
+            ledger=state.ledger,
+            issuer=caller.iss if caller else None,
         )
         outcome = await service.call(hook_request, env)
     except CdsError as exc:
@@ -109,6 +142,59 @@ async def call_service(service_id: str, request: Request) -> Response:
         **outcome.stats.as_log(),
     )
     return Response(wire.encode(outcome.response), media_type=JSON)
+
+
+@router.post(
+    "/cds-services/{service_id}/feedback",
+    summary="Feedback on the cards of a CDS service",
+    openapi_extra={
+        "requestBody": {"required": True, "content": {JSON: {"schema": _FEEDBACK_SCHEMA}}}
+    },
+)
+async def feedback(service_id: str, request: Request) -> Response:
+    state = request.app.state
+    try:
+        state.registry.get(service_id)
+        await authenticate(request)
+        body = await _read_body(request, state.settings.max_body_bytes)
+        try:
+            received = wire.decode_feedback(body)
+        except wire.RequestError as exc:
+            raise BadRequestError(str(exc), field=exc.field) from None
+        records = [
+            FeedbackRecord(
+                service_id=service_id,
+                card_uuid=item.card,
+                outcome=item.outcome,
+                accepted_suggestions=tuple(s.id for s in item.acceptedSuggestions),
+                override_system=_reason(item, "system"),
+                override_code=_reason(item, "code"),
+                override_display=_reason(item, "display"),
+                user_comment=item.overrideReason.userComment if item.overrideReason else None,
+                outcome_timestamp=item.outcomeTimestamp,
+            )
+            for item in received.feedback
+        ]
+        known = await asyncio.to_thread(state.ledger.store_feedback, records, state.clock())
+    except CdsError as exc:
+        log_event("feedback", level=logging.WARNING, status=exc.status, outcome=exc.kind)
+        raise
+    log_event(
+        "feedback",
+        service=service_id,
+        status=200,
+        items=len(records),
+        accepted=sum(1 for r in records if r.outcome == "accepted"),
+        overridden=sum(1 for r in records if r.outcome == "overridden"),
+        unknownCards=known.count(False),
+    )
+    return Response(status_code=200)
+
+
+def _reason(item: wire.FeedbackItem, part: str) -> str | None:
+    coding = item.overrideReason.reason if item.overrideReason else None
+    value = getattr(coding, part) if coding else None
+    return value if isinstance(value, str) else None
 
 
 async def _read_body(request: Request, limit: int) -> bytes:

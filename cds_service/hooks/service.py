@@ -6,10 +6,11 @@ it cannot), map resources to facts, run the rule, render cards.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 import httpx
@@ -21,12 +22,16 @@ from cds_service.hooks.delivery import Delivery, Writer, deliver
 from cds_service.hooks.prefetch import PrefetchKey, ResolveStats, resolve
 from cds_service.render import RenderContext, render
 from cds_service.rules.sacral_bsi import (
+    Assessment,
     Confirmation,
-    ConfirmFirst,
     NoCard,
     Suspicion,
     assess,
+    evidence_keys,
+    finding_kind,
+    suppressed_by_override,
 )
+from cds_service.store import CardLedger, IssuedCardRecord, patient_key
 from fhir_mappings.patient_facts import to_patient_facts
 from fhir_mappings.terminology import Terminology
 
@@ -101,6 +106,8 @@ class CallEnvironment:
     fhir_max_pages: int
     delivery: Delivery = "suggestion"
     writer: Writer | None = None
+    ledger: CardLedger | None = None
+    issuer: str | None = None  # the verified caller, for the pseudonymous patient key
     new_uuid: Callable[[], str] = lambda: str(uuid.uuid4())
 
 
@@ -144,7 +151,17 @@ class SacralBsiService:
         )
         facts = to_patient_facts(record, self.content.terminology)
         now = env.clock()
-        assessment = assess(facts, self.content.parameters, now.date())
+        params = self.content.parameters
+        assessment: Assessment = assess(facts, params, now.date())
+        patient = patient_key(env.issuer, request.context.patientId)
+        evidence = evidence_keys(assessment)
+        if isinstance(assessment, Suspicion) and env.ledger is not None:
+            since = now - timedelta(days=params.suppression.snooze_after_override_days)
+            overridden = await asyncio.to_thread(
+                env.ledger.overridden_evidence, patient, "suspect", since
+            )
+            if suppressed_by_override(evidence, overridden):
+                assessment = NoCard("suppressed_after_override")
         ctx = RenderContext(
             patient_id=request.context.patientId,
             encounter_id=request.context.encounterId,
@@ -153,22 +170,26 @@ class SacralBsiService:
             new_uuid=env.new_uuid,
         )
         rendered = render(assessment, self.content, ctx)
+        response, note = wire.CdsResponse(cards=rendered.cards), None
         if isinstance(assessment, Confirmation) and env.writer is not None:
             delivered = await deliver(
                 env.delivery, assessment, rendered, request, self.content, ctx, env.writer
             )
-            return CallOutcome(delivered.response, "confirmed", stats, delivered.note)
-        return CallOutcome(wire.CdsResponse(cards=rendered.cards), _outcome(assessment), stats)
-
-
-def _outcome(assessment: Suspicion | Confirmation | ConfirmFirst | NoCard) -> str:
-    if isinstance(assessment, Suspicion):
-        return "suspect"
-    if isinstance(assessment, Confirmation):
-        return "confirmed"
-    if isinstance(assessment, ConfirmFirst):
-        return "confirm_first"
-    return assessment.reason
+            response, note = delivered.response, delivered.note
+        if response.cards and env.ledger is not None:
+            issued = [
+                IssuedCardRecord(
+                    card.uuid,
+                    self.id,
+                    patient,
+                    finding_kind(assessment),
+                    evidence,
+                    self.content.version,
+                )
+                for card in response.cards
+            ]
+            await asyncio.to_thread(env.ledger.record, issued, now)
+        return CallOutcome(response, finding_kind(assessment), stats, note)
 
 
 class ServiceRegistry:

@@ -45,9 +45,17 @@ class ConfirmationParameters:
 
 
 @dataclass(frozen=True)
+class SuppressionParameters:
+    # After a clinician overrides the suspicion card, it is not shown again for the patient for
+    # this many days, unless the evidence changes (a new qualifying condition or risk factor).
+    snooze_after_override_days: int = 30
+
+
+@dataclass(frozen=True)
 class RuleParameters:
     suspicion: SuspicionParameters = SuspicionParameters()
     indicator: IndicatorParameters = IndicatorParameters()
     thresholds: ThresholdParameters = ThresholdParameters()
     confirmation: ConfirmationParameters = ConfirmationParameters()
+    suppression: SuppressionParameters = SuppressionParameters()
     protocol_uri: str = ""

@@ -589,3 +589,34 @@ def _training_rise(
     if before.value > 0 and after.value >= before.value * min_ratio:
         return before, after
     return None
+
+
+# ---------------------------------------------------------------------------- feedback
+def evidence_keys(assessment: Assessment) -> frozenset[str]:
+    """What a card stood on: its qualifying conditions, risk categories, confirming resources.
+    A card overridden on some evidence stays quiet while the evidence is the same or less."""
+    if isinstance(assessment, Suspicion):
+        return frozenset(
+            {f"pain:{q.pain.source}" for q in assessment.pains}
+            | {f"risk:{r.category.value}" for r in assessment.risks}
+        )
+    if isinstance(assessment, Confirmation):
+        return frozenset({f"finding:{assessment.finding}"})
+    if isinstance(assessment, ConfirmFirst):
+        return frozenset({f"report:{assessment.report.source}"})
+    return frozenset()
+
+
+def finding_kind(assessment: Assessment) -> str:
+    if isinstance(assessment, Suspicion):
+        return "suspect"
+    if isinstance(assessment, Confirmation):
+        return "confirmed"
+    if isinstance(assessment, ConfirmFirst):
+        return "confirm_first"
+    return assessment.reason
+
+
+def suppressed_by_override(current: frozenset[str], overridden: Iterable[frozenset[str]]) -> bool:
+    """True when an overridden card already stood on all of the current evidence."""
+    return any(current <= before for before in overridden)

@@ -1,0 +1,166 @@
+"""Two service processes sharing one PostgreSQL database see each other's replayed JWT ids,
+issued cards and feedback: what one worker or instance learns, all know."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from cds_service.sandbox import rename, shift_dates
+from tests import cases
+from tests.builders import hook_request
+from tests.conftest import SERVICE_URL
+from tests.integration.conftest import free_port, wait_until_ready
+
+pytestmark = pytest.mark.integration
+ISSUER = "https://ehr.shared.test/fhir"
+PUBLIC_BASE = "https://cds.shared.test"
+KEY = ec.generate_private_key(ec.SECP384R1())
+KID = "shared-key-1"
+
+
+def token(jti: str | None = None) -> str:
+    now = int(datetime.now(UTC).timestamp())
+    claims = {
+        "iss": ISSUER,
+        "aud": PUBLIC_BASE + SERVICE_URL,
+        "iat": now,
+        "exp": now + 300,
+        "jti": jti or str(uuid.uuid4()),
+    }
+    return jwt.encode(claims, KEY, algorithm="ES384", headers={"kid": KID})
+
+
+def feedback_token() -> str:
+    now = int(datetime.now(UTC).timestamp())
+    claims = {
+        "iss": ISSUER,
+        "aud": PUBLIC_BASE + SERVICE_URL + "/feedback",
+        "iat": now,
+        "exp": now + 300,
+        "jti": str(uuid.uuid4()),
+    }
+    return jwt.encode(claims, KEY, algorithm="ES384", headers={"kid": KID})
+
+
+@pytest.fixture
+def two_processes(postgres_server: str, tmp_path: Path) -> Iterator[list[str]]:
+    jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(KEY.public_key()))
+    jwk.update(kid=KID, alg="ES384", use="sig")
+    (tmp_path / "jwks.json").write_text(json.dumps({"keys": [jwk]}))
+    (tmp_path / "issuers.toml").write_text(
+        f'[[issuer]]\niss = "{ISSUER}"\njwks_file = "jwks.json"\n'
+    )
+    processes: list[subprocess.Popen[bytes]] = []
+    urls: list[str] = []
+    try:
+        for n in range(2):
+            port = free_port()
+            env = {
+                **os.environ,
+                "CDS_DATABASE_URL": postgres_server,
+                "CDS_REQUIRE_JWT": "true",
+                "CDS_TRUSTED_ISSUERS_FILE": str(tmp_path / "issuers.toml"),
+                "CDS_PUBLIC_BASE_URL": PUBLIC_BASE,
+            }
+            log = tmp_path / f"service-{n}.log"
+            command = [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "cds_service.main:app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ]
+            with log.open("wb") as sink:
+                processes.append(
+                    subprocess.Popen(
+                        command, cwd=tmp_path, env=env, stdout=sink, stderr=subprocess.STDOUT
+                    )
+                )
+            wait_until_ready(f"http://127.0.0.1:{port}/readyz", processes[-1], log)
+            urls.append(f"http://127.0.0.1:{port}")
+        yield urls
+    finally:
+        for process in processes:
+            process.terminate()
+            process.wait(timeout=10)
+
+
+def recent_maya(patient: str) -> list[dict[str, Any]]:
+    """Maya's record under the id ``patient``, dated as of today (the processes run on the real
+    clock)."""
+    record = rename(cases.maya_before_mri(), patient)
+    return shift_dates(record, (datetime.now(UTC).date() - cases.MAYA_SUSPECT_DAY).days)  # type: ignore[no-any-return]
+
+
+def test_shared_postgres_replayed_jti_is_refused_by_the_other_process(
+    two_processes: list[str],
+) -> None:
+    first, second = two_processes
+    body = hook_request(recent_maya("maya-replay"), pid="maya-replay")
+    once = token()
+    assert (
+        httpx.post(
+            first + SERVICE_URL, json=body, headers={"Authorization": f"Bearer {once}"}
+        ).status_code
+        == 200
+    )
+    assert (
+        httpx.post(
+            second + SERVICE_URL, json=body, headers={"Authorization": f"Bearer {once}"}
+        ).status_code
+        == 401
+    )
+    assert (
+        httpx.post(
+            second + SERVICE_URL, json=body, headers={"Authorization": f"Bearer {token()}"}
+        ).status_code
+        == 200
+    )
+
+
+def test_shared_postgres_feedback_given_to_one_process_suppresses_in_the_other(
+    two_processes: list[str],
+) -> None:
+    first, second = two_processes
+    body = hook_request(recent_maya("maya-feedback"), pid="maya-feedback")
+    issued = httpx.post(
+        first + SERVICE_URL, json=body, headers={"Authorization": f"Bearer {token()}"}
+    ).json()
+    (card,) = issued["cards"]
+    override = {
+        "feedback": [
+            {
+                "card": card["uuid"],
+                "outcome": "overridden",
+                "overrideReason": {"reason": card["overrideReasons"][0]},
+                "outcomeTimestamp": (datetime.now(UTC) - timedelta(seconds=1)).isoformat(),
+            }
+        ]
+    }
+    sent = httpx.post(
+        second + SERVICE_URL + "/feedback",
+        json=override,
+        headers={"Authorization": f"Bearer {feedback_token()}"},
+    )
+    assert sent.status_code == 200
+    for url in (first, second):
+        again = httpx.post(
+            url + SERVICE_URL, json=body, headers={"Authorization": f"Bearer {token()}"}
+        )
+        assert again.json() == {"cards": []}
