@@ -15,6 +15,8 @@ import enum
 import hashlib
 import json
 import threading
+import weakref
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -110,8 +112,10 @@ def open_engine(url: str) -> Engine:
     if sqlite and parsed.database not in (None, "", ":memory:"):
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     if sqlite and parsed.database in (None, "", ":memory:"):
-        # One in-memory database shared by every connection (tests, the CLI's in-process mode).
+        # One in-memory database on one shared connection (tests, the CLI's in-process mode):
+        # every store takes the engine's lock around its work.
         engine = create_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False})
+        _SINGLE_CONNECTION_LOCKS[engine] = threading.RLock()
     else:
         connect_args = {"timeout": 15} if sqlite else {}
         engine = create_engine(url, pool_pre_ping=True, connect_args=connect_args)
@@ -119,6 +123,18 @@ def open_engine(url: str) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
     migrate(engine)
     return engine
+
+
+_SINGLE_CONNECTION_LOCKS: weakref.WeakKeyDictionary[Engine, threading.RLock] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def serialised(engine: Engine) -> AbstractContextManager[object]:
+    """The engine's lock when all its sessions share one connection; else no lock (the
+    database itself arbitrates between connections)."""
+    lock = _SINGLE_CONNECTION_LOCKS.get(engine)
+    return lock if lock is not None else nullcontext()
 
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -145,7 +161,7 @@ def _sqlite_pragmas(connection: object, _: object) -> None:
 
 def is_ready(engine: Engine) -> bool:
     try:
-        with engine.connect() as connection:
+        with serialised(engine), engine.connect() as connection:
             connection.execute(text("SELECT 1"))
     except Exception:
         return False
@@ -165,7 +181,7 @@ class ClaimStore:
         self._lock = threading.Lock()
 
     def claim(self, identifier: str, now: datetime | None = None) -> Claim:
-        with self._lock:
+        with self._lock, serialised(self.engine):
             return self._claim(identifier, _naive(now or datetime.now(UTC)))
 
     def _claim(self, identifier: str, now: datetime) -> Claim:
@@ -195,7 +211,7 @@ class ClaimStore:
             return Claim(ClaimState.NEW if taken.rowcount == 1 else ClaimState.PENDING)  # type: ignore[attr-defined]
 
     def written(self, identifier: str, location: str | None) -> None:
-        with self._lock, Session(self.engine) as session:
+        with self._lock, serialised(self.engine), Session(self.engine) as session:
             session.execute(
                 update(CarePlanClaim)
                 .where(CarePlanClaim.identifier == identifier)
@@ -204,7 +220,7 @@ class ClaimStore:
             session.commit()
 
     def release(self, identifier: str) -> None:
-        with self._lock, Session(self.engine) as session:
+        with self._lock, serialised(self.engine), Session(self.engine) as session:
             session.execute(
                 delete(CarePlanClaim).where(
                     CarePlanClaim.identifier == identifier, CarePlanClaim.status == "pending"
@@ -213,7 +229,7 @@ class ClaimStore:
             session.commit()
 
     def get(self, identifier: str) -> Claim | None:
-        with self._lock, Session(self.engine) as session:
+        with self._lock, serialised(self.engine), Session(self.engine) as session:
             row = session.scalars(
                 select(CarePlanClaim).where(CarePlanClaim.identifier == identifier)
             ).first()
@@ -244,7 +260,7 @@ class ReplayStore:
         """True the first time; False if this (issuer, jti) is still on record."""
         key = hashlib.sha256(f"{issuer}\n{jti}".encode()).hexdigest()
         now = _naive(now or datetime.now(UTC))
-        with self._lock, Session(self.engine) as session:
+        with self._lock, serialised(self.engine), Session(self.engine) as session:
             self._count += 1
             if self._count % self.purge_every == 1:
                 session.execute(delete(SeenJti).where(SeenJti.expires_at < now))
@@ -299,7 +315,7 @@ class CardLedger:
 
     def record(self, cards: list[IssuedCardRecord], now: datetime | None = None) -> None:
         issued_at = _naive(now or datetime.now(UTC))
-        with Session(self.engine) as session:
+        with serialised(self.engine), Session(self.engine) as session:
             session.add_all(
                 IssuedCard(
                     card_uuid=c.card_uuid,
@@ -319,7 +335,7 @@ class CardLedger:
     ) -> list[bool]:
         """Store every item; return, per item, whether its card is one this service issued."""
         received = _naive(now or datetime.now(UTC))
-        with Session(self.engine) as session:
+        with serialised(self.engine), Session(self.engine) as session:
             known = set(
                 session.scalars(
                     select(IssuedCard.card_uuid).where(
@@ -353,7 +369,7 @@ class CardLedger:
     ) -> list[frozenset[str]]:
         """The evidence of each card of this kind a clinician overrode for this patient since
         ``since``."""
-        with Session(self.engine) as session:
+        with serialised(self.engine), Session(self.engine) as session:
             rows = session.scalars(
                 select(IssuedCard.evidence)
                 .join(Feedback, Feedback.card_uuid == IssuedCard.card_uuid)
@@ -367,5 +383,5 @@ class CardLedger:
             return [frozenset(json.loads(evidence)) for evidence in rows]
 
     def feedback_for(self, card_uuid: str) -> list[Feedback]:
-        with Session(self.engine) as session:
+        with serialised(self.engine), Session(self.engine) as session:
             return list(session.scalars(select(Feedback).where(Feedback.card_uuid == card_uuid)))
