@@ -22,8 +22,9 @@ from cds_service.auth.jwt_verifier import JwksCache, JwtVerifier
 from cds_service.content import load_content
 from cds_service.hooks.delivery import Writer
 from cds_service.hooks.service import SacralBsiService, ServiceRegistry
+from cds_service.http_client import SharedHttp
 from cds_service.settings import Settings
-from cds_service.store import CardLedger, ClaimStore, ReplayStore, open_engine
+from cds_service.store import CardLedger, ClaimStore, ReplayStore, close_engine, open_engine
 
 
 class InsecureSettingsError(RuntimeError):
@@ -49,10 +50,12 @@ def create_app(
     content = load_content(settings.content_dir)
     registry = ServiceRegistry(SacralBsiService(content))
     engine = open_engine(settings.database_url)
-    http = httpx.AsyncClient(
-        timeout=httpx.Timeout(settings.fhir_timeout_seconds),
-        follow_redirects=False,
-        limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
+    http = SharedHttp(
+        lambda: httpx.AsyncClient(
+            timeout=httpx.Timeout(settings.fhir_timeout_seconds),
+            follow_redirects=False,
+            limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
+        )
     )
 
     @asynccontextmanager
@@ -88,7 +91,7 @@ def create_app(
         gc.freeze()
         yield
         await http.aclose()
-        engine.dispose()
+        close_engine(engine)
 
     app = FastAPI(
         title="Sacral BSI CDS Hooks service",

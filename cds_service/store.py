@@ -137,6 +137,13 @@ def serialised(engine: Engine) -> AbstractContextManager[object]:
     return lock if lock is not None else nullcontext()
 
 
+def close_engine(engine: Engine) -> None:
+    """Release the engine's connections, except a single-connection in-memory database, which
+    would vanish (a host may run the lifespan again)."""
+    if engine not in _SINGLE_CONNECTION_LOCKS:
+        engine.dispose()
+
+
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 

@@ -30,6 +30,21 @@ GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
 SERVICE_URL = "/cds-services/sacral-bsi"
 
 
+# Figures the suite reports at the end of the run (tokens tried, fuzz cases, rules checked).
+REPORT: dict[str, int] = {}
+
+
+def report(name: str, count: int = 1) -> None:
+    REPORT[name] = REPORT.get(name, 0) + count
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if REPORT:
+        terminalreporter.section("figures")
+        for name, count in sorted(REPORT.items()):
+            terminalreporter.write_line(f"{name}: {count}")
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--update-golden",

@@ -12,17 +12,28 @@ INDICATORS = {"info", "warning", "critical"}
 ACTION_TYPES = {"create", "update", "delete"}
 
 
+class RuleCounter:
+    """Counts the rule checks performed, for the suite's figures."""
+
+    checks = 0
+
+
+def _check(condition: bool, message: str) -> None:
+    RuleCounter.checks += 1
+    assert condition, message
+
+
 def assert_no_null_or_empty(value: Any, path: str = "$") -> None:
     """No null values, empty strings, empty arrays or empty objects anywhere."""
-    assert value is not None, f"null at {path}"
+    _check(value is not None, f"null at {path}")
     if isinstance(value, str):
-        assert value != "", f"empty string at {path}"
+        _check(value != "", f"empty string at {path}")
     elif isinstance(value, list):
-        assert value, f"empty array at {path}"
+        _check(bool(value), f"empty array at {path}")
         for n, item in enumerate(value):
             assert_no_null_or_empty(item, f"{path}[{n}]")
     elif isinstance(value, dict):
-        assert value, f"empty object at {path}"
+        _check(bool(value), f"empty object at {path}")
         for key, item in value.items():
             assert_no_null_or_empty(item, f"{path}.{key}")
 
@@ -32,39 +43,62 @@ def _absolute(url: str) -> bool:
     return parts.scheme in ("http", "https") and bool(parts.netloc)
 
 
+def _uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
 def assert_spec_response(body: dict[str, Any]) -> int:
     """Check every rule; returns how many cards were checked."""
-    assert set(body) <= {"cards", "systemActions"}, set(body)
-    assert isinstance(body["cards"], list)
+    _check(set(body) <= {"cards", "systemActions"}, f"unexpected keys {set(body)}")
+    _check(isinstance(body["cards"], list), "cards is an array")
     for key, value in body.items():
-        if key != "cards" or value:
+        if key != "cards" or value:  # only the top-level cards may be []
             assert_no_null_or_empty(value, f"$.{key}")
     for card in body["cards"]:
-        uuid.UUID(card["uuid"])
-        assert len(card["summary"]) < 140, card["summary"]
-        assert card["indicator"] in INDICATORS
-        assert card["source"]["label"]
+        _check(_uuid(card["uuid"]), "card.uuid")
+        _check(len(card["summary"]) < 140, f"summary too long: {card['summary']}")
+        _check(card["indicator"] in INDICATORS, "indicator")
+        _check(bool(card["source"]["label"]), "source.label")
         suggestions = card.get("suggestions", [])
         if suggestions:
-            assert card.get("selectionBehavior") in ("at-most-one", "any")
+            _check(card.get("selectionBehavior") in ("at-most-one", "any"), "selectionBehavior")
         for suggestion in suggestions:
-            assert suggestion["label"]
-            uuid.UUID(suggestion["uuid"])
+            _check(bool(suggestion["label"]), "suggestion.label")
+            _check(_uuid(suggestion["uuid"]), "suggestion.uuid")
             for action in suggestion.get("actions", []):
-                assert action["type"] in ACTION_TYPES
-                assert action["description"]
-                if "resource" in action:
-                    r4.validate(action["resource"])
+                _check_action(action)
         for reason in card.get("overrideReasons", []):
-            assert reason["code"]
-            assert reason["system"]
-            assert reason["display"]
+            _check(
+                bool(reason["code"] and reason["system"] and reason["display"]), "overrideReason"
+            )
         for link in card.get("links", []):
-            assert link["label"]
-            assert _absolute(link["url"]), link["url"]
-            assert link["type"] in ("absolute", "smart")
+            _check(bool(link["label"]), "link.label")
+            _check(_absolute(link["url"]), f"link.url not absolute: {link['url']}")
+            _check(link["type"] in ("absolute", "smart"), "link.type")
             if "appContext" in link:
-                assert link["type"] == "smart"
+                _check(link["type"] == "smart", "appContext only with smart links")
     for action in body.get("systemActions", []):
-        assert action["type"] in ACTION_TYPES
+        _check_action(action)
     return len(body["cards"])
+
+
+def _check_action(action: dict[str, Any]) -> None:
+    _check(action["type"] in ACTION_TYPES, "action.type")
+    _check(bool(action["description"]), "action.description")
+    if "resource" in action:
+        RuleCounter.checks += 1
+        r4.validate(action["resource"])
+
+
+def assert_operation_outcome(body: dict[str, Any]) -> None:
+    """An error body: a JSON OperationOutcome whose issue says what went wrong."""
+    _check(body.get("resourceType") == "OperationOutcome", "error body is an OperationOutcome")
+    issue = body["issue"][0]
+    _check(issue["severity"] == "error", "issue.severity")
+    _check(bool(issue["code"]), "issue.code")
+    _check(bool(issue["details"]["text"]), "issue.details.text")
+    assert_no_null_or_empty(body)

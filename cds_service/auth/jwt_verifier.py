@@ -20,6 +20,7 @@ import httpx
 import jwt
 
 from cds_service.auth.issuers import TrustedIssuer
+from cds_service.http_client import SharedHttp
 
 SUPPORTED_ALGORITHMS = frozenset({"ES384", "RS384", "ES256", "RS256"})
 REQUIRED_CLAIMS = ("iss", "aud", "exp", "iat", "jti")
@@ -56,7 +57,7 @@ class JwksCache:
     token names a key id the cached set lacks (key rotation), at most once per
     ``min_refetch_seconds`` per source (a stream of made-up kids cannot hammer the issuer)."""
 
-    http: httpx.AsyncClient
+    http: SharedHttp
     ttl_seconds: float = 3600.0
     min_refetch_seconds: float = 10.0
     timeout_seconds: float = 3.0
@@ -100,7 +101,7 @@ class JwksCache:
                 raise AuthFailure(f"cannot read pinned JWKS file: {exc}") from None
             return loaded
         try:
-            response = await self.http.get(source, timeout=self.timeout_seconds)
+            response = await self.http.client.get(source, timeout=self.timeout_seconds)
         except httpx.HTTPError as exc:
             raise AuthFailure(f"cannot fetch JWKS ({type(exc).__name__})") from None
         if response.status_code != 200:

@@ -23,12 +23,11 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import httpx
-
 from cds_service import cds_hooks as wire
 from cds_service.content import Content
 from cds_service.errors import FhirServerError
 from cds_service.hooks.fhir_client import FetchStats, FhirClient
+from cds_service.http_client import SharedHttp
 from cds_service.render import RenderContext, Rendered, system_action_card, written_card
 from cds_service.rules.identity import IDENTIFIER_SYSTEM
 from cds_service.rules.sacral_bsi import Confirmation
@@ -61,7 +60,7 @@ class Delivered:
 
 @dataclass(frozen=True)
 class Writer:
-    http: httpx.AsyncClient
+    http: SharedHttp
     claims: ClaimStore
     timeout_seconds: float
 
@@ -89,7 +88,7 @@ async def deliver(
     if auth is not None and not scope_allows_careplan_create(auth.scope):
         return Delivered(fallback, "suggestion: token scope has no CarePlan write")
     client = FhirClient(
-        writer.http, request.fhirServer, auth.access_token if auth else None, 1, FetchStats()
+        writer.http.client, request.fhirServer, auth.access_token if auth else None, 1, FetchStats()
     )
     identifier = conf.plan_identifier
     claim = await asyncio.to_thread(writer.claims.claim, identifier)

@@ -13,13 +13,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
-import httpx
-
 from cds_service import cds_hooks as wire
 from cds_service.content import Content
 from cds_service.errors import BadRequestError, UnknownServiceError
 from cds_service.hooks.delivery import Delivery, Writer, deliver
 from cds_service.hooks.prefetch import PrefetchKey, ResolveStats, resolve
+from cds_service.http_client import SharedHttp
 from cds_service.render import RenderContext, render
 from cds_service.rules.sacral_bsi import (
     Assessment,
@@ -100,7 +99,7 @@ class CallOutcome:
 
 @dataclass(frozen=True)
 class CallEnvironment:
-    http: httpx.AsyncClient
+    http: SharedHttp
     clock: Callable[[], datetime]
     fhir_timeout_seconds: float
     fhir_max_pages: int
@@ -145,7 +144,7 @@ class SacralBsiService:
         record, stats = await resolve(
             request,
             self.keys,
-            env.http,
+            env.http.client,
             timeout_seconds=env.fhir_timeout_seconds,
             max_pages=env.fhir_max_pages,
         )

@@ -36,11 +36,31 @@ async def test_logs_hook_call_line_has_outcome_and_no_patient_data(
             "entry": [{"resource": {"resourceType": "Condition", "code": "maya 2005-03-01"}}],
         }
         await client.post(SERVICE_URL, json=bad)
+        card = (await client.post(SERVICE_URL, json=hook_request(record, pid="maya"))).json()[
+            "cards"
+        ][0]
+        await client.post(
+            SERVICE_URL + "/feedback",
+            json={
+                "feedback": [
+                    {
+                        "card": card["uuid"],
+                        "outcome": "overridden",
+                        "overrideReason": {
+                            "userComment": "Maya Quintero-Lindqvist, seen 2005-03-01"
+                        },
+                        "outcomeTimestamp": "2025-09-30T12:00:00Z",
+                    }
+                ]
+            },
+        )
     finally:
         logger.removeHandler(handler)
     lines = [json.loads(line) for line in stream.getvalue().splitlines()]
     calls = [line for line in lines if line["event"] == "hook_call"]
-    assert [c["status"] for c in calls] == [200, 400]
+    assert [c["status"] for c in calls] == [200, 400, 200]
+    (feedback,) = [line for line in lines if line["event"] == "feedback"]
+    assert (feedback["items"], feedback["overridden"], feedback["unknownCards"]) == (1, 1, 0)
     assert calls[0]["hookInstance"] == ok["hookInstance"]
     assert calls[0]["outcome"] == "suspect"
     assert calls[0]["cards"] == 1

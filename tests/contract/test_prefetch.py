@@ -16,6 +16,7 @@ import httpx
 import pytest
 import respx
 
+from cds_service.main import create_app
 from tests import cases
 from tests.builders import (
     ICD10CM,
@@ -26,7 +27,7 @@ from tests.builders import (
     prefetch_for,
     searchset,
 )
-from tests.conftest import SERVICE_URL, ClientFactory, shared
+from tests.conftest import SERVICE_URL, ClientFactory, at, settings_for_tests, shared
 
 pytestmark = pytest.mark.anyio
 
@@ -482,3 +483,21 @@ async def test_prefetch_resources_about_another_patient_are_dropped(
     line = next(r for r in caplog.records if r.getMessage() == "hook_call")
     assert line.fields["otherPatientDropped"] == 3  # type: ignore[attr-defined]
     assert line.fields["outcome"] == "no_qualifying_pain"  # type: ignore[attr-defined]
+
+
+async def test_prefetch_fetching_still_works_after_the_lifespan_ran_twice() -> None:
+    """Found by fuzzing: a host that runs the lifespan again must not leave a closed client."""
+    app = create_app(settings_for_tests(), clock=at(cases.MAYA_SUSPECT_DAY))
+    for _ in range(2):
+        async with app.router.lifespan_context(app):
+            pass
+    record = cases.maya_before_mri()
+    body = hook_request(record, pid="maya", fhir_server=FHIR)
+    del body["prefetch"]["conditions"]
+    with respx.mock() as mock:
+        mock_server(mock, record, "maya")
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://cds.test"
+        ) as client:
+            response = await client.post(SERVICE_URL, json=body)
+    assert len(summaries(response)) == 1

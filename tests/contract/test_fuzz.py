@@ -1,0 +1,141 @@
+"""Property-based fuzzing of the service endpoint: random and mutated requests never produce a
+500 or a response that breaks the CDS Hooks rules. Hypothesis drives the mutations; Schemathesis
+generates requests from the service's own OpenAPI document. No request leaves the machine: any
+FHIR server a fuzzed request names is answered by respx."""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import httpx
+import respx
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from schemathesis.checks import not_a_server_error
+from starlette.testclient import TestClient
+
+from cds_service.main import create_app
+from tests import cases
+from tests.builders import hook_request
+from tests.conftest import SERVICE_URL, report, settings_for_tests
+from tests.response_rules import assert_operation_outcome, assert_spec_response
+
+APP = create_app(settings_for_tests())
+CLIENT = TestClient(APP, raise_server_exceptions=False)
+EXAMPLES = 300
+ALLOWED = {200, 400, 404, 405, 412, 413}
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+VALID = hook_request(cases.maya_before_mri(), pid="maya", fhir_server="http://fhir.fuzz/r4")
+PATHS: list[tuple[Any, ...]] = [
+    ("hook",), ("hookInstance",), ("context",), ("context", "patientId"), ("context", "userId"),
+    ("context", "encounterId"), ("fhirServer",), ("fhirAuthorization",), ("fhirAuthorization", "scope"),
+    ("prefetch",), ("prefetch", "patient"), ("prefetch", "conditions"), ("prefetch", "observations"),
+    ("prefetch", "conditions", "entry"), ("prefetch", "conditions", "entry", 0),
+    ("prefetch", "conditions", "entry", 0, "resource"), ("prefetch", "conditions", "entry", 0, "resource", "code"),
+    ("prefetch", "conditions", "entry", 0, "resource", "onsetDateTime"),
+    ("prefetch", "conditions", "entry", 0, "resource", "bodySite"),
+    ("prefetch", "conditions", "entry", 0, "resource", "clinicalStatus"),
+    ("prefetch", "conditions", "entry", 0, "resource", "note"),
+    ("prefetch", "observations", "entry", 0, "resource", "valueQuantity"),
+    ("prefetch", "observations", "entry", 0, "resource", "valueCodeableConcept"),
+    ("prefetch", "observations", "entry", 0, "resource", "effectiveDateTime"),
+    ("prefetch", "diagnosticReports"), ("prefetch", "carePlans"), ("prefetch", "conditions", "link"),
+    ("prefetch", "patient", "birthDate"), ("prefetch", "patient", "resourceType"),
+]  # fmt: skip
+
+
+@st.composite
+def mutated_requests(draw: st.DrawFn) -> dict[str, Any]:
+    body = copy.deepcopy(VALID)
+    for _ in range(draw(st.integers(min_value=1, max_value=3))):
+        path = draw(st.sampled_from(PATHS))
+        parent: Any = body
+        for step in path[:-1]:
+            try:
+                parent = parent[step]
+            except (KeyError, IndexError, TypeError):
+                break
+        else:
+            if isinstance(parent, (dict, list)):
+                try:
+                    if draw(st.booleans()) and isinstance(parent, dict):
+                        parent.pop(path[-1], None)
+                    else:
+                        parent[path[-1]] = draw(json_values)
+                except (IndexError, TypeError):
+                    pass
+    return body
+
+
+def check(response: httpx.Response) -> None:
+    assert response.status_code in ALLOWED, (response.status_code, response.text[:500])
+    body = response.json()
+    if response.status_code == 200:
+        assert_spec_response(body)
+    else:
+        assert_operation_outcome(body)
+
+
+def fake_fhir_server(request: httpx.Request) -> httpx.Response:
+    return httpx.Response(
+        404,
+        json={
+            "resourceType": "OperationOutcome",
+            "issue": [{"severity": "error", "code": "not-found"}],
+        },
+    )
+
+
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(body=mutated_requests())
+def test_fuzz_mutated_requests_never_break_the_service(body: dict[str, Any]) -> None:
+    with respx.mock(assert_all_called=False) as mock:
+        mock.route().mock(side_effect=fake_fhir_server)
+        check(CLIENT.post(SERVICE_URL, json=body))
+    report("fuzz: mutated hook requests")
+
+
+@settings(max_examples=EXAMPLES, deadline=None)
+@given(body=json_values)
+def test_fuzz_random_json_is_a_clear_client_error(body: Any) -> None:
+    response = CLIENT.post(SERVICE_URL, content=json.dumps(body))
+    check(response)
+    report("fuzz: random JSON bodies")
+
+
+@settings(max_examples=EXAMPLES // 3, deadline=None)
+@given(body=st.binary(max_size=300))
+def test_fuzz_random_bytes_are_a_clear_client_error(body: bytes) -> None:
+    check(CLIENT.post(SERVICE_URL, content=body))
+    report("fuzz: random byte bodies")
+
+
+SCHEMA = schemathesis.openapi.from_asgi("/openapi.json", APP)
+
+
+@SCHEMA.parametrize()
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+def test_fuzz_openapi_operations_never_answer_500(case: schemathesis.Case[Any]) -> None:
+    with respx.mock(assert_all_called=False) as mock:
+        mock.route(host__regex=r"^(?!localhost$).*").mock(side_effect=fake_fhir_server)
+        mock.route().pass_through()
+        response = case.call()
+    case.validate_response(response, checks=[not_a_server_error])
+    if case.operation.method.upper() == "POST" and response.status_code == 200 and response.content:
+        assert_spec_response(response.json())
+    report("fuzz: schemathesis cases")
