@@ -34,7 +34,7 @@ SERVICE_URL = "/cds-services/sacral-bsi"
 REPORT: dict[str, int] = {}
 
 
-def report(name: str, count: int = 1) -> None:
+def record_figure(name: str, count: int = 1) -> None:
     REPORT[name] = REPORT.get(name, 0) + count
 
 

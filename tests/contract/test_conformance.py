@@ -13,8 +13,7 @@ import respx
 
 from tests import cases
 from tests.builders import ICD10CM, LOINC, SNOMED, coding, condition, hook_request, report
-from tests.conftest import SERVICE_URL, ClientFactory
-from tests.conftest import report as figure
+from tests.conftest import SERVICE_URL, ClientFactory, record_figure
 from tests.response_rules import RuleCounter, assert_operation_outcome, assert_spec_response
 
 pytestmark = pytest.mark.anyio
@@ -131,8 +130,8 @@ async def test_conformance_card_responses(client_at: ClientFactory, name: str) -
     assert response.headers["content-type"] == "application/json"
     cards = assert_spec_response(response.json())
     assert (cards == 0) == (name == "no card")
-    figure("conformance: responses checked")
-    figure("conformance: rule checks", RuleCounter.checks - before)
+    record_figure("conformance: responses checked")
+    record_figure("conformance: rule checks", RuleCounter.checks - before)
 
 
 @pytest.mark.parametrize("name", list(ERROR_RESPONSES))
@@ -143,5 +142,5 @@ async def test_conformance_error_responses(client_at: ClientFactory, name: str) 
     assert response.status_code == status
     assert response.headers["content-type"] == "application/json"
     assert_operation_outcome(response.json())
-    figure("conformance: responses checked")
-    figure("conformance: rule checks", RuleCounter.checks - before)
+    record_figure("conformance: responses checked")
+    record_figure("conformance: rule checks", RuleCounter.checks - before)

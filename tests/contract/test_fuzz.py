@@ -20,7 +20,7 @@ from starlette.testclient import TestClient
 from cds_service.main import create_app
 from tests import cases
 from tests.builders import hook_request
-from tests.conftest import SERVICE_URL, report, settings_for_tests
+from tests.conftest import SERVICE_URL, record_figure, settings_for_tests
 from tests.response_rules import assert_operation_outcome, assert_spec_response
 
 APP = create_app(settings_for_tests())
@@ -107,7 +107,7 @@ def test_fuzz_mutated_requests_never_break_the_service(body: dict[str, Any]) -> 
     with respx.mock(assert_all_called=False) as mock:
         mock.route().mock(side_effect=fake_fhir_server)
         check(CLIENT.post(SERVICE_URL, json=body))
-    report("fuzz: mutated hook requests")
+    record_figure("fuzz: mutated hook requests")
 
 
 @settings(max_examples=EXAMPLES, deadline=None)
@@ -115,14 +115,14 @@ def test_fuzz_mutated_requests_never_break_the_service(body: dict[str, Any]) -> 
 def test_fuzz_random_json_is_a_clear_client_error(body: Any) -> None:
     response = CLIENT.post(SERVICE_URL, content=json.dumps(body))
     check(response)
-    report("fuzz: random JSON bodies")
+    record_figure("fuzz: random JSON bodies")
 
 
 @settings(max_examples=EXAMPLES // 3, deadline=None)
 @given(body=st.binary(max_size=300))
 def test_fuzz_random_bytes_are_a_clear_client_error(body: bytes) -> None:
     check(CLIENT.post(SERVICE_URL, content=body))
-    report("fuzz: random byte bodies")
+    record_figure("fuzz: random byte bodies")
 
 
 SCHEMA = schemathesis.openapi.from_asgi("/openapi.json", APP)
@@ -138,4 +138,4 @@ def test_fuzz_openapi_operations_never_answer_500(case: schemathesis.Case[Any]) 
     case.validate_response(response, checks=[not_a_server_error])
     if case.operation.method.upper() == "POST" and response.status_code == 200 and response.content:
         assert_spec_response(response.json())
-    report("fuzz: schemathesis cases")
+    record_figure("fuzz: schemathesis cases")

@@ -26,7 +26,7 @@ from cds_service.auth.issuers import IssuerConfigError, load_issuers
 from cds_service.main import InsecureSettingsError, create_app
 from tests import cases
 from tests.builders import hook_request
-from tests.conftest import SERVICE_URL, ClientFactory, settings_for_tests, shared
+from tests.conftest import SERVICE_URL, ClientFactory, record_figure, settings_for_tests, shared
 
 pytestmark = pytest.mark.anyio
 NOW = datetime(2025, 9, 30, 12, 0, tzinfo=UTC)
@@ -237,9 +237,7 @@ BAD: dict[str, Callable[[], str]] = {
 }
 
 
-async def test_jwt_good_tokens_are_accepted_and_bad_ones_rejected(
-    post: Post, capsys: pytest.CaptureFixture[str]
-) -> None:
+async def test_jwt_good_tokens_are_accepted_and_bad_ones_rejected(post: Post) -> None:
     for name, make in GOOD.items():
         response = await post(make())
         assert response.status_code == 200, (name, response.text)
@@ -253,8 +251,8 @@ async def test_jwt_good_tokens_are_accepted_and_bad_ones_rejected(
     for token, scheme in ((None, "Bearer"), ("abc", "Basic"), ("", "Bearer")):
         assert (await post(token, scheme)).status_code == 401
         rejected += 1
-    with capsys.disabled():
-        print(f"\n[jwt] {len(GOOD)} good tokens accepted, {rejected} bad tokens rejected")
+    record_figure("jwt: good tokens accepted", len(GOOD))
+    record_figure("jwt: bad tokens rejected", rejected)
     assert rejected == len(BAD) + 3
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.builders import hook_request
-from tests.conftest import SERVICE_URL, ClientFactory, shared
+from tests.conftest import SERVICE_URL, ClientFactory, record_figure, shared
 from tests.response_rules import assert_spec_response
 
 pytestmark = pytest.mark.anyio
@@ -30,9 +30,7 @@ def synthea_records(folder: Path) -> list[tuple[str, list[dict[str, Any]]]]:
     return out
 
 
-async def test_synthea_patients_get_no_card_and_no_error(
-    client_at: ClientFactory, capsys: pytest.CaptureFixture[str]
-) -> None:
+async def test_synthea_patients_get_no_card_and_no_error(client_at: ClientFactory) -> None:
     records = synthea_records(shared("synthea"))
     assert len(records) == 81
     client = client_at()
@@ -47,9 +45,10 @@ async def test_synthea_patients_get_no_card_and_no_error(
         assert response.status_code == 200, (pid, response.text)
         assert_spec_response(response.json())
         assert response.json() == {"cards": []}, pid
-    with capsys.disabled():
-        print(
-            f"\n[synthea] patients={len(records)} cards=0 observations={observations} "
-            f"median_latency_ms={statistics.median(latencies):.2f} "
-            f"max_latency_ms={max(latencies):.2f} (in-process, full prefetch)"
-        )
+    record_figure("synthea (in-process, full prefetch): patients", len(records))
+    record_figure("synthea (in-process, full prefetch): cards", 0)
+    record_figure("synthea (in-process, full prefetch): observations", observations)
+    record_figure(
+        "synthea (in-process, full prefetch): median latency, microseconds",
+        int(statistics.median(latencies) * 1000),
+    )
