@@ -436,3 +436,35 @@ async def test_jwt_off_refuses_calls_arriving_on_a_non_loopback_address() -> Non
         allowed = await inside.post(SERVICE_URL, json=body)
     assert refused.status_code == 503
     assert allowed.status_code == 200
+
+
+def test_jwt_issuers_file_may_be_json(tmp_path: Path) -> None:
+    path = tmp_path / "issuers.json"
+    path.write_text(
+        json.dumps({"issuer": [{"iss": CERNER, "jwks_url": CERNER_JWKS, "algorithms": ["RS384"]}]})
+    )
+    assert load_issuers(path)[CERNER].algorithms == ("RS384",)
+
+
+async def test_jwt_off_on_loopback_starts_with_a_loud_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = create_app(settings_for_tests(require_jwt=False))
+    with caplog.at_level(logging.WARNING, logger="cds_service"):
+        async with app.router.lifespan_context(app):
+            pass
+    assert any("JWT VERIFICATION IS OFF" in r.getMessage() for r in caplog.records)
+
+
+async def test_jwt_development_issuer_is_warned_about(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = tmp_path / "issuers.toml"
+    config.write_text(
+        f'issuer = [{{ iss = "{CERNER}", jwks_url = "{CERNER_JWKS}", development_only = true }}]\n'
+    )
+    app = create_app(settings_for_tests(require_jwt=True, trusted_issuers_file=config))
+    with caplog.at_level(logging.WARNING, logger="cds_service"):
+        async with app.router.lifespan_context(app):
+            pass
+    assert any(getattr(r, "fields", {}).get("issuer") == CERNER for r in caplog.records)
