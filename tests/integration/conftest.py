@@ -4,11 +4,14 @@ port, with the repository's settings file and a database of its own, then stoppe
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -104,3 +107,58 @@ def careplans_with_identifier(base: str, identifier: str) -> list[dict[str, Any]
     )
     assert response.status_code == 200, response.text
     return [e["resource"] for e in response.json().get("entry", [])]
+
+
+@dataclass(frozen=True)
+class ServiceProcess:
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def stop(self) -> str:
+        """Stop the process; return what it logged."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.log.read_text()
+
+
+@contextlib.contextmanager
+def service_process(
+    folder: Path, env: dict[str, str], *, name: str = "service", cli: bool = False
+) -> Iterator[ServiceProcess]:
+    """The service in a real process on 127.0.0.1 (``uvicorn cds_service.main:app``, or
+    ``cds-service serve`` with ``cli``), configured by ``env``; stopped afterwards."""
+    port = free_port()
+    if cli:
+        command = [sys.executable, "-m", "cds_service", "serve"]
+    else:
+        command = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "cds_service.main:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ]
+    log = folder / f"{name}.log"
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            command,
+            cwd=folder,
+            env={**os.environ, "CDS_PORT": str(port), **env},
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    running = ServiceProcess(f"http://127.0.0.1:{port}", process, log)
+    try:
+        wait_until_ready(f"{running.url}/readyz", process, log)
+        yield running
+    finally:
+        running.stop()

@@ -5,9 +5,6 @@ a database, and across two service processes that do."""
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,10 +20,9 @@ from tests.builders import hook_request
 from tests.conftest import SERVICE_URL, at, settings_for_tests
 from tests.integration.conftest import (
     careplans_with_identifier,
-    free_port,
     load,
     put_transaction,
-    wait_until_ready,
+    service_process,
 )
 
 pytestmark = pytest.mark.integration
@@ -165,42 +161,17 @@ def test_direct_write_then_the_plan_is_in_the_chart_and_the_service_stays_quiet(
 @pytest.fixture
 def two_service_processes(tmp_path: Path) -> Iterator[list[str]]:
     """Two uvicorn processes of the service sharing one SQLite database file."""
-    shared_db = tmp_path / "shared.db"
-    processes: list[subprocess.Popen[bytes]] = []
-    urls = []
-    try:
-        for n in range(2):
-            port = free_port()
-            log = tmp_path / f"service-{n}.log"
-            env = {
-                **os.environ,
-                "CDS_DATABASE_URL": f"sqlite:///{shared_db}",
-                "CDS_CAREPLAN_DELIVERY": "direct-write",
-                "CDS_REQUIRE_JWT": "false",
-                "CDS_FHIR_TIMEOUT_SECONDS": "5",
-            }
-            command = [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "cds_service.main:app",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-            ]
-            with log.open("wb") as sink:
-                process = subprocess.Popen(
-                    command, cwd=tmp_path, env=env, stdout=sink, stderr=subprocess.STDOUT
-                )
-            processes.append(process)
-            wait_until_ready(f"http://127.0.0.1:{port}/readyz", process, log)
-            urls.append(f"http://127.0.0.1:{port}")
-        yield urls
-    finally:
-        for process in processes:
-            process.terminate()
-            process.wait(timeout=10)
+    env = {
+        "CDS_DATABASE_URL": f"sqlite:///{tmp_path / 'shared.db'}",
+        "CDS_CAREPLAN_DELIVERY": "direct-write",
+        "CDS_REQUIRE_JWT": "false",
+        "CDS_FHIR_TIMEOUT_SECONDS": "5",
+    }
+    with (
+        service_process(tmp_path, env, name="a") as first,
+        service_process(tmp_path, env, name="b") as second,
+    ):
+        yield [first.url, second.url]
 
 
 def test_direct_write_two_service_processes_write_one_plan(

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import free_port, wait_until_ready
+from tests.integration.conftest import free_port, service_process
 
 pytestmark = pytest.mark.integration
 
@@ -103,28 +103,9 @@ def test_cli_fire_no_card_for_the_office_worker(demo_loaded: str, tmp_path: Path
 
 @pytest.fixture
 def running_service(tmp_path: Path) -> Iterator[str]:
-    port = free_port()
-    log = tmp_path / "service.log"
-    env = {
-        **os.environ,
-        "CDS_PORT": str(port),
-        "CDS_DATABASE_URL": f"sqlite:///{tmp_path / 'cds.db'}",
-        "CDS_REQUIRE_JWT": "false",
-    }
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "cds_service", "serve"],
-            cwd=tmp_path,
-            env=env,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        wait_until_ready(f"http://127.0.0.1:{port}/readyz", process, log)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    env = {"CDS_DATABASE_URL": f"sqlite:///{tmp_path / 'cds.db'}", "CDS_REQUIRE_JWT": "false"}
+    with service_process(tmp_path, env) as service:
+        yield service.url
 
 
 def test_cli_fire_at_a_running_service(

@@ -4,9 +4,6 @@ issued cards and feedback: what one worker or instance learns, all know."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -22,7 +19,7 @@ from cds_service.sandbox import rename, shift_dates
 from tests import cases
 from tests.builders import hook_request
 from tests.conftest import SERVICE_URL
-from tests.integration.conftest import free_port, wait_until_ready
+from tests.integration.conftest import service_process
 
 pytestmark = pytest.mark.integration
 ISSUER = "https://ehr.shared.test/fhir"
@@ -63,42 +60,17 @@ def two_processes(postgres_server: str, tmp_path: Path) -> Iterator[list[str]]:
     (tmp_path / "issuers.toml").write_text(
         f'[[issuer]]\niss = "{ISSUER}"\njwks_file = "jwks.json"\n'
     )
-    processes: list[subprocess.Popen[bytes]] = []
-    urls: list[str] = []
-    try:
-        for n in range(2):
-            port = free_port()
-            env = {
-                **os.environ,
-                "CDS_DATABASE_URL": postgres_server,
-                "CDS_REQUIRE_JWT": "true",
-                "CDS_TRUSTED_ISSUERS_FILE": str(tmp_path / "issuers.toml"),
-                "CDS_PUBLIC_BASE_URL": PUBLIC_BASE,
-            }
-            log = tmp_path / f"service-{n}.log"
-            command = [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "cds_service.main:app",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-            ]
-            with log.open("wb") as sink:
-                processes.append(
-                    subprocess.Popen(
-                        command, cwd=tmp_path, env=env, stdout=sink, stderr=subprocess.STDOUT
-                    )
-                )
-            wait_until_ready(f"http://127.0.0.1:{port}/readyz", processes[-1], log)
-            urls.append(f"http://127.0.0.1:{port}")
-        yield urls
-    finally:
-        for process in processes:
-            process.terminate()
-            process.wait(timeout=10)
+    env = {
+        "CDS_DATABASE_URL": postgres_server,
+        "CDS_REQUIRE_JWT": "true",
+        "CDS_TRUSTED_ISSUERS_FILE": str(tmp_path / "issuers.toml"),
+        "CDS_PUBLIC_BASE_URL": PUBLIC_BASE,
+    }
+    with (
+        service_process(tmp_path, env, name="a") as first,
+        service_process(tmp_path, env, name="b") as second,
+    ):
+        yield [first.url, second.url]
 
 
 def recent_maya(patient: str) -> list[dict[str, Any]]:
