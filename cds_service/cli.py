@@ -125,7 +125,7 @@ async def _fire(
 
             # In-process: no network listener, so no caller to authenticate.
             app = create_app(
-                Settings(database_url="sqlite:///:memory:", log_level="WARNING", require_jwt=False)
+                Settings(database_url="sqlite:///:memory:", log_level="ERROR", require_jwt=False)
             )
             client = httpx.AsyncClient(
                 transport=httpx.ASGITransport(app=app), base_url="http://in-process"

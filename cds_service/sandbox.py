@@ -167,7 +167,7 @@ def _diagnostics(response: httpx.Response) -> str:
     except ValueError:
         return response.text[:200]
     issues = body.get("issue", []) if isinstance(body, dict) else []
-    texts = [i.get("diagnostics") or i.get("details", {}).get("text", "") for i in issues]
+    texts = [i.get("details", {}).get("text") or i.get("diagnostics", "") for i in issues]
     return "; ".join(t for t in texts if t)[:300] or f"HTTP {response.status_code}"
 
 

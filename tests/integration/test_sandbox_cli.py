@@ -138,7 +138,11 @@ def test_cli_unknown_patient_says_so(demo_loaded: str, tmp_path: Path) -> None:
         cwd=tmp_path,
     )
     assert result.returncode == 1
-    assert "The service could not get the data it needs (HTTP 412)" in result.stderr
+    assert (
+        "The service could not get the data it needs (HTTP 412): The FHIR server has no patient"
+        in result.stderr
+    )
+    assert '"event"' not in result.stderr  # no service log lines for a person to wade through
     assert "Traceback" not in result.stderr
     prefetched = cds_service(
         "fire",
