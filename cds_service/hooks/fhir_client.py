@@ -130,14 +130,19 @@ class FhirClient:
             return url
         return urlunsplit((self._origin.scheme, self._origin.netloc, parts.path, parts.query, ""))
 
-    async def get(self, url: str, *, what: str) -> bytes:
-        """GET a FHIR JSON body; every failure becomes a FhirServerError naming ``what``."""
+    async def _send(
+        self, method: str, url: str, *, what: str, body: bytes | None = None
+    ) -> httpx.Response:
+        """One request to the FHIR server; transport failures, refused tokens and server
+        errors become FhirServerErrors naming ``what``. Other statuses are the caller's."""
         headers = {"Accept": FHIR_JSON}
+        if body is not None:
+            headers["Content-Type"] = FHIR_JSON
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
         self.stats.requests += 1
         try:
-            response = await self.http.get(url, headers=headers)
+            response = await self.http.request(method, url, headers=headers, content=body)
         except httpx.TimeoutException:
             raise FhirTimeoutError(f"The FHIR server did not answer in time ({what}).") from None
         except httpx.TransportError:
@@ -147,10 +152,16 @@ class FhirClient:
             raise FhirAuthRejectedError(
                 f"The FHIR server refused the access token (HTTP {status}) ({what})."
             )
-        if status in (404, 410):
-            raise FhirNotFoundError(f"The FHIR server has no {what} (HTTP {status}).")
         if status >= 500:
             raise FhirServerError(f"The FHIR server failed (HTTP {status}) ({what}).")
+        return response
+
+    async def get(self, url: str, *, what: str) -> bytes:
+        """GET a FHIR JSON body; every failure becomes a FhirServerError naming ``what``."""
+        response = await self._send("GET", url, what=what)
+        status = response.status_code
+        if status in (404, 410):
+            raise FhirNotFoundError(f"The FHIR server has no {what} (HTTP {status}).")
         if status != 200:
             raise FhirBadResponseError(f"The FHIR server answered HTTP {status} ({what}).")
         return response.content
@@ -158,27 +169,11 @@ class FhirClient:
     async def transaction(self, bundle: dict[str, object], *, what: str) -> list[str]:
         """POST a transaction Bundle; the ``response.location`` of each entry, as absolute URLs.
         The server applies all of it or none of it."""
-        headers = {"Accept": FHIR_JSON, "Content-Type": FHIR_JSON}
-        if self.token:
-            headers["Authorization"] = f"Bearer {self.token}"
-        self.stats.requests += 1
-        try:
-            response = await self.http.post(
-                self.base, content=msgspec.json.encode(bundle), headers=headers
+        response = await self._send("POST", self.base, what=what, body=msgspec.json.encode(bundle))
+        if response.status_code not in (200, 201):
+            raise FhirBadResponseError(
+                f"The FHIR server answered HTTP {response.status_code} ({what})."
             )
-        except httpx.TimeoutException:
-            raise FhirTimeoutError(f"The FHIR server did not answer in time ({what}).") from None
-        except httpx.TransportError:
-            raise FhirUnreachableError(f"The FHIR server could not be reached ({what}).") from None
-        status = response.status_code
-        if status in (401, 403):
-            raise FhirAuthRejectedError(
-                f"The FHIR server refused the write (HTTP {status}) ({what})."
-            )
-        if status >= 500:
-            raise FhirServerError(f"The FHIR server failed (HTTP {status}) ({what}).")
-        if status not in (200, 201):
-            raise FhirBadResponseError(f"The FHIR server answered HTTP {status} ({what}).")
         try:
             reply = msgspec.json.decode(response.content, type=_TransactionResponse)
         except msgspec.DecodeError:
