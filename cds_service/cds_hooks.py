@@ -13,17 +13,27 @@ from typing import Annotated, Any, Literal, TypeVar
 import msgspec
 
 NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
+# A FHIR resource id (R4 "id" datatype): what context.patientId / encounterId must be.
+FhirId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9\-.]{1,64}$")]
+# An OAuth bearer token: visible ASCII only (it goes into an HTTP header).
+BearerToken = Annotated[str, msgspec.Meta(pattern=r"^[\x21-\x7e]+$", max_length=16384)]
+# Text stored in the service's database: bounded, and no NUL (PostgreSQL text cannot hold it).
+_NO_NUL = r"^[^\x00]*$"
+CardId = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=_NO_NUL)]
+Code = Annotated[str, msgspec.Meta(max_length=100, pattern=_NO_NUL)]
+Label = Annotated[str, msgspec.Meta(max_length=300, pattern=_NO_NUL)]
+Comment = Annotated[str, msgspec.Meta(max_length=10000, pattern=_NO_NUL)]
 
 
 # ---------------------------------------------------------------------------- request
 class Context(msgspec.Struct, frozen=True):
-    patientId: NonEmpty
+    patientId: FhirId
     userId: str | None = None
-    encounterId: str | None = None
+    encounterId: FhirId | None = None
 
 
 class FhirAuthorization(msgspec.Struct, frozen=True):
-    access_token: NonEmpty
+    access_token: BearerToken
     token_type: str = "Bearer"  # noqa: S105 - the OAuth token type, not a secret
     expires_in: int | None = None
     scope: str | None = None
@@ -33,7 +43,7 @@ class FhirAuthorization(msgspec.Struct, frozen=True):
 
 class HookRequest(msgspec.Struct, frozen=True):
     hook: NonEmpty
-    hookInstance: NonEmpty
+    hookInstance: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
     context: Context
     fhirServer: str | None = None
     fhirAuthorization: FhirAuthorization | None = None
@@ -86,22 +96,22 @@ def _decode(decoder: msgspec.json.Decoder[_T], body: bytes) -> _T:
 
 # ---------------------------------------------------------------------------- feedback
 class FeedbackCoding(msgspec.Struct, frozen=True):
-    code: str | None = None
-    system: str | None = None
-    display: str | None = None
+    code: Code | None = None
+    system: Label | None = None
+    display: Label | None = None
 
 
 class OverrideReason(msgspec.Struct, frozen=True):
     reason: FeedbackCoding | None = None
-    userComment: str | None = None
+    userComment: Comment | None = None
 
 
 class AcceptedSuggestion(msgspec.Struct, frozen=True):
-    id: NonEmpty
+    id: CardId
 
 
 class FeedbackItem(msgspec.Struct, frozen=True):
-    card: NonEmpty
+    card: CardId
     outcome: Literal["accepted", "overridden"]
     outcomeTimestamp: datetime
     acceptedSuggestions: tuple[AcceptedSuggestion, ...] = ()

@@ -18,11 +18,13 @@ import typer
 import uvicorn
 from rich.console import Console, Group
 from rich.markdown import Markdown
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
 from cds_service import sandbox
+from cds_service.hooks.service import valid_base_url
 from cds_service.settings import Settings
 
 cli = typer.Typer(help="Sacral BSI CDS Hooks service.", no_args_is_help=True, add_completion=False)
@@ -65,6 +67,7 @@ def serve() -> None:
 def demo_load(fhir_server: FhirServer, token: Token = None) -> None:
     """Upload the demo patients (a runner, a non-runner, an MRI-confirmed runner) as one
     transaction Bundle, dated to today, and print their ids."""
+    fhir_server = _checked_url(fhir_server, "--fhir-server")
     records = sandbox.demo_records(datetime.now(UTC).date())
     resources = [r for record in records.values() for r in record]
 
@@ -106,6 +109,9 @@ def fire_patient_view(
     token: Token = None,
 ) -> None:
     """Build the patient-view request an EHR would send, post it, and show the cards."""
+    fhir_server = _checked_url(fhir_server, "--fhir-server")
+    if service_url is not None:
+        service_url = _checked_url(service_url, "--service-url")
     result = _run(_fire(fhir_server, patient, service_url, prefetch, token))
     if as_json:
         out.print_json(json.dumps(result))
@@ -172,8 +178,22 @@ def _run(coro: Any) -> Any:
     try:
         return asyncio.run(coro)
     except sandbox.SandboxError as exc:
-        err.print(f"[bold red]Error:[/bold red] {exc}")
+        err.print(f"[bold red]Error:[/bold red] {escape(str(exc))}")
         raise typer.Exit(exc.exit_code) from None
+    except (httpx.HTTPError, httpx.InvalidURL, ValueError) as exc:
+        err.print(f"[bold red]Error:[/bold red] {type(exc).__name__}: {escape(str(exc))}")
+        raise typer.Exit(1) from None
+
+
+def _checked_url(url: str, what: str) -> str:
+    if not valid_base_url(url):
+        err.print(
+            f"[bold red]Error:[/bold red] {what} {escape(repr(url))} is not an absolute "
+            "http(s) URL "
+            "(e.g. https://hapi.fhir.org/baseR4)."
+        )
+        raise typer.Exit(2)
+    return url
 
 
 @cli.callback()

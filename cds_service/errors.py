@@ -18,6 +18,14 @@ class CdsError(Exception):
         self.field = field
 
 
+class InternalError(CdsError):
+    """A bug: the body says only that the service failed; the log says where."""
+
+    status = 500
+    issue_code = "exception"
+    kind = "internal_error"
+
+
 class BadRequestError(CdsError):
     status = 400
     issue_code = "invalid"

@@ -12,11 +12,11 @@ from typing import Any
 
 import httpx
 from fastapi import FastAPI
-from fastapi.middleware.cors import CORSMiddleware
 
 from cds_service import cds_hooks as wire
 from cds_service import logs
 from cds_service.api import errors, routes
+from cds_service.api.cors import JsonCorsMiddleware
 from cds_service.auth.issuers import load_issuers
 from cds_service.auth.jwt_verifier import JwksCache, JwtVerifier
 from cds_service.content import load_content
@@ -107,7 +107,7 @@ def create_app(
     app.state.content_version = content.version
     app.state.http = http
     app.state.engine = engine
-    app.state.writer = Writer(http, ClaimStore(engine), settings.fhir_timeout_seconds)
+    app.state.writer = Writer(http, ClaimStore(engine))
     app.state.ledger = CardLedger(engine)
     replay = ReplayStore(engine)
 
@@ -123,15 +123,17 @@ def create_app(
         ),
         remember,
         leeway_seconds=settings.jwt_leeway_seconds,
+        max_lifetime_seconds=settings.jwt_max_lifetime_seconds,
     )
     app.state.clock = clock
     app.add_middleware(
-        CORSMiddleware,
+        JsonCorsMiddleware,
         allow_origins=list(settings.cors_allow_origins),
         allow_methods=["GET", "POST", "OPTIONS"],
         allow_headers=["Authorization", "Content-Type"],
         max_age=600,
     )
+    app.add_middleware(errors.CatchAllMiddleware)  # outermost: added last
     errors.install(app)
     app.include_router(routes.router)
     return app

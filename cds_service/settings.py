@@ -31,6 +31,8 @@ class Settings(BaseSettings):
     trusted_issuers_file: Path | None = None
     # Clock skew tolerated on exp / iat / nbf (seconds).
     jwt_leeway_seconds: int = Field(default=60, ge=0, le=600)
+    # Longest token lifetime accepted (exp - iat); the spec asks for at most 5 minutes.
+    jwt_max_lifetime_seconds: int = Field(default=3600, ge=60, le=86400)
     # How long a fetched JWKS is trusted before it is fetched again (seconds).
     jwks_cache_seconds: int = Field(default=3600, ge=0)
     # A token naming a key id the cached JWKS lacks fetches the JWKS again (key rotation), at

@@ -203,26 +203,31 @@ class ClaimStore:
             row = session.get(CarePlanClaim, identifier)
             if row is None:  # released between our insert and this read: try once more
                 return self._claim(identifier, now)
-            if row.status == "written":
+            fresh = row.claimed_at >= now - self.stale_after
+            if row.status == "written" and fresh:
                 return Claim(ClaimState.WRITTEN, row.location)
+            # A pending claim whose writer died, or a written one old enough to check again
+            # (the plan may have been deleted since): take it over; the conditional create
+            # on the server still stops a second copy.
             taken = session.execute(
                 update(CarePlanClaim)
                 .where(
                     CarePlanClaim.identifier == identifier,
-                    CarePlanClaim.status == "pending",
                     CarePlanClaim.claimed_at < now - self.stale_after,
                 )
-                .values(claimed_at=now)
+                .values(claimed_at=now, status="pending")
             )
             session.commit()
             return Claim(ClaimState.NEW if taken.rowcount == 1 else ClaimState.PENDING)  # type: ignore[attr-defined]
 
-    def written(self, identifier: str, location: str | None) -> None:
+    def written(self, identifier: str, location: str | None, now: datetime | None = None) -> None:
         with self._lock, serialised(self.engine), Session(self.engine) as session:
             session.execute(
                 update(CarePlanClaim)
                 .where(CarePlanClaim.identifier == identifier)
-                .values(status="written", location=location)
+                .values(
+                    status="written", location=location, claimed_at=_naive(now or datetime.now(UTC))
+                )
             )
             session.commit()
 

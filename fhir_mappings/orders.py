@@ -8,6 +8,7 @@ import msgspec
 
 from fhir_mappings import r4
 from fhir_mappings.coding import CodingSpec
+from fhir_mappings.primitives import is_literal_reference
 
 
 class OrderSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -45,8 +46,9 @@ def to_service_request(
     }
     if encounter_id:
         resource["encounter"] = {"reference": f"Encounter/{encounter_id}"}
-    if reasons:
-        resource["reasonReference"] = [{"reference": ref} for ref in reasons]
+    usable = [ref for ref in reasons if is_literal_reference(ref)]
+    if usable:
+        resource["reasonReference"] = [{"reference": ref} for ref in usable]
     if spec.body_site is not None:
         resource["bodySite"] = [{"coding": [spec.body_site.to_fhir()]}]
     resource["note"] = [{"text": note}]

@@ -12,17 +12,28 @@ def parse_date(value: str | None) -> date | None:
     """The calendar date of a FHIR date, dateTime or instant, as written (no zone shift).
 
     Partial dates take their first day: "2025" -> 2025-01-01, "2025-06" -> 2025-06-01.
-    Anything that is not a FHIR date gives None.
+    Anything that is not a FHIR date, or a year outside 1800-2200, gives None.
     """
     if not value:
         return None
     m = _DATE.match(value.strip())
     if m is None:
         return None
+    year = int(m.group(1))
+    if not 1800 <= year <= 2200:
+        return None  # not a clinical date (and date arithmetic on it could overflow)
     try:
-        return date(int(m.group(1)), int(m.group(2) or 1), int(m.group(3) or 1))
+        return date(year, int(m.group(2) or 1), int(m.group(3) or 1))
     except ValueError:
         return None
+
+
+_LITERAL = re.compile(r"^[A-Z][A-Za-z]+/[A-Za-z0-9\-.]{1,64}$")
+
+
+def is_literal_reference(reference: str) -> bool:
+    """A relative literal reference "Type/id" with a valid FHIR id: safe to emit."""
+    return bool(_LITERAL.match(reference))
 
 
 _REFERENCE = re.compile(r"(?:^|/)([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/[^/]+)?/?$")

@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cds_service import cds_hooks as wire
 from cds_service.errors import CdsError
@@ -63,12 +64,46 @@ def install(app: FastAPI) -> None:
         )
         return Response(wire.encode(body), status_code=400, media_type=JSON)
 
-    @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> Response:
-        log_event("unhandled_error", level=logging.ERROR, exc_info=True)
-        body = operation_outcome(
-            "The service failed while handling this request.",
-            code="exception",
-            kind="internal_error",
-        )
-        return Response(wire.encode(body), status_code=500, media_type=JSON)
+
+INTERNAL_ERROR = operation_outcome(
+    "The service failed while handling this request.", code="exception", kind="internal_error"
+)
+
+
+class CatchAllMiddleware:
+    """The last line: any exception becomes a JSON 500 and one log line (type and place, never
+    the message, which may hold data), and goes no further, so the server prints no traceback."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception:
+            log_event("unhandled_error", level=logging.ERROR, exc_info=True)
+            if started:
+                return
+            body = wire.encode(INTERNAL_ERROR)
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 500,
+                    "headers": [
+                        (b"content-type", JSON.encode()),
+                        (b"content-length", str(len(body)).encode()),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})

@@ -12,7 +12,7 @@ from fastapi.responses import Response
 
 from cds_service import cds_hooks as wire
 from cds_service.api.auth import authenticate
-from cds_service.errors import BadRequestError, CdsError, PayloadTooLargeError
+from cds_service.errors import BadRequestError, CdsError, InternalError, PayloadTooLargeError
 from cds_service.hooks.service import CallEnvironment
 from cds_service.logs import log_event
 from cds_service.store import FeedbackRecord, is_ready
@@ -129,6 +129,18 @@ async def call_service(service_id: str, request: Request) -> Response:
             latencyMs=round((time.perf_counter() - started) * 1000, 2),
         )
         raise
+    except Exception:
+        log_event(
+            "hook_call",
+            level=logging.ERROR,
+            exc_info=True,
+            hookInstance=hook_instance,
+            service=service_id if service_id in state.service_ids else None,
+            status=500,
+            outcome=InternalError.kind,
+            latencyMs=round((time.perf_counter() - started) * 1000, 2),
+        )
+        raise InternalError("The service failed while handling this request.") from None
     log_event(
         "hook_call",
         hookInstance=hook_instance,
@@ -161,6 +173,12 @@ async def feedback(service_id: str, request: Request) -> Response:
             received = wire.decode_feedback(body)
         except wire.RequestError as exc:
             raise BadRequestError(str(exc), field=exc.field) from None
+        for n, item in enumerate(received.feedback):
+            if not 1900 <= item.outcomeTimestamp.year <= 2200:
+                raise BadRequestError(
+                    "outcomeTimestamp is not a plausible instant.",
+                    field=f"feedback[{n}].outcomeTimestamp",
+                )
         records = [
             FeedbackRecord(
                 service_id=service_id,
@@ -179,6 +197,11 @@ async def feedback(service_id: str, request: Request) -> Response:
     except CdsError as exc:
         log_event("feedback", level=logging.WARNING, status=exc.status, outcome=exc.kind)
         raise
+    except Exception:
+        log_event(
+            "feedback", level=logging.ERROR, exc_info=True, status=500, outcome=InternalError.kind
+        )
+        raise InternalError("The service failed while handling this request.") from None
     log_event(
         "feedback",
         service=service_id,

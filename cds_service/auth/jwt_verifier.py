@@ -53,64 +53,108 @@ class _Keys:
 
 @dataclass
 class JwksCache:
-    """Public keys by JWKS URL or file. Cached for ``ttl_seconds``; fetched again at once when a
-    token names a key id the cached set lacks (key rotation), at most once per
-    ``min_refetch_seconds`` per source (a stream of made-up kids cannot hammer the issuer)."""
+    """Public keys by JWKS URL or file, cached for ``ttl_seconds``.
+
+    Fetches are rationed per issuer so that tokens cannot make the service hammer the issuer or
+    any host: a source already cached is fetched again (stale, or a ``kid`` it lacks: key
+    rotation) at most once per ``min_refetch_seconds``; a source never seen counts against
+    ``new_sources_per_window`` per issuer in that window; a failed fetch is not retried within
+    it; and an issuer keeps at most ``sources_per_issuer`` sources.
+    """
 
     http: SharedHttp
     ttl_seconds: float = 3600.0
     min_refetch_seconds: float = 10.0
     timeout_seconds: float = 3.0
+    new_sources_per_window: int = 2
+    sources_per_issuer: int = 8
     clock: Callable[[], float] = time.monotonic
     _cache: dict[str, _Keys] = field(default_factory=dict)
+    _failed: dict[str, float] = field(default_factory=dict)
+    _new_fetches: dict[str, list[float]] = field(default_factory=dict)
+    _sources: dict[str, list[str]] = field(default_factory=dict)
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
 
-    async def key(self, source: str, kid: str | None) -> jwt.PyJWK:
+    async def key(self, issuer: str, source: str, kid: str | None) -> jwt.PyJWK:
         entry = self._cache.get(source)
         now = self.clock()
-        stale = entry is None or now - entry.fetched_at > self.ttl_seconds
-        missing = entry is not None and _pick(entry.keys, kid) is None
-        if stale or (
-            missing and entry is not None and now - entry.fetched_at > self.min_refetch_seconds
-        ):
-            entry = await self._refresh(source)
-        assert entry is not None
+        if entry is None:
+            self._admit_new_source(issuer, source, now)
+            entry = await self._refresh(issuer, source)
+        else:
+            stale = now - entry.fetched_at > self.ttl_seconds
+            missing = _pick(entry.keys, kid) is None
+            if (stale or missing) and now - entry.fetched_at > self.min_refetch_seconds:
+                entry = await self._refresh(issuer, source)
         found = _pick(entry.keys, kid)
         if found is None:
             raise AuthFailure(f"no key with kid {kid!r} in the issuer's JWKS")
         return found
 
-    async def _refresh(self, source: str) -> _Keys:
+    def _admit_new_source(self, issuer: str, source: str, now: float) -> None:
+        failed_at = self._failed.get(source)
+        if failed_at is not None and now - failed_at <= self.min_refetch_seconds:
+            raise AuthFailure("JWKS fetch failed recently: not retried yet")
+        recent = [
+            t for t in self._new_fetches.get(issuer, []) if now - t <= self.min_refetch_seconds
+        ]
+        if len(recent) >= self.new_sources_per_window:
+            raise AuthFailure("too many new JWKS sources for this issuer: not fetched")
+        self._new_fetches[issuer] = [*recent, now]
+
+    async def _refresh(self, issuer: str, source: str) -> _Keys:
         lock = self._locks.setdefault(source, asyncio.Lock())
         async with lock:
-            jwks = await self._load(source)
             try:
+                jwks = await self._load(source)
                 key_set = jwt.PyJWKSet.from_dict(jwks)
             except jwt.PyJWKSetError as exc:
+                self._failed[source] = self.clock()
                 raise AuthFailure(f"unusable JWKS: {exc}") from None
+            except AuthFailure:
+                self._failed[source] = self.clock()
+                raise
             entry = _Keys(self.clock(), {k.key_id: k for k in key_set.keys})
             self._cache[source] = entry
+            self._failed.pop(source, None)
+            sources = [s for s in self._sources.get(issuer, []) if s != source] + [source]
+            for dropped in sources[: -self.sources_per_issuer]:
+                self._cache.pop(dropped, None)
+                self._locks.pop(dropped, None)
+            self._sources[issuer] = sources[-self.sources_per_issuer :]
             return entry
 
     async def _load(self, source: str) -> dict[str, Any]:
         if not source.startswith(("https://", "http://")):
             try:
                 text = await asyncio.to_thread(Path(source).read_text, encoding="utf-8")
-                loaded: dict[str, Any] = json.loads(text)
+                loaded: Any = json.loads(text)
             except (OSError, ValueError) as exc:
                 raise AuthFailure(f"cannot read pinned JWKS file: {exc}") from None
-            return loaded
-        try:
-            response = await self.http.client.get(source, timeout=self.timeout_seconds)
-        except httpx.HTTPError as exc:
-            raise AuthFailure(f"cannot fetch JWKS ({type(exc).__name__})") from None
-        if response.status_code != 200:
-            raise AuthFailure(f"JWKS answered HTTP {response.status_code}")
-        try:
-            fetched: dict[str, Any] = response.json()
-        except ValueError:
-            raise AuthFailure("JWKS is not JSON") from None
-        return fetched
+        else:
+            try:
+                response = await self.http.client.get(source, timeout=self.timeout_seconds)
+            except (httpx.HTTPError, ValueError) as exc:
+                raise AuthFailure(f"cannot fetch JWKS ({type(exc).__name__})") from None
+            if response.status_code != 200:
+                raise AuthFailure(f"JWKS answered HTTP {response.status_code}")
+            try:
+                loaded = response.json()
+            except ValueError:
+                raise AuthFailure("JWKS is not JSON") from None
+        if not isinstance(loaded, dict):
+            raise AuthFailure("JWKS is not a JSON object")
+        return loaded
+
+
+def _plain_url(url: str) -> bool:
+    """An https URL with no dot segments, encoded dots or backslashes, which could walk a
+    prefix allowlist entry out of its folder once the URL is normalised."""
+    lowered = url.lower()
+    if not lowered.startswith("https://") or "\\" in url or "%2e" in lowered or "%2f" in lowered:
+        return False
+    path = lowered.split("://", 1)[1].split("?", 1)[0]
+    return not any(part in (".", "..") for part in path.split("/"))
 
 
 def _pick(keys: Mapping[str | None, jwt.PyJWK], kid: str | None) -> jwt.PyJWK | None:
@@ -125,23 +169,34 @@ class JwtVerifier:
     jwks: JwksCache
     replay: ReplayCheck
     leeway_seconds: int = 60
+    max_lifetime_seconds: int = 3600
 
     async def verify(self, token: str, audience: str, now: datetime) -> VerifiedToken:
+        try:
+            return await self._verify(token, audience, now)
+        except (TypeError, ValueError, OverflowError, KeyError) as exc:
+            # A token shaped like no JWT should be (claims of odd types, huge numbers).
+            raise AuthFailure(f"malformed token: {type(exc).__name__}") from None
+
+    async def _verify(self, token: str, audience: str, now: datetime) -> VerifiedToken:
         try:
             header = jwt.get_unverified_header(token)
             unverified = jwt.decode(token, options={"verify_signature": False})
         except jwt.PyJWTError as exc:
             raise AuthFailure(f"malformed token: {type(exc).__name__}") from None
         alg = header.get("alg")
-        if alg not in SUPPORTED_ALGORITHMS:
-            raise AuthFailure(f"algorithm {alg!r} not accepted")
+        if not isinstance(alg, str) or alg not in SUPPORTED_ALGORITHMS:
+            raise AuthFailure("algorithm not accepted")
         iss = unverified.get("iss")
         issuer = self.issuers.get(iss) if isinstance(iss, str) else None
         if issuer is None:
             raise AuthFailure("issuer not trusted")
         if alg not in issuer.algorithms:
             raise AuthFailure(f"algorithm {alg} not configured for this issuer")
-        key = await self.jwks.key(self._key_source(issuer, header), header.get("kid"))
+        kid = header.get("kid")
+        if kid is not None and not isinstance(kid, str):
+            raise AuthFailure("kid is not a string")
+        key = await self.jwks.key(issuer.iss, self._key_source(issuer, header), kid)
         try:
             claims = jwt.decode(
                 token,
@@ -177,7 +232,7 @@ class JwtVerifier:
             jku = header.get("jku")
             if not isinstance(jku, str):
                 raise AuthFailure("token has no jku and the issuer publishes keys by jku")
-            if not issuer.allows_jku(jku):
+            if not _plain_url(jku) or not issuer.allows_jku(jku):
                 raise AuthFailure("jku not on the issuer's allowlist")
             return jku
         source = issuer.jwks_url or issuer.jwks_file
@@ -193,11 +248,13 @@ class JwtVerifier:
 
     def _check_times(self, claims: Mapping[str, Any], now: datetime) -> datetime:
         moment = now.timestamp()
-        try:
-            exp, iat = float(claims["exp"]), float(claims["iat"])
-            nbf = float(claims["nbf"]) if "nbf" in claims else None
-        except (TypeError, ValueError):
-            raise AuthFailure("time claims are not numbers") from None
+        values = [claims["exp"], claims["iat"], *([claims["nbf"]] if "nbf" in claims else [])]
+        if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+            raise AuthFailure("time claims are not numbers")
+        exp, iat = float(claims["exp"]), float(claims["iat"])
+        nbf = float(claims["nbf"]) if "nbf" in claims else None
+        if exp - iat > self.max_lifetime_seconds or exp > moment + self.max_lifetime_seconds:
+            raise AuthFailure("token lifetime too long")
         if exp < moment - self.leeway_seconds:
             raise AuthFailure("token expired")
         if iat > moment + self.leeway_seconds:

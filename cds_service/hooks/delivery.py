@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import re
 import uuid
 from dataclasses import dataclass
@@ -62,7 +63,6 @@ class Delivered:
 class Writer:
     http: SharedHttp
     claims: ClaimStore
-    timeout_seconds: float
 
 
 async def deliver(
@@ -73,7 +73,10 @@ async def deliver(
     content: Content,
     ctx: RenderContext,
     writer: Writer,
+    deadline: float,
 ) -> Delivered:
+    """``deadline``: the event-loop time by which the hook call's FHIR work must be done (the
+    call's one time budget, shared with fetching)."""
     careplan = rendered.careplan
     assert careplan is not None
     if mode == "suggestion":
@@ -87,13 +90,17 @@ async def deliver(
     auth = request.fhirAuthorization
     if auth is not None and not scope_allows_careplan_create(auth.scope):
         return Delivered(fallback, "suggestion: token scope has no CarePlan write")
+    if asyncio.get_running_loop().time() >= deadline:
+        return Delivered(fallback, "suggestion: no time left in the budget to write")
     client = FhirClient(
         writer.http.client, request.fhirServer, auth.access_token if auth else None, 1, FetchStats()
     )
     identifier = conf.plan_identifier
-    claim = await asyncio.to_thread(writer.claims.claim, identifier)
+    # One claim per FHIR server and plan: two EHRs may share patient and Condition ids.
+    claim_key = hashlib.sha256(f"{client.base}|{identifier}".encode()).hexdigest()
+    claim = await asyncio.to_thread(writer.claims.claim, claim_key)
     if claim.state is ClaimState.PENDING:
-        claim = await _wait_for_writer(writer.claims, identifier)
+        claim = await _wait_for_writer(writer.claims, claim_key, deadline)
     if claim.state is ClaimState.WRITTEN:
         location = claim.location or _search_url(client, identifier)
         card = written_card(conf, content, ctx, location)
@@ -102,23 +109,23 @@ async def deliver(
         card = written_card(conf, content, ctx, _search_url(client, identifier))
         return Delivered(wire.CdsResponse(cards=(card,)), "direct-write: being written elsewhere")
     try:
-        async with asyncio.timeout(writer.timeout_seconds):
+        async with asyncio.timeout_at(deadline):
             (location,) = await client.transaction(
                 _conditional_create(careplan, identifier), what="writing the CarePlan"
             )
     except (FhirServerError, TimeoutError, ValueError) as exc:
-        await asyncio.to_thread(writer.claims.release, identifier)
+        await asyncio.to_thread(writer.claims.release, claim_key)
         kind = exc.kind if isinstance(exc, FhirServerError) else "fhir_timeout"
         return Delivered(fallback, f"suggestion: write failed ({kind})")
     location = location or _search_url(client, identifier)
-    await asyncio.to_thread(writer.claims.written, identifier, location)
+    await asyncio.to_thread(writer.claims.written, claim_key, location)
     card = written_card(conf, content, ctx, location)
     return Delivered(wire.CdsResponse(cards=(card,)), "direct-write: written")
 
 
-async def _wait_for_writer(claims: ClaimStore, identifier: str) -> Claim:
-    """Another call holds the claim: give it a moment to finish writing."""
-    deadline = asyncio.get_running_loop().time() + _PENDING_WAIT_SECONDS
+async def _wait_for_writer(claims: ClaimStore, identifier: str, budget_end: float) -> Claim:
+    """Another call holds the claim: give it a moment (within the budget) to finish writing."""
+    deadline = min(budget_end, asyncio.get_running_loop().time() + _PENDING_WAIT_SECONDS)
     while asyncio.get_running_loop().time() < deadline:
         await asyncio.sleep(0.05)
         claim = await asyncio.to_thread(claims.get, identifier)

@@ -147,6 +147,8 @@ class FhirClient:
             raise FhirTimeoutError(f"The FHIR server did not answer in time ({what}).") from None
         except httpx.TransportError:
             raise FhirUnreachableError(f"The FHIR server could not be reached ({what}).") from None
+        except (httpx.InvalidURL, ValueError):
+            raise FhirBadResponseError(f"Not a usable FHIR URL ({what}).") from None
         status = response.status_code
         if status in (401, 403):
             raise FhirAuthRejectedError(

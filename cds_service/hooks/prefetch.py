@@ -27,6 +27,7 @@ from cds_service.cds_hooks import HookRequest
 from cds_service.errors import (
     BadRequestError,
     FhirNotFoundError,
+    FhirServerError,
     FhirTimeoutError,
     PreconditionFailedError,
 )
@@ -50,6 +51,7 @@ class ResolveStats:
     null: int = 0
     fetched: int = 0
     other_patient: int = 0
+    incomplete: int = 0  # prefetched searches whose next pages could not be fetched
     fetch: FetchStats = field(default_factory=FetchStats)
 
     def as_log(self) -> dict[str, int]:
@@ -61,6 +63,7 @@ class ResolveStats:
             "pagesFollowed": self.fetch.pages,
             "outcomeEntriesSkipped": self.fetch.outcome_entries,
             "otherPatientDropped": self.other_patient,
+            "prefetchIncomplete": self.incomplete,
         }
 
 
@@ -84,9 +87,10 @@ async def resolve(
     keys: tuple[PrefetchKey, ...],
     http: httpx.AsyncClient,
     *,
-    timeout_seconds: float,
+    deadline: float,
     max_pages: int,
 ) -> tuple[PatientRecord, ResolveStats]:
+    """``deadline``: event-loop time by which fetching must be done (the call's time budget)."""
     stats = ResolveStats()
     client = (
         FhirClient(
@@ -137,20 +141,58 @@ async def resolve(
             "userId": request.context.userId,
             "encounterId": request.context.encounterId,
         }
-        try:
-            async with asyncio.timeout(timeout_seconds):
-                results = await asyncio.gather(
-                    *(_fetch(client, key, context) for key in to_fetch),
-                    *(client.pages_after(page, what=key.what) for key, page in continuations),
-                )
-        except TimeoutError:
-            raise FhirTimeoutError(
-                f"The FHIR server did not return the data within {timeout_seconds:g} s."
-            ) from None
-        for found in results:
-            resources.extend(found)
+        resources.extend(
+            await _fetch_all(client, to_fetch, continuations, context, deadline, stats)
+        )
         stats.fetched = len(to_fetch)
     return _record(request.context.patientId, resources, stats), stats
+
+
+async def _fetch_all(
+    client: FhirClient,
+    to_fetch: list[PrefetchKey],
+    continuations: list[tuple[PrefetchKey, Page]],
+    context: Mapping[str, str | None],
+    deadline: float,
+    stats: ResolveStats,
+) -> list[msgspec.Struct]:
+    """Fetch the missing keys and the pages after prefetched ones, all at once, by ``deadline``.
+
+    A missing key that cannot be fetched ends the call (412): the rule would decide blind. The
+    next pages of a prefetched search are followed when the server is reachable; when it is not
+    (down, slow, refusing, a link off the server), the prefetched page is used as it is, and
+    the log counts the searches left incomplete.
+    """
+    fetches = [asyncio.ensure_future(_fetch(client, key, context)) for key in to_fetch]
+    follows = [
+        asyncio.ensure_future(client.pages_after(page, what=key.what))
+        for key, page in continuations
+    ]
+    remaining = deadline - asyncio.get_running_loop().time()
+    done, pending = await asyncio.wait([*fetches, *follows], timeout=max(remaining, 0.0))
+    for task in pending:
+        task.cancel()
+    failures: list[BaseException] = [
+        error for t in done if not t.cancelled() and (error := t.exception()) is not None
+    ]
+    for task in fetches:
+        if task in pending:
+            raise FhirTimeoutError("The FHIR server did not return the data in time.")
+        error = task.exception()
+        if error is not None:
+            raise error
+    found: list[msgspec.Struct] = []
+    for task in fetches:
+        found.extend(task.result())
+    for task in follows:
+        if task in pending or task.exception() is not None:
+            stats.incomplete += 1
+        else:
+            found.extend(task.result())
+    unexpected = [f for f in failures if not isinstance(f, FhirServerError)]
+    if unexpected:
+        raise unexpected[0]
+    return found
 
 
 async def _fetch(

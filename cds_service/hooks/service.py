@@ -11,7 +11,8 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from urllib.parse import urlsplit
+
+import httpx
 
 from cds_service import cds_hooks as wire
 from cds_service.content import Content
@@ -79,9 +80,12 @@ def prefetch_keys(terms: Terminology) -> tuple[PrefetchKey, ...]:
         ),
         PrefetchKey(
             "diagnosticReports",
-            f"DiagnosticReport?patient={patient}&_count={PAGE_SIZE}",
+            # Imaging reports only: RAD (HL7 v2 0074), LP29684-5 (LOINC Radiology, US Core), and
+            # the plain words some EHRs use. Codes without a system match in any system.
+            f"DiagnosticReport?patient={patient}&category=RAD,LP29684-5,imaging,radiology"
+            f"&_count={PAGE_SIZE}",
             "search",
-            "diagnostic reports",
+            "imaging reports",
         ),
         PrefetchKey(
             "carePlans", f"CarePlan?patient={patient}&_count={PAGE_SIZE}", "search", "care plans"
@@ -132,20 +136,23 @@ class SacralBsiService:
                 field="hook",
             )
         if request.fhirServer is not None:
-            parts = urlsplit(request.fhirServer)
-            if parts.scheme not in ("http", "https") or not parts.netloc:
+            if not valid_base_url(request.fhirServer):
                 raise BadRequestError(
-                    "fhirServer must be an absolute http(s) URL.", field="fhirServer"
+                    "fhirServer must be an absolute http(s) URL with a host (no credentials, no "
+                    "query), and a valid port.",
+                    field="fhirServer",
                 )
         elif request.fhirAuthorization is not None:
             raise BadRequestError(
                 "fhirAuthorization was sent without fhirServer.", field="fhirServer"
             )
+        # One time budget for all of this call's FHIR work: fetching, then any write.
+        deadline = asyncio.get_running_loop().time() + env.fhir_timeout_seconds
         record, stats = await resolve(
             request,
             self.keys,
             env.http.client,
-            timeout_seconds=env.fhir_timeout_seconds,
+            deadline=deadline,
             max_pages=env.fhir_max_pages,
         )
         facts = to_patient_facts(record, self.content.terminology)
@@ -172,7 +179,7 @@ class SacralBsiService:
         response, note = wire.CdsResponse(cards=rendered.cards), None
         if isinstance(assessment, Confirmation) and env.writer is not None:
             delivered = await deliver(
-                env.delivery, assessment, rendered, request, self.content, ctx, env.writer
+                env.delivery, assessment, rendered, request, self.content, ctx, env.writer, deadline
             )
             response, note = delivered.response, delivered.note
         if response.cards and env.ledger is not None:
@@ -189,6 +196,23 @@ class SacralBsiService:
             ]
             await asyncio.to_thread(env.ledger.record, issued, now)
         return CallOutcome(response, finding_kind(assessment), stats, note)
+
+
+def valid_base_url(url: str) -> bool:
+    """A FHIR base URL the service may call: http(s), a host, a port in range, no user info,
+    query or fragment, nothing unprintable."""
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, ValueError, TypeError):
+        return False
+    return (
+        parsed.scheme in ("http", "https")
+        and bool(parsed.host)
+        and (parsed.port is None or 0 < parsed.port < 65536)
+        and not parsed.userinfo
+        and not parsed.query
+        and not parsed.fragment
+    )
 
 
 class ServiceRegistry:

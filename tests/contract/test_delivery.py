@@ -243,3 +243,39 @@ def test_delivery_claim_store_gives_one_claim_across_processes_sharing_a_databas
     with ThreadPoolExecutor(max_workers=16) as pool:
         results = list(pool.map(lambda n: stores[n % 2].claim("urn:uuid:plan"), range(32)))
     assert [r.state for r in results].count(ClaimState.NEW) == 1
+
+
+async def test_delivery_fetch_and_write_share_one_time_budget(
+    client_at: ClientFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Fetching takes most of the budget: the write gets only what is left, and is cut."""
+
+    async def slow_search(_: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(0.3)
+        return httpx.Response(200, json={"resourceType": "Bundle", "type": "searchset"})
+
+    async def slow_write(_: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(0.3)
+        return httpx.Response(
+            200,
+            json={
+                "resourceType": "Bundle",
+                "type": "transaction-response",
+                "entry": [{"response": {"status": "201 Created", "location": "CarePlan/1"}}],
+            },
+        )
+
+    body = confirmed_request()
+    del body["prefetch"]["activityNotes"]
+    client = client_at(
+        cases.MAYA_CONFIRMED_DAY, careplan_delivery="direct-write", fhir_timeout_seconds=0.5
+    )
+    with (
+        respx.mock(assert_all_called=False) as mock,
+        caplog.at_level(logging.INFO, logger="cds_service"),
+    ):
+        mock.get(url__startswith=FHIR).mock(side_effect=slow_search)
+        mock.post(FHIR).mock(side_effect=slow_write)
+        response = await client.post(SERVICE_URL, json=body)
+    assert response.json()["cards"][0]["suggestions"]
+    assert hook_lines(caplog)[0]["careplan"] == "suggestion: write failed (fhir_timeout)"

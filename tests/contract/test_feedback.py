@@ -128,12 +128,62 @@ async def test_feedback_spec_examples_are_accepted(name: str, tmp_path: Any) -> 
             {"feedback": [{"card": "c", "outcome": "accepted", "outcomeTimestamp": "yesterday"}]},
             "feedback[0].outcomeTimestamp",
         ),
+        (
+            {
+                "feedback": [
+                    {
+                        "card": "c",
+                        "outcome": "accepted",
+                        "outcomeTimestamp": "0001-01-01T00:00:00+01:00",
+                    }
+                ]
+            },
+            "feedback[0].outcomeTimestamp",
+        ),
+        (
+            {
+                "feedback": [
+                    {
+                        "card": "c" * 65,
+                        "outcome": "accepted",
+                        "outcomeTimestamp": "2021-12-11T10:05:31Z",
+                    }
+                ]
+            },
+            "feedback[0].card",
+        ),
+        (
+            {
+                "feedback": [
+                    {
+                        "card": "c",
+                        "outcome": "overridden",
+                        "outcomeTimestamp": "2021-12-11T10:05:31Z",
+                        "overrideReason": {"userComment": "a\u0000b"},
+                    }
+                ]
+            },
+            "feedback[0].overrideReason.userComment",
+        ),
+        (
+            {
+                "feedback": [
+                    {
+                        "card": "c",
+                        "outcome": "overridden",
+                        "outcomeTimestamp": "2021-12-11T10:05:31Z",
+                        "overrideReason": {"reason": {"code": "x" * 101}},
+                    }
+                ]
+            },
+            "feedback[0].overrideReason.reason.code",
+        ),
     ],
 )
 async def test_feedback_invalid_bodies_are_400_naming_the_field(
-    body: dict[str, Any], field: str, tmp_path: Any
+    body: dict[str, Any], field: str, database_url: str
 ) -> None:
-    async with client_for(f"sqlite:///{tmp_path / 'cds.db'}") as client:
+    async with client_for(database_url) as client:
         response = await client.post(FEEDBACK_URL, json=body)
     assert response.status_code == 400
     assert response.json()["issue"][0]["expression"] == [field]

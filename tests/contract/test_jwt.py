@@ -234,7 +234,23 @@ BAD: dict[str, Callable[[], str]] = {
     "missing iat": lambda: sign(claims(iat=None)),
     "missing jti": lambda: sign(claims(jti=None)),
     "not a JWT": lambda: "not-a-token",
+    "alg as a list": lambda: forged_header({"alg": ["ES384"], "kid": EHR_KEY.kid, "jku": EHR_JWKS}),
+    "kid not a string": lambda: forged_header({"alg": "ES384", "kid": 123, "jku": EHR_JWKS}),
+    "exp in the far future": lambda: sign(claims(exp=10**20)),
+    "lifetime over the maximum": lambda: sign(claims(exp=int(NOW.timestamp()) + 7200)),
+    "exp not a number": lambda: sign(claims(exp="soon")),
+    "jku walking out of the allowlisted folder": lambda: sign(
+        claims(iss=EPIC), EPIC_KEY, jku=EPIC_KEYS + "../../../../uploads/evil.json"
+    ),
+    "jku over plain http": lambda: sign(
+        claims(iss=EPIC), EPIC_KEY, jku=EPIC_KEYS.replace("https://", "http://") + "x"
+    ),
 }
+
+
+def forged_header(header: dict[str, Any]) -> str:
+    payload = b64(json.dumps(claims()).encode())
+    return f"{b64(json.dumps(header).encode())}.{payload}.{b64(b'not-a-signature')}"
 
 
 async def test_jwt_good_tokens_are_accepted_and_bad_ones_rejected(post: Post) -> None:
@@ -321,6 +337,36 @@ async def test_jwt_unknown_kids_do_not_hammer_the_issuer(
                 SERVICE_URL, json=body, headers={"Authorization": f"Bearer {sign(claims(), es())}"}
             )
     assert route.call_count == 1
+
+
+async def test_jwt_many_jku_urls_under_an_allowed_prefix_do_not_cause_many_fetches(
+    client_at: ClientFactory, issuers_file: Path
+) -> None:
+    with respx.mock(assert_all_called=False) as mock:
+        route = mock.get(url__startswith=EPIC_KEYS).mock(
+            return_value=httpx.Response(200, json={"keys": [EPIC_KEY.public_jwk()]})
+        )
+        client = client_at(
+            cases.MAYA_SUSPECT_DAY,
+            require_jwt=True,
+            trusted_issuers_file=issuers_file,
+            jwks_refetch_seconds=60,
+        )
+        client._transport.app.state.clock = lambda: NOW  # type: ignore[attr-defined]
+        body = hook_request(cases.maya_before_mri(), pid="maya")
+        statuses = []
+        for n in range(20):
+            token = sign(claims(iss=EPIC), EPIC_KEY, jku=f"{EPIC_KEYS}client-{n}")
+            statuses.append(
+                (
+                    await client.post(
+                        SERVICE_URL, json=body, headers={"Authorization": f"Bearer {token}"}
+                    )
+                ).status_code
+            )
+    assert route.call_count == 2  # two new sources per window, then refused
+    assert statuses[:2] == [200, 200]
+    assert set(statuses[2:]) == {401}
 
 
 async def test_jwt_discovery_and_preflight_need_no_token(

@@ -227,18 +227,59 @@ async def test_prefetch_next_link_without_fhir_server_uses_the_first_page(
     assert len(summaries(response)) == 1
 
 
-async def test_prefetch_next_link_to_another_host_is_refused(client_at: ClientFactory) -> None:
+async def test_prefetch_next_link_to_another_host_is_not_followed(
+    client_at: ClientFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The token never goes to another host: the link is left alone and the page used as is."""
     body = hook_request(cases.maya_before_mri(), pid="maya", fhir_server=FHIR, token=TOKEN)
     body["prefetch"]["conditions"]["link"].append(
         {"relation": "next", "url": "https://attacker.example/steal"}
     )
-    with respx.mock(assert_all_called=False) as mock:
+    with (
+        respx.mock(assert_all_called=False) as mock,
+        caplog.at_level(logging.INFO, logger="cds_service"),
+    ):
         stolen = mock.route(host="attacker.example").mock(
             return_value=httpx.Response(200, json=searchset([]))
         )
-        response = await client_at().post(SERVICE_URL, json=body)
+        response = await client_at(cases.MAYA_SUSPECT_DAY).post(SERVICE_URL, json=body)
     assert stolen.call_count == 0
-    assert response.status_code == 412
+    assert len(summaries(response)) == 1
+    line = next(r for r in caplog.records if r.getMessage() == "hook_call")
+    assert line.fields["prefetchIncomplete"] == 1  # type: ignore[attr-defined]
+
+
+async def test_prefetch_next_link_with_fhir_server_unreachable_uses_the_first_page(
+    client_at: ClientFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    body = hook_request(cases.maya_before_mri(), pid="maya", fhir_server=FHIR)
+    body["prefetch"]["observations"]["link"].append(
+        {"relation": "next", "url": f"{FHIR}/Observation?page=2"}
+    )
+    with respx.mock() as mock, caplog.at_level(logging.INFO, logger="cds_service"):
+        mock.get(url__startswith=FHIR).mock(side_effect=httpx.ConnectError("refused"))
+        response = await client_at(cases.MAYA_SUSPECT_DAY).post(SERVICE_URL, json=body)
+    assert len(summaries(response)) == 1
+    line = next(r for r in caplog.records if r.getMessage() == "hook_call")
+    assert line.fields["prefetchIncomplete"] == 1  # type: ignore[attr-defined]
+
+
+async def test_prefetch_slow_next_page_does_not_hold_the_call(client_at: ClientFactory) -> None:
+    body = hook_request(cases.maya_before_mri(), pid="maya", fhir_server=FHIR)
+    body["prefetch"]["observations"]["link"].append(
+        {"relation": "next", "url": f"{FHIR}/Observation?page=2"}
+    )
+
+    async def slow(_: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(30)
+        return httpx.Response(200, json=searchset([]))
+
+    with respx.mock(assert_all_called=False) as mock:
+        mock.get(url__startswith=FHIR).mock(side_effect=slow)
+        response = await client_at(cases.MAYA_SUSPECT_DAY, fhir_timeout_seconds=0.2).post(
+            SERVICE_URL, json=body
+        )
+    assert len(summaries(response)) == 1
 
 
 async def test_prefetch_next_link_rebased_from_a_proxy_host(client_at: ClientFactory) -> None:

@@ -1,6 +1,7 @@
 """A real FHIR R4 server on loopback for the integration tests: sekmet-fhir, installed in
-.venv-fhir by ``make fhir-server-install`` (``make test`` does it) and started here, on a free
-port, with the repository's settings file and a database of its own, then stopped."""
+.venv-fhir (by ``make fhir-server-install``, which ``make test`` runs, or here when missing) and
+started here, on a free port, with the repository's settings file and a database of its own,
+then stopped."""
 
 from __future__ import annotations
 
@@ -48,11 +49,20 @@ def wait_until_ready(
 @pytest.fixture(scope="session")
 def fhir_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Base URL of a running sekmet-fhir server, e.g. http://127.0.0.1:40123/fhir."""
-    if not SEKMET.exists():
-        message = "local FHIR server not installed: run `make fhir-server-install` (make test does)"
-        if os.environ.get("CDS_TEST_REQUIRE_FHIR_SERVER") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
+    if not SEKMET.exists():  # install it, as `make fhir-server-install` does
+        installed = subprocess.run(
+            ["make", "-C", str(ROOT), "fhir-server-install"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if installed.returncode != 0 or not SEKMET.exists():
+            message = (
+                f"could not install the local FHIR server (.venv-fhir):\n{installed.stderr[-2000:]}"
+            )
+            if os.environ.get("CDS_TEST_REQUIRE_FHIR_SERVER") == "1":
+                pytest.fail(message)
+            pytest.skip(message)
     port = free_port()
     base = f"http://127.0.0.1:{port}/fhir"
     data = tmp_path_factory.mktemp("fhir-server")

@@ -177,3 +177,24 @@ def test_cli_unreachable_servers_say_so(tmp_path: Path) -> None:
     assert fire.returncode == 2
     assert "Cannot reach the CDS service" in fire.stderr
     assert "Traceback" not in load.stderr + fire.stderr
+
+
+def test_cli_invalid_urls_say_so(tmp_path: Path) -> None:
+    load = cds_service("demo-load", "--fhir-server", "http://[zz]/fhir", cwd=tmp_path)
+    assert load.returncode == 2
+    assert "--fhir-server 'http://[zz]/fhir' is not an absolute http(s) URL" in " ".join(
+        load.stderr.split()
+    )
+    fire = cds_service(
+        "fire",
+        "patient-view",
+        "--fhir-server",
+        "http://ok.test/fhir",
+        "--patient",
+        "x",
+        "--service-url",
+        "nope",
+        cwd=tmp_path,
+    )
+    assert fire.returncode == 2
+    assert "Traceback" not in load.stderr + fire.stderr
