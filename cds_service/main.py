@@ -63,8 +63,8 @@ def create_app(
         logs.log_event(
             "service_started",
             contentVersion=content.version,
-            host=settings.host,
-            port=settings.port,
+            configuredHost=settings.host,
+            configuredPort=settings.port,
             requireJwt=settings.require_jwt,
             trustedIssuers=len(issuers),
         )

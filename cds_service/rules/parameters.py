@@ -9,7 +9,7 @@ from typing import Literal
 @dataclass(frozen=True)
 class SuspicionParameters:
     lbp_lookback_days: int = 365
-    recent_resolution_days: int = 90
+    recent_resolution_days: int = 0  # 0: resolved / inactive / remission pain never counts
     runner_lookback_days: int = 730
     risk_lookback_days: int = 365
     menstrual_lookback_days: int = 730

@@ -372,7 +372,11 @@ def qualifying_pains(
         if pain.verification.excluded:
             continue
         if pain.clinical in _RESOLVED:
-            if pain.abated is None or (today - pain.abated).days > p.recent_resolution_days:
+            if (
+                p.recent_resolution_days <= 0
+                or pain.abated is None
+                or (today - pain.abated).days > p.recent_resolution_days
+            ):
                 continue
         elif not pain.clinical.is_active:
             continue

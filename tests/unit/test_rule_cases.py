@@ -357,14 +357,14 @@ def test_rule_undated_pain_is_skipped(content: Content) -> None:
         ("recurrence", None, True),
         ("relapse", None, True),
         (None, None, True),  # encounter diagnosis without clinicalStatus
-        ("resolved", 89, True),
-        ("resolved", 91, False),
-        ("inactive", 30, True),
-        ("remission", 120, False),
+        ("resolved", 1, False),
+        ("resolved", 30, False),
+        ("inactive", 0, False),
+        ("remission", 10, False),
         ("resolved", None, False),
     ],
 )
-def test_rule_clinical_status_and_recent_resolution(
+def test_rule_clinical_status_resolved_or_inactive_never_fires_by_default(
     content: Content, clinical: str | None, abated_days_ago: int | None, fires: bool
 ) -> None:
     pain = left_lbp(
@@ -374,6 +374,32 @@ def test_rule_clinical_status_and_recent_resolution(
     )
     result = assess_case(cases.runner_with(pain), content, TODAY)
     assert isinstance(result, Suspicion) is fires
+
+
+@pytest.mark.parametrize(
+    ("clinical", "abated_days_ago", "fires"),
+    [
+        ("resolved", 89, True),
+        ("resolved", 91, False),
+        ("inactive", 30, True),
+        ("remission", 120, False),
+        ("resolved", None, False),
+    ],
+)
+def test_rule_recent_resolution_is_a_parameter(
+    content: Content, clinical: str, abated_days_ago: int | None, fires: bool
+) -> None:
+    """The brief's proposal (90 days), for when clinicians sign it off."""
+    params = with_parameters(content, suspicion={"recent_resolution_days": 90})
+    pain = left_lbp(
+        onset=days_ago(150),
+        clinical=clinical,
+        abatement=days_ago(abated_days_ago) if abated_days_ago is not None else None,
+    )
+    assert (
+        isinstance(assess_case(cases.runner_with(pain), content, TODAY, params=params), Suspicion)
+        is fires
+    )
 
 
 @pytest.mark.parametrize(
