@@ -443,16 +443,13 @@ def mri_region_from_text(text: str | None) -> str | None:
     return "other"
 
 
-_INJURY = re.compile(
-    r"\b(stress fractures?|stress fx|stress reactions?|fatigue fractures?|bone stress injur(y|ies)|"
-    r"BSI|(bone )?marrow o?edema|fracture line)\b",
-    _I,
+# Words that name a bone stress injury itself; marrow oedema alone is a finding, not the injury.
+_SPECIFIC_INJURY_TERMS = (
+    r"stress fractures?|stress fx|stress reactions?|fatigue fractures?|bone stress injur(y|ies)|"
+    r"BSI|fracture line"
 )
-_SPECIFIC_INJURY = re.compile(
-    r"\b(stress fractures?|stress fx|stress reactions?|fatigue fractures?|bone stress injur(y|ies)|"
-    r"BSI|fracture line)\b",
-    _I,
-)
+_INJURY = re.compile(rf"\b({_SPECIFIC_INJURY_TERMS}|(bone )?marrow o?edema)\b", _I)
+_SPECIFIC_INJURY = re.compile(rf"\b({_SPECIFIC_INJURY_TERMS})\b", _I)
 # Inflammation of the joint, or a fracture of weak bone: not a runner's bone stress injury.
 _NOT_BSI = re.compile(r"\b(sacroiliitis|insufficiency|spondyloarthr\w*|subchondral)\b", _I)
 _UNCERTAIN_BEFORE = re.compile(
