@@ -127,7 +127,12 @@ _FEEDBACK = msgspec.json.Decoder(FeedbackRequest)
 
 def decode_feedback(body: bytes) -> FeedbackRequest:
     """Decode a feedback request; RequestError names the offending field."""
-    return _decode(_FEEDBACK, body)
+    received = _decode(_FEEDBACK, body)
+    for n, item in enumerate(received.feedback):
+        if not 1900 <= item.outcomeTimestamp.year <= 2200:
+            field = f"feedback[{n}].outcomeTimestamp"
+            raise RequestError("outcomeTimestamp is not a plausible instant.", field)
+    return received
 
 
 # ---------------------------------------------------------------------------- response

@@ -47,12 +47,8 @@ Token = Annotated[
 def serve() -> None:
     """Start the service on CDS_HOST:CDS_PORT (default 127.0.0.1:8080)."""
     settings = Settings()
-    if not settings.require_jwt and not settings.loopback and not settings.allow_insecure:
-        err.print(
-            f"[bold red]Refusing to start on {settings.host} with JWT verification off.[/bold red] "
-            "Set CDS_REQUIRE_JWT=true and CDS_TRUSTED_ISSUERS_FILE, or (never in production) "
-            "CDS_ALLOW_INSECURE=true."
-        )
+    if settings.insecure_start_refusal:
+        err.print(f"[bold red]Error:[/bold red] {escape(settings.insecure_start_refusal)}")
         raise typer.Exit(2)
     uvicorn.run(
         "cds_service.main:app",

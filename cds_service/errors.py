@@ -24,6 +24,10 @@ class InternalError(CdsError):
     status = 500
     issue_code = "exception"
     kind = "internal_error"
+    MESSAGE = "The service failed while handling this request."
+
+    def __init__(self) -> None:
+        super().__init__(self.MESSAGE)
 
 
 class BadRequestError(CdsError):

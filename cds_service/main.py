@@ -40,12 +40,8 @@ def create_app(
 ) -> FastAPI:
     settings = settings or Settings()
     logs.configure(settings.log_level)
-    if not settings.require_jwt and not settings.loopback and not settings.allow_insecure:
-        raise InsecureSettingsError(
-            f"Refusing to start on {settings.host} with JWT verification off: set "
-            "CDS_REQUIRE_JWT=true and CDS_TRUSTED_ISSUERS_FILE, or (never in production) "
-            "CDS_ALLOW_INSECURE=true."
-        )
+    if settings.insecure_start_refusal:
+        raise InsecureSettingsError(settings.insecure_start_refusal)
     issuers = load_issuers(settings.trusted_issuers_file) if settings.trusted_issuers_file else {}
     content = load_content(settings.content_dir)
     registry = ServiceRegistry(SacralBsiService(content))
@@ -102,7 +98,6 @@ def create_app(
     )
     app.state.settings = settings
     app.state.registry = registry
-    app.state.service_ids = frozenset(s.id for s in registry.discovery().services)
     app.state.discovery_body = wire.encode(registry.discovery())
     app.state.content_version = content.version
     app.state.http = http

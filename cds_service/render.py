@@ -363,13 +363,7 @@ def _confirmed_card(conf: Confirmation, content: Content, ctx: RenderContext) ->
             label=t.suggestion_label,
             uuid=ctx.new_uuid(),
             isRecommended=True,
-            actions=(
-                wire.Action(
-                    type="create",
-                    description=t.action_description.format(day0=conf.day0.isoformat()),
-                    resource=careplan,
-                ),
-            ),
+            actions=(_careplan_action(conf, content, careplan),),
         )
     ]
     if conf.referral:
@@ -441,12 +435,13 @@ def system_action_card(
         detail=_confirmed_detail(conf, content) + "\n\n" + t.system_action_line,
         links=_links(content),
     )
-    action = wire.Action(
-        type="create",
-        description=t.action_description.format(day0=conf.day0.isoformat()),
-        resource=careplan,
-    )
-    return card, action
+    return card, _careplan_action(conf, content, careplan)
+
+
+def _careplan_action(conf: Confirmation, content: Content, careplan: dict[str, Any]) -> wire.Action:
+    """The ``create`` of the draft CarePlan, for a suggestion or a system action."""
+    description = content.cards.confirmed.action_description.format(day0=conf.day0.isoformat())
+    return wire.Action(type="create", description=description, resource=careplan)
 
 
 # ---------------------------------------------------------------------------- card B'

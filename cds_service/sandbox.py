@@ -10,7 +10,7 @@ import asyncio
 import json
 import re
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Awaitable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -18,9 +18,9 @@ from typing import Any
 
 import httpx
 
+from cds_service.hooks.fhir_client import FHIR_JSON
 from cds_service.hooks.prefetch import fill_template
 
-FHIR_JSON = "application/fhir+json"
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 # The examples' dates are written as of this day; demo-load moves them to the current date.
 EXAMPLES_DATE = date(2026, 11, 25)
@@ -176,12 +176,10 @@ async def load(
 ) -> None:
     """POST the resources as one transaction Bundle; raise SandboxError with the server's reason."""
     url = fhir_server.rstrip("/")
-    try:
-        response = await http.post(url, json=transaction(resources), headers=_headers(token))
-    except httpx.TransportError as exc:
-        raise SandboxError(
-            f"Cannot reach the FHIR server at {url} ({type(exc).__name__}). Is it running?", 2
-        ) from None
+    response = await _reach(
+        http.post(url, json=transaction(resources), headers=_headers(token)),
+        f"the FHIR server at {url}",
+    )
     if response.status_code not in (200, 201):
         raise SandboxError(
             f"The FHIR server at {url} refused the transaction "
@@ -222,10 +220,12 @@ async def prefetch(
     base = fhir_server.rstrip("/")
 
     async def run(key: str, template: str) -> tuple[str, Any]:
-        url = f"{base}/{fill_template(template, {'patientId': patient}).replace('|', '%7C')}"
+        url = f"{base}/{fill_template(template, {'patientId': patient})}"
         pages: list[Resource] = []
         for _ in range(max_pages):
-            response = await _get(http, url, token)
+            response = await _reach(
+                http.get(url, headers=_headers(token)), f"the FHIR server for {url}"
+            )
             if response.status_code == 404 and key == "patient":
                 raise SandboxError(f"Patient {patient} was not found on {base}.")
             if response.status_code != 200:
@@ -249,25 +249,19 @@ async def prefetch(
     return dict(results)
 
 
-async def _get(http: httpx.AsyncClient, url: str, token: str | None) -> httpx.Response:
+async def _reach(call: Awaitable[httpx.Response], where: str) -> httpx.Response:
+    """The response, or a SandboxError (exit code 2) saying ``where`` could not be reached."""
     try:
-        return await http.get(url, headers=_headers(token))
+        return await call
     except httpx.TransportError as exc:
         raise SandboxError(
-            f"Cannot reach the FHIR server for {url} ({type(exc).__name__}). Is it running?", 2
+            f"Cannot reach {where} ({type(exc).__name__}). Is it running?", 2
         ) from None
 
 
 async def discovery(client: httpx.AsyncClient) -> dict[str, str]:
     """The sacral-bsi service's prefetch templates, from its discovery endpoint."""
-    try:
-        response = await client.get("/cds-services")
-    except httpx.TransportError as exc:
-        raise SandboxError(
-            f"Cannot reach the CDS service at {client.base_url} ({type(exc).__name__}). "
-            "Is it running?",
-            2,
-        ) from None
+    response = await _reach(client.get("/cds-services"), f"the CDS service at {client.base_url}")
     if response.status_code != 200:
         raise SandboxError(f"The CDS service's discovery answered HTTP {response.status_code}.")
     service = next(
@@ -281,14 +275,9 @@ async def discovery(client: httpx.AsyncClient) -> dict[str, str]:
 
 async def fire(client: httpx.AsyncClient, body: Resource) -> Resource:
     """POST the hook request; return the response body, or raise SandboxError saying why not."""
-    try:
-        response = await client.post("/cds-services/sacral-bsi", json=body)
-    except httpx.TransportError as exc:
-        raise SandboxError(
-            f"Cannot reach the CDS service at {client.base_url} ({type(exc).__name__}). "
-            "Is it running?",
-            2,
-        ) from None
+    response = await _reach(
+        client.post("/cds-services/sacral-bsi", json=body), f"the CDS service at {client.base_url}"
+    )
     if response.status_code != 200:
         reason = _diagnostics(response)
         if response.status_code == 412:

@@ -65,6 +65,18 @@ class Settings(BaseSettings):
     def loopback(self) -> bool:
         return is_loopback(self.host)
 
+    @property
+    def insecure_start_refusal(self) -> str | None:
+        """Why the service must not start with these settings (JWT verification off beyond
+        loopback without CDS_ALLOW_INSECURE), or None."""
+        if self.require_jwt or self.loopback or self.allow_insecure:
+            return None
+        return (
+            f"Refusing to start on {self.host} with JWT verification off. Set "
+            "CDS_REQUIRE_JWT=true and CDS_TRUSTED_ISSUERS_FILE, or (never in production) "
+            "CDS_ALLOW_INSECURE=true."
+        )
+
 
 def is_loopback(host: str) -> bool:
     if host == "localhost":

@@ -32,11 +32,15 @@ _SUBJECT_SPLIT = re.compile(r"\s+(and|but)\s+|;", _I)
 _WINDOW_WORDS = 4
 
 
+def _after_last(split: re.Pattern[str], head: str) -> str:
+    """``head`` from the end of the last match of ``split`` (all of it when none matches)."""
+    cuts = [m.end() for m in split.finditer(head)]
+    return head[cuts[-1] :] if cuts else head
+
+
 def _clause_before(sentence: str, position: int) -> str:
     """The part of the sentence's clause that comes before ``position``."""
-    head = sentence[:position]
-    cuts = [m.end() for m in _CLAUSE_SPLIT.finditer(head)]
-    return head[cuts[-1] :] if cuts else head
+    return _after_last(_CLAUSE_SPLIT, sentence[:position])
 
 
 def _cue_window(sentence: str, position: int, *, narrow: bool = True) -> str:
@@ -44,8 +48,8 @@ def _cue_window(sentence: str, position: int, *, narrow: bool = True) -> str:
     clause, at most four words before the term, and (``narrow``, for notes about a person) not
     across "and"/"who"/"in"."""
     head = _clause_before(sentence, position)
-    cuts = [m.end() for m in _SCOPE_SPLIT.finditer(head)] if narrow else []
-    head = head[cuts[-1] :] if cuts else head
+    if narrow:
+        head = _after_last(_SCOPE_SPLIT, head)
     return " ".join(head.split()[-_WINDOW_WORDS:])
 
 
@@ -57,9 +61,7 @@ def _after_window(text: str, words: int = 5) -> str:
 
 def _subject_before(sentence: str, position: int) -> str:
     """The text whose subject the term shares: the sentence before it, back to "and"/"but"."""
-    head = sentence[:position]
-    cuts = [m.end() for m in _SUBJECT_SPLIT.finditer(head)]
-    return head[cuts[-1] :] if cuts else head
+    return _after_last(_SUBJECT_SPLIT, sentence[:position])
 
 
 def _mask(text: str, pattern: re.Pattern[str]) -> str:
@@ -105,6 +107,7 @@ _RUNNER_FALSE = re.compile(
     _I,
 )
 # Sports that make "XC" / "cross-country" something other than running.
+_XC_WORDS = re.compile(r"\bXC\b|\bcross[- ]country\b", _I)
 _OTHER_XC_SPORT = re.compile(
     r"\b(ski|skis|skiing|skier|mountain bik(e|es|ing)|MTB|cycling|bikes?|biking|riding|"
     r"equestrian)\b",
@@ -274,7 +277,7 @@ def runner_mentions(text: str, *, activity_context: bool = False) -> list[Runner
     for sentence in sentences(text):
         masked = _mask(_mask(sentence, _RUNNER_FALSE), _RUNNER_FALSE_PLACE)
         if other_xc_sport:
-            masked = _mask(masked, re.compile(r"\bXC\b|\bcross[- ]country\b", _I))
+            masked = _mask(masked, _XC_WORDS)
         former = _FORMER_PHRASES.search(masked)
         if former is not None:
             if not _FAMILY.search(_subject_before(sentence, former.start())) and not (

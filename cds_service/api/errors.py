@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cds_service import cds_hooks as wire
-from cds_service.errors import CdsError
+from cds_service.errors import CdsError, InternalError
 from cds_service.logs import log_event
 
 JSON = "application/json"
@@ -66,7 +66,7 @@ def install(app: FastAPI) -> None:
 
 
 INTERNAL_ERROR = operation_outcome(
-    "The service failed while handling this request.", code="exception", kind="internal_error"
+    InternalError.MESSAGE, code=InternalError.issue_code, kind=InternalError.kind
 )
 
 

@@ -5,20 +5,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from cds_service import cds_hooks as wire
 from cds_service.api.auth import authenticate
+from cds_service.api.errors import JSON
 from cds_service.errors import BadRequestError, CdsError, InternalError, PayloadTooLargeError
 from cds_service.hooks.service import CallEnvironment
 from cds_service.logs import log_event
 from cds_service.store import FeedbackRecord, is_ready
 
-JSON = "application/json"
 router = APIRouter()
+_T = TypeVar("_T")
 
 _REQUEST_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -98,14 +100,24 @@ async def call_service(service_id: str, request: Request) -> Response:
     state = request.app.state
     started = time.perf_counter()
     hook_instance: str | None = None
+
+    def log_call(level: int, status: int, outcome: str, **fields: Any) -> None:
+        log_event(
+            "hook_call",
+            level=level,
+            exc_info=status == 500,
+            hookInstance=hook_instance,
+            service=service_id if service_id in state.registry else None,
+            status=status,
+            outcome=outcome,
+            **fields,
+            latencyMs=round((time.perf_counter() - started) * 1000, 2),
+        )
+
     try:
         service = state.registry.get(service_id)
         caller = await authenticate(request)
-        body = await _read_body(request, state.settings.max_body_bytes)
-        try:
-            hook_request = wire.decode_request(body)
-        except wire.RequestError as exc:
-            raise BadRequestError(str(exc), field=exc.field) from None
+        hook_request = await _decoded_body(request, wire.decode_request)
         hook_instance = hook_request.hookInstance
         env = CallEnvironment(
             http=state.http,
@@ -119,38 +131,18 @@ async def call_service(service_id: str, request: Request) -> Response:
         )
         outcome = await service.call(hook_request, env)
     except CdsError as exc:
-        log_event(
-            "hook_call",
-            level=logging.WARNING,
-            hookInstance=hook_instance,
-            service=service_id if service_id in state.service_ids else None,
-            status=exc.status,
-            outcome=exc.kind,
-            latencyMs=round((time.perf_counter() - started) * 1000, 2),
-        )
+        log_call(logging.WARNING, exc.status, exc.kind)
         raise
     except Exception:
-        log_event(
-            "hook_call",
-            level=logging.ERROR,
-            exc_info=True,
-            hookInstance=hook_instance,
-            service=service_id if service_id in state.service_ids else None,
-            status=500,
-            outcome=InternalError.kind,
-            latencyMs=round((time.perf_counter() - started) * 1000, 2),
-        )
-        raise InternalError("The service failed while handling this request.") from None
-    log_event(
-        "hook_call",
-        hookInstance=hook_instance,
-        service=service_id,
-        status=200,
-        outcome=outcome.outcome,
+        log_call(logging.ERROR, 500, InternalError.kind)
+        raise InternalError from None
+    log_call(
+        logging.INFO,
+        200,
+        outcome.outcome,
         cards=len(outcome.response.cards),
         **({"careplan": outcome.delivery} if outcome.delivery else {}),
         contentVersion=state.content_version,
-        latencyMs=round((time.perf_counter() - started) * 1000, 2),
         **outcome.stats.as_log(),
     )
     return Response(wire.encode(outcome.response), media_type=JSON)
@@ -168,17 +160,7 @@ async def feedback(service_id: str, request: Request) -> Response:
     try:
         state.registry.get(service_id)
         await authenticate(request)
-        body = await _read_body(request, state.settings.max_body_bytes)
-        try:
-            received = wire.decode_feedback(body)
-        except wire.RequestError as exc:
-            raise BadRequestError(str(exc), field=exc.field) from None
-        for n, item in enumerate(received.feedback):
-            if not 1900 <= item.outcomeTimestamp.year <= 2200:
-                raise BadRequestError(
-                    "outcomeTimestamp is not a plausible instant.",
-                    field=f"feedback[{n}].outcomeTimestamp",
-                )
+        received = await _decoded_body(request, wire.decode_feedback)
         records = [
             FeedbackRecord(
                 service_id=service_id,
@@ -201,7 +183,7 @@ async def feedback(service_id: str, request: Request) -> Response:
         log_event(
             "feedback", level=logging.ERROR, exc_info=True, status=500, outcome=InternalError.kind
         )
-        raise InternalError("The service failed while handling this request.") from None
+        raise InternalError from None
     log_event(
         "feedback",
         service=service_id,
@@ -218,6 +200,16 @@ def _reason(item: wire.FeedbackItem, part: str) -> str | None:
     coding = item.overrideReason.reason if item.overrideReason else None
     value = getattr(coding, part) if coding else None
     return value if isinstance(value, str) else None
+
+
+async def _decoded_body(request: Request, decode: Callable[[bytes], _T]) -> _T:
+    """The request body, size-checked, decoded by ``decode``; a body that is not what the spec
+    asks for is a 400 naming the field."""
+    body = await _read_body(request, request.app.state.settings.max_body_bytes)
+    try:
+        return decode(body)
+    except wire.RequestError as exc:
+        raise BadRequestError(str(exc), field=exc.field) from None
 
 
 async def _read_body(request: Request, limit: int) -> bytes:

@@ -99,15 +99,18 @@ async def deliver(
     # One claim per FHIR server and plan: two EHRs may share patient and Condition ids.
     claim_key = hashlib.sha256(f"{client.base}|{identifier}".encode()).hexdigest()
     claim = await asyncio.to_thread(writer.claims.claim, claim_key)
+    search_url = client.url(f"CarePlan?identifier={IDENTIFIER_SYSTEM}%7C{identifier}")
+
+    def written(location: str | None, note: str) -> Delivered:
+        card = written_card(conf, content, ctx, location or search_url)
+        return Delivered(wire.CdsResponse(cards=(card,)), note)
+
     if claim.state is ClaimState.PENDING:
         claim = await _wait_for_writer(writer.claims, claim_key, deadline)
     if claim.state is ClaimState.WRITTEN:
-        location = claim.location or _search_url(client, identifier)
-        card = written_card(conf, content, ctx, location)
-        return Delivered(wire.CdsResponse(cards=(card,)), "direct-write: already written")
+        return written(claim.location, "direct-write: already written")
     if claim.state is ClaimState.PENDING:
-        card = written_card(conf, content, ctx, _search_url(client, identifier))
-        return Delivered(wire.CdsResponse(cards=(card,)), "direct-write: being written elsewhere")
+        return written(None, "direct-write: being written elsewhere")
     try:
         async with asyncio.timeout_at(deadline):
             (location,) = await client.transaction(
@@ -117,23 +120,22 @@ async def deliver(
         await asyncio.to_thread(writer.claims.release, claim_key)
         kind = exc.kind if isinstance(exc, FhirServerError) else "fhir_timeout"
         return Delivered(fallback, f"suggestion: write failed ({kind})")
-    location = location or _search_url(client, identifier)
+    location = location or search_url
     await asyncio.to_thread(writer.claims.written, claim_key, location)
-    card = written_card(conf, content, ctx, location)
-    return Delivered(wire.CdsResponse(cards=(card,)), "direct-write: written")
+    return written(location, "direct-write: written")
 
 
-async def _wait_for_writer(claims: ClaimStore, identifier: str, budget_end: float) -> Claim:
+async def _wait_for_writer(claims: ClaimStore, key: str, budget_end: float) -> Claim:
     """Another call holds the claim: give it a moment (within the budget) to finish writing."""
     deadline = min(budget_end, asyncio.get_running_loop().time() + _PENDING_WAIT_SECONDS)
     while asyncio.get_running_loop().time() < deadline:
         await asyncio.sleep(0.05)
-        claim = await asyncio.to_thread(claims.get, identifier)
+        claim = await asyncio.to_thread(claims.get, key)
         if claim is None:  # the writer failed and released it: this call may write
-            return await asyncio.to_thread(claims.claim, identifier)
+            return await asyncio.to_thread(claims.claim, key)
         if claim.state is ClaimState.WRITTEN:
             return claim
-    return await asyncio.to_thread(claims.claim, identifier)
+    return await asyncio.to_thread(claims.claim, key)
 
 
 def _conditional_create(careplan: dict[str, Any], identifier: str) -> dict[str, Any]:
@@ -152,7 +154,3 @@ def _conditional_create(careplan: dict[str, Any], identifier: str) -> dict[str, 
             }
         ],
     }
-
-
-def _search_url(client: FhirClient, identifier: str) -> str:
-    return client.url(f"CarePlan?identifier={IDENTIFIER_SYSTEM}%7C{identifier}")

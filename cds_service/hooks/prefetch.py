@@ -71,7 +71,9 @@ _TOKEN = re.compile(r"\{\{\s*context\.(\w+)\s*\}\}")
 
 
 def fill_template(template: str, context: Mapping[str, str | None]) -> str:
-    """Replace ``{{context.x}}`` tokens with URL-encoded context values."""
+    """The relative URL a template asks for: ``{{context.x}}`` tokens replaced with URL-encoded
+    context values, and the "|" of token searches percent-encoded (strict servers such as
+    Tomcat reject it raw)."""
 
     def value(m: re.Match[str]) -> str:
         found = context.get(m.group(1))
@@ -79,7 +81,7 @@ def fill_template(template: str, context: Mapping[str, str | None]) -> str:
             raise PreconditionFailedError(f"Prefetch template needs context.{m.group(1)}.")
         return quote(found, safe="")
 
-    return _TOKEN.sub(value, template)
+    return _TOKEN.sub(value, template).replace("|", "%7C")
 
 
 async def resolve(
@@ -198,8 +200,7 @@ async def _fetch_all(
 async def _fetch(
     client: FhirClient, key: PrefetchKey, context: Mapping[str, str | None]
 ) -> list[msgspec.Struct]:
-    # "|" in token searches is percent-encoded: strict servers (Tomcat) reject it raw.
-    relative = fill_template(key.template, context).replace("|", "%7C")
+    relative = fill_template(key.template, context)
     if key.kind == "search":
         return await client.search(relative, what=key.what)
     try:

@@ -219,6 +219,9 @@ class ServiceRegistry:
     def __init__(self, *services: SacralBsiService) -> None:
         self._services = {s.id: s for s in services}
 
+    def __contains__(self, service_id: object) -> bool:
+        return service_id in self._services
+
     def get(self, service_id: str) -> SacralBsiService:
         service = self._services.get(service_id)
         if service is None:

@@ -188,7 +188,8 @@ def _confirmation(facts: PatientFacts, params: RuleParameters, today: date) -> C
     final_reports = [r for r in facts.reports if r.final]
     window = timedelta(days=params.confirmation.report_link_window_days)
     candidates: list[Confirmation] = []
-    for dx in _sacral_conditions(facts):
+    sacral = _sacral_conditions(facts)
+    for dx in sacral:
         if dx.verification is not Verification.CONFIRMED or not dx.clinical.is_active:
             continue
         report = _confirming_report(dx, final_reports, window)
@@ -203,7 +204,7 @@ def _confirmation(facts: PatientFacts, params: RuleParameters, today: date) -> C
             "condition-and-report" if report else "condition"
         )
         candidates.append(_confirmed(facts, params, path, dx, report, day0, source))
-    if not candidates and not _sacral_conditions(facts):
+    if not candidates and not sacral:
         # Path 2b: a coded MRI conclusion when no sacral BSI Condition is recorded at all (a
         # resolved or unconfirmed one means the clinician has already judged this injury).
         for report in _recent(final_reports, params, today):
