@@ -59,7 +59,8 @@ class JwksCache:
     any host: a source already cached is fetched again (stale, or a ``kid`` it lacks: key
     rotation) at most once per ``min_refetch_seconds``; a source never seen counts against
     ``new_sources_per_window`` per issuer in that window; a failed fetch is not retried within
-    it; and an issuer keeps at most ``sources_per_issuer`` sources.
+    it; and an issuer keeps at most ``sources_per_issuer`` sources. Concurrent calls that need
+    the same source share one fetch (a burst of calls on a cold cache fetches, and counts, once).
     """
 
     http: SharedHttp
@@ -73,19 +74,18 @@ class JwksCache:
     _failed: dict[str, float] = field(default_factory=dict)
     _new_fetches: dict[str, list[float]] = field(default_factory=dict)
     _sources: dict[str, list[str]] = field(default_factory=dict)
-    _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+    _in_flight: dict[str, asyncio.Future[_Keys]] = field(default_factory=dict)
 
     async def key(self, issuer: str, source: str, kid: str | None) -> jwt.PyJWK:
         entry = self._cache.get(source)
         now = self.clock()
         if entry is None:
-            self._admit_new_source(issuer, source, now)
-            entry = await self._refresh(issuer, source)
+            entry = await self._fetch_shared(issuer, source, new=True)
         else:
             stale = now - entry.fetched_at > self.ttl_seconds
             missing = _pick(entry.keys, kid) is None
             if (stale or missing) and now - entry.fetched_at > self.min_refetch_seconds:
-                entry = await self._refresh(issuer, source)
+                entry = await self._fetch_shared(issuer, source, new=False)
         found = _pick(entry.keys, kid)
         if found is None:
             raise AuthFailure(f"no key with kid {kid!r} in the issuer's JWKS")
@@ -102,27 +102,41 @@ class JwksCache:
             raise AuthFailure("too many new JWKS sources for this issuer: not fetched")
         self._new_fetches[issuer] = [*recent, now]
 
+    async def _fetch_shared(self, issuer: str, source: str, *, new: bool) -> _Keys:
+        """The fetch of ``source`` already under way, else a new one (admitted first when the
+        source is new). A caller that gives up does not cancel it for the others."""
+        fetch = self._in_flight.get(source)
+        if fetch is None:
+            if new:
+                self._admit_new_source(issuer, source, self.clock())
+            fetch = asyncio.ensure_future(self._refresh(issuer, source))
+            self._in_flight[source] = fetch
+            fetch.add_done_callback(lambda done: self._fetched(source, done))
+        return await asyncio.shield(fetch)
+
+    def _fetched(self, source: str, done: asyncio.Future[_Keys]) -> None:
+        self._in_flight.pop(source, None)
+        if not done.cancelled():
+            done.exception()  # retrieved here, so a fetch nobody awaits any more logs nothing
+
     async def _refresh(self, issuer: str, source: str) -> _Keys:
-        lock = self._locks.setdefault(source, asyncio.Lock())
-        async with lock:
-            try:
-                jwks = await self._load(source)
-                key_set = jwt.PyJWKSet.from_dict(jwks)
-            except jwt.PyJWKSetError as exc:
-                self._failed[source] = self.clock()
-                raise AuthFailure(f"unusable JWKS: {exc}") from None
-            except AuthFailure:
-                self._failed[source] = self.clock()
-                raise
-            entry = _Keys(self.clock(), {k.key_id: k for k in key_set.keys})
-            self._cache[source] = entry
-            self._failed.pop(source, None)
-            sources = [s for s in self._sources.get(issuer, []) if s != source] + [source]
-            for dropped in sources[: -self.sources_per_issuer]:
-                self._cache.pop(dropped, None)
-                self._locks.pop(dropped, None)
-            self._sources[issuer] = sources[-self.sources_per_issuer :]
-            return entry
+        try:
+            jwks = await self._load(source)
+            key_set = jwt.PyJWKSet.from_dict(jwks)
+        except jwt.PyJWKSetError as exc:
+            self._failed[source] = self.clock()
+            raise AuthFailure(f"unusable JWKS: {exc}") from None
+        except AuthFailure:
+            self._failed[source] = self.clock()
+            raise
+        entry = _Keys(self.clock(), {k.key_id: k for k in key_set.keys})
+        self._cache[source] = entry
+        self._failed.pop(source, None)
+        sources = [s for s in self._sources.get(issuer, []) if s != source] + [source]
+        for dropped in sources[: -self.sources_per_issuer]:
+            self._cache.pop(dropped, None)
+        self._sources[issuer] = sources[-self.sources_per_issuer :]
+        return entry
 
     async def _load(self, source: str) -> dict[str, Any]:
         if not source.startswith(("https://", "http://")):

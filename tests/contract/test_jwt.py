@@ -3,6 +3,7 @@ RS384 keys, serve JWKS with respx, and try a real token the public CDS Hooks San
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -315,6 +316,45 @@ async def test_jwt_key_rotation_unknown_kid_fetches_the_jwks_again(
         )
     assert (first.status_code, rotated.status_code) == (200, 200)
     assert route.call_count == 2
+
+
+@pytest.mark.parametrize("refetch_seconds", [0, 10])
+async def test_jwt_a_burst_of_calls_shares_one_jwks_fetch(
+    client_at: ClientFactory, issuers_file: Path, refetch_seconds: int
+) -> None:
+    """Concurrent calls on a cold cache fetch the JWKS once, and every good token is accepted
+    (the fetch rationing counts one new source, not one per call). With re-fetching allowed, a
+    burst after a key rotation fetches once more, not once per call."""
+    new_key = es()
+    served = {"keys": [EHR_KEY.public_jwk()]}
+
+    async def slow_jwks(_: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(0.05)  # the fetch is still in flight when the other calls arrive
+        return httpx.Response(200, json=served)
+
+    with respx.mock(assert_all_called=False) as mock:
+        route = mock.get(EHR_JWKS).mock(side_effect=slow_jwks)
+        client = client_at(
+            cases.MAYA_SUSPECT_DAY,
+            require_jwt=True,
+            trusted_issuers_file=issuers_file,
+            jwks_refetch_seconds=refetch_seconds,
+        )
+        client._transport.app.state.clock = lambda: NOW  # type: ignore[attr-defined]
+        body = hook_request(cases.maya_before_mri(), pid="maya")
+
+        async def burst(key: Key) -> list[int]:
+            headers = [{"Authorization": f"Bearer {sign(claims(), key)}"} for _ in range(6)]
+            calls = [client.post(SERVICE_URL, json=body, headers=h) for h in headers]
+            return [r.status_code for r in await asyncio.gather(*calls)]
+
+        cold = await burst(EHR_KEY)
+        fetches_cold = route.call_count
+        if refetch_seconds == 0:
+            served = {"keys": [EHR_KEY.public_jwk(), new_key.public_jwk()]}
+            rotated = await burst(new_key)
+            assert (rotated, route.call_count) == ([200] * 6, 2)
+    assert (cold, fetches_cold) == ([200] * 6, 1)
 
 
 async def test_jwt_unknown_kids_do_not_hammer_the_issuer(
