@@ -61,6 +61,20 @@ async def concurrent_calls(
     )
 
 
+async def one_round(
+    fhir_server: str, clients: list[httpx.AsyncClient], name: str, *, shift_to_today: bool = False
+) -> tuple[int, list[httpx.Response]]:
+    """Load a fresh MRI-confirmed patient, make CALLS hook calls for it at once through
+    ``clients``; the number of CarePlans the server then holds under the plan's identifier, and
+    the responses (every one a 200)."""
+    pid, resources = confirmed_patient(fhir_server, name, shift_to_today)
+    body = hook_request(resources, pid=pid, fhir_server=fhir_server)
+    responses = await concurrent_calls(clients, body)
+    assert all(r.status_code == 200 for r in responses), [r.text for r in responses]
+    plans = careplans_with_identifier(fhir_server, plan_identifier_in(responses[0].json()))
+    return len(plans), responses
+
+
 def in_process_clients(count: int) -> list[httpx.AsyncClient]:
     """``count`` service instances, each with its own (in-memory) database."""
     return [
@@ -85,22 +99,12 @@ def test_direct_write_concurrent_calls_one_instance_write_one_plan_every_round(
         (client,) = in_process_clients(1)
         async with client:
             for round_number in range(ROUNDS):
-                pid, resources = confirmed_patient(fhir_server, f"one-{round_number}")
-                responses = await concurrent_calls(
-                    [client], hook_request(resources, pid=pid, fhir_server=fhir_server)
-                )
-                assert all(r.status_code == 200 for r in responses)
+                count, responses = await one_round(fhir_server, [client], f"one-{round_number}")
                 summaries = {r.json()["cards"][0]["summary"] for r in responses}
                 assert summaries == {
                     "Draft rehab plan for the sacral bone stress injury added to the record: review, adjust and activate it."
                 }
-                counts.append(
-                    len(
-                        careplans_with_identifier(
-                            fhir_server, plan_identifier_in(responses[0].json())
-                        )
-                    )
-                )
+                counts.append(count)
         return counts
 
     assert asyncio.run(run()) == [1] * ROUNDS
@@ -116,17 +120,8 @@ def test_direct_write_instances_without_a_shared_database_still_write_one_plan(
         clients = in_process_clients(CALLS)
         try:
             for round_number in range(5):
-                pid, resources = confirmed_patient(fhir_server, f"many-{round_number}")
-                responses = await concurrent_calls(
-                    clients, hook_request(resources, pid=pid, fhir_server=fhir_server)
-                )
-                counts.append(
-                    len(
-                        careplans_with_identifier(
-                            fhir_server, plan_identifier_in(responses[0].json())
-                        )
-                    )
-                )
+                count, _ = await one_round(fhir_server, clients, f"many-{round_number}")
+                counts.append(count)
         finally:
             for client in clients:
                 await client.aclose()
@@ -182,19 +177,10 @@ def test_direct_write_two_service_processes_write_one_plan(
         clients = [httpx.AsyncClient(base_url=url, timeout=30) for url in two_service_processes]
         try:
             for round_number in range(5):
-                pid, resources = confirmed_patient(
-                    fhir_server, f"procs-{round_number}", shift_to_today=True
+                count, _ = await one_round(
+                    fhir_server, clients, f"procs-{round_number}", shift_to_today=True
                 )
-                body = hook_request(resources, pid=pid, fhir_server=fhir_server)
-                responses = await concurrent_calls(clients, body)
-                assert all(r.status_code == 200 for r in responses), [r.text for r in responses]
-                counts.append(
-                    len(
-                        careplans_with_identifier(
-                            fhir_server, plan_identifier_in(responses[0].json())
-                        )
-                    )
-                )
+                counts.append(count)
         finally:
             for client in clients:
                 await client.aclose()

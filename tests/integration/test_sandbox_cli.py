@@ -31,6 +31,22 @@ def cds_service(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+def fire(
+    fhir_server: str, patient: str, *options: str, cwd: Path
+) -> subprocess.CompletedProcess[str]:
+    """``cds-service fire patient-view --fhir-server ... --patient ... [options]``."""
+    return cds_service(
+        "fire",
+        "patient-view",
+        "--fhir-server",
+        fhir_server,
+        "--patient",
+        patient,
+        *options,
+        cwd=cwd,
+    )
+
+
 @pytest.fixture(scope="module")
 def demo_loaded(fhir_server: str, tmp_path_factory: pytest.TempPathFactory) -> str:
     result = cds_service(
@@ -47,15 +63,7 @@ def demo_loaded(fhir_server: str, tmp_path_factory: pytest.TempPathFactory) -> s
 
 
 def test_cli_fire_shows_the_suspicion_card(demo_loaded: str, tmp_path: Path) -> None:
-    result = cds_service(
-        "fire",
-        "patient-view",
-        "--fhir-server",
-        demo_loaded,
-        "--patient",
-        "sacral-bsi-demo-runner",
-        cwd=tmp_path,
-    )
+    result = fire(demo_loaded, "sacral-bsi-demo-runner", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert (
         "WARNING Runner, left SI-joint pain + 6 BSI risk factors: consider sacral stress injury"
@@ -70,16 +78,8 @@ def test_cli_fire_shows_the_suspicion_card(demo_loaded: str, tmp_path: Path) -> 
 def test_cli_fire_json_with_prefetch_for_the_confirmed_runner(
     demo_loaded: str, tmp_path: Path
 ) -> None:
-    result = cds_service(
-        "fire",
-        "patient-view",
-        "--fhir-server",
-        demo_loaded,
-        "--patient",
-        "sacral-bsi-demo-mri-confirmed",
-        "--prefetch",
-        "--json",
-        cwd=tmp_path,
+    result = fire(
+        demo_loaded, "sacral-bsi-demo-mri-confirmed", "--prefetch", "--json", cwd=tmp_path
     )
     assert result.returncode == 0, result.stderr
     (card,) = json.loads(result.stdout)["cards"]
@@ -88,15 +88,7 @@ def test_cli_fire_json_with_prefetch_for_the_confirmed_runner(
 
 
 def test_cli_fire_no_card_for_the_office_worker(demo_loaded: str, tmp_path: Path) -> None:
-    result = cds_service(
-        "fire",
-        "patient-view",
-        "--fhir-server",
-        demo_loaded,
-        "--patient",
-        "sacral-bsi-demo-office-worker",
-        cwd=tmp_path,
-    )
+    result = fire(demo_loaded, "sacral-bsi-demo-office-worker", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "No cards" in result.stdout
 
@@ -111,12 +103,8 @@ def running_service(tmp_path: Path) -> Iterator[str]:
 def test_cli_fire_at_a_running_service(
     demo_loaded: str, running_service: str, tmp_path: Path
 ) -> None:
-    result = cds_service(
-        "fire",
-        "patient-view",
-        "--fhir-server",
+    result = fire(
         demo_loaded,
-        "--patient",
         "sacral-bsi-demo-runner",
         "--service-url",
         running_service,
@@ -128,15 +116,7 @@ def test_cli_fire_at_a_running_service(
 
 
 def test_cli_unknown_patient_says_so(demo_loaded: str, tmp_path: Path) -> None:
-    result = cds_service(
-        "fire",
-        "patient-view",
-        "--fhir-server",
-        demo_loaded,
-        "--patient",
-        "nobody-here",
-        cwd=tmp_path,
-    )
+    result = fire(demo_loaded, "nobody-here", cwd=tmp_path)
     assert result.returncode == 1
     assert (
         "The service could not get the data it needs (HTTP 412): The FHIR server has no patient"
@@ -144,16 +124,7 @@ def test_cli_unknown_patient_says_so(demo_loaded: str, tmp_path: Path) -> None:
     )
     assert '"event"' not in result.stderr  # no service log lines for a person to wade through
     assert "Traceback" not in result.stderr
-    prefetched = cds_service(
-        "fire",
-        "patient-view",
-        "--fhir-server",
-        demo_loaded,
-        "--patient",
-        "nobody-here",
-        "--prefetch",
-        cwd=tmp_path,
-    )
+    prefetched = fire(demo_loaded, "nobody-here", "--prefetch", cwd=tmp_path)
     assert prefetched.returncode == 1
     assert "Patient nobody-here was not found" in prefetched.stderr
 
@@ -163,20 +134,10 @@ def test_cli_unreachable_servers_say_so(tmp_path: Path) -> None:
     load = cds_service("demo-load", "--fhir-server", f"{closed}/fhir", cwd=tmp_path)
     assert load.returncode == 2
     assert "Cannot reach the FHIR server" in load.stderr
-    fire = cds_service(
-        "fire",
-        "patient-view",
-        "--fhir-server",
-        f"{closed}/fhir",
-        "--patient",
-        "x",
-        "--service-url",
-        closed,
-        cwd=tmp_path,
-    )
-    assert fire.returncode == 2
-    assert "Cannot reach the CDS service" in fire.stderr
-    assert "Traceback" not in load.stderr + fire.stderr
+    fired = fire(f"{closed}/fhir", "x", "--service-url", closed, cwd=tmp_path)
+    assert fired.returncode == 2
+    assert "Cannot reach the CDS service" in fired.stderr
+    assert "Traceback" not in load.stderr + fired.stderr
 
 
 def test_cli_invalid_urls_say_so(tmp_path: Path) -> None:
@@ -185,16 +146,6 @@ def test_cli_invalid_urls_say_so(tmp_path: Path) -> None:
     assert "--fhir-server 'http://[zz]/fhir' is not an absolute http(s) URL" in " ".join(
         load.stderr.split()
     )
-    fire = cds_service(
-        "fire",
-        "patient-view",
-        "--fhir-server",
-        "http://ok.test/fhir",
-        "--patient",
-        "x",
-        "--service-url",
-        "nope",
-        cwd=tmp_path,
-    )
-    assert fire.returncode == 2
-    assert "Traceback" not in load.stderr + fire.stderr
+    fired = fire("http://ok.test/fhir", "x", "--service-url", "nope", cwd=tmp_path)
+    assert fired.returncode == 2
+    assert "Traceback" not in load.stderr + fired.stderr
