@@ -177,13 +177,7 @@ Post = Callable[..., Any]
 
 @pytest.fixture
 def post(client_at: ClientFactory, issuers_file: Path, jwks_served: Any) -> Post:
-    client = client_at(
-        cases.MAYA_SUSPECT_DAY,
-        require_jwt=True,
-        trusted_issuers_file=issuers_file,
-        jwks_refetch_seconds=0,
-    )
-    client._transport.app.state.clock = lambda: NOW  # type: ignore[attr-defined]
+    client = jwt_client(client_at, issuers_file, refetch_seconds=0)
 
     async def send(token: str | None, scheme: str = "Bearer") -> httpx.Response:
         headers = {"Authorization": f"{scheme} {token}"} if token is not None else {}
@@ -249,6 +243,20 @@ BAD: dict[str, Callable[[], str]] = {
 }
 
 
+def jwt_client(
+    client_at: ClientFactory, issuers_file: Path, *, refetch_seconds: int
+) -> httpx.AsyncClient:
+    """The service verifying JWTs from the test issuers, its clock inside the tokens' lifetime."""
+    client = client_at(
+        cases.MAYA_SUSPECT_DAY,
+        require_jwt=True,
+        trusted_issuers_file=issuers_file,
+        jwks_refetch_seconds=refetch_seconds,
+    )
+    client._transport.app.state.clock = lambda: NOW  # type: ignore[attr-defined]
+    return client
+
+
 def forged_header(header: dict[str, Any]) -> str:
     payload = b64(json.dumps(claims()).encode())
     return f"{b64(json.dumps(header).encode())}.{payload}.{b64(b'not-a-signature')}"
@@ -295,13 +303,7 @@ async def test_jwt_key_rotation_unknown_kid_fetches_the_jwks_again(
     with respx.mock(assert_all_called=False) as mock:
         route = mock.get(EHR_JWKS)
         route.mock(return_value=httpx.Response(200, json={"keys": [EHR_KEY.public_jwk()]}))
-        client = client_at(
-            cases.MAYA_SUSPECT_DAY,
-            require_jwt=True,
-            trusted_issuers_file=issuers_file,
-            jwks_refetch_seconds=0,
-        )
-        client._transport.app.state.clock = lambda: NOW  # type: ignore[attr-defined]
+        client = jwt_client(client_at, issuers_file, refetch_seconds=0)
         body = hook_request(cases.maya_before_mri(), pid="maya")
         first = await client.post(
             SERVICE_URL, json=body, headers={"Authorization": f"Bearer {sign(claims())}"}
@@ -334,13 +336,7 @@ async def test_jwt_a_burst_of_calls_shares_one_jwks_fetch(
 
     with respx.mock(assert_all_called=False) as mock:
         route = mock.get(EHR_JWKS).mock(side_effect=slow_jwks)
-        client = client_at(
-            cases.MAYA_SUSPECT_DAY,
-            require_jwt=True,
-            trusted_issuers_file=issuers_file,
-            jwks_refetch_seconds=refetch_seconds,
-        )
-        client._transport.app.state.clock = lambda: NOW  # type: ignore[attr-defined]
+        client = jwt_client(client_at, issuers_file, refetch_seconds=refetch_seconds)
         body = hook_request(cases.maya_before_mri(), pid="maya")
 
         async def burst(key: Key) -> list[int]:
@@ -364,13 +360,7 @@ async def test_jwt_unknown_kids_do_not_hammer_the_issuer(
         route = mock.get(EHR_JWKS).mock(
             return_value=httpx.Response(200, json={"keys": [EHR_KEY.public_jwk()]})
         )
-        client = client_at(
-            cases.MAYA_SUSPECT_DAY,
-            require_jwt=True,
-            trusted_issuers_file=issuers_file,
-            jwks_refetch_seconds=60,
-        )
-        client._transport.app.state.clock = lambda: NOW  # type: ignore[attr-defined]
+        client = jwt_client(client_at, issuers_file, refetch_seconds=60)
         body = hook_request(cases.maya_before_mri(), pid="maya")
         for _ in range(5):
             await client.post(
@@ -386,13 +376,7 @@ async def test_jwt_many_jku_urls_under_an_allowed_prefix_do_not_cause_many_fetch
         route = mock.get(url__startswith=EPIC_KEYS).mock(
             return_value=httpx.Response(200, json={"keys": [EPIC_KEY.public_jwk()]})
         )
-        client = client_at(
-            cases.MAYA_SUSPECT_DAY,
-            require_jwt=True,
-            trusted_issuers_file=issuers_file,
-            jwks_refetch_seconds=60,
-        )
-        client._transport.app.state.clock = lambda: NOW  # type: ignore[attr-defined]
+        client = jwt_client(client_at, issuers_file, refetch_seconds=60)
         body = hook_request(cases.maya_before_mri(), pid="maya")
         statuses = []
         for n in range(20):
