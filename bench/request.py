@@ -131,6 +131,7 @@ def _prefetch_fillers(
         "activityNotes": lambda: _searchset([]),
         "diagnosticReports": lambda: _searchset(patient.of("DiagnosticReport")),
         "carePlans": lambda: _searchset(patient.of("CarePlan")),
+        "serviceRequests": lambda: _searchset(patient.of("ServiceRequest")),
     }
 
 

@@ -4,6 +4,7 @@ stops the service at start rather than surfacing in a card."""
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import tomllib
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ from urllib.parse import urlsplit
 
 import msgspec
 
+from cds_service.rules.growth import BmiForAgeReference, LmsPoint
 from cds_service.rules.parameters import (
     ConfirmationParameters,
     IndicatorParameters,
@@ -22,6 +24,7 @@ from cds_service.rules.parameters import (
     ThresholdParameters,
 )
 from fhir_mappings.careplan import RehabProtocol
+from fhir_mappings.conditions import DiagnosisSpec
 from fhir_mappings.orders import OrdersSpec
 from fhir_mappings.terminology import Terminology, TerminologySpec
 
@@ -88,14 +91,20 @@ class Words(_Strict, frozen=True):
     pain_item: str
     pain_item_unknown_side: str
     risk_item: str
+    risk_item_bare: str
+    item_join: str
     runner_coded: str
     runner_activity_code: str
     measure_bmi: str
+    measure_bmi_for_age: str
     measure_bmi_percentile: str
     measure_vitamin_d_ng_ml: str
     measure_exercise_min_per_week: str
     si_duration: str
+    si_duration_short: str
+    ended: str
     report: str
+    date_not_recorded: str
 
 
 class SuspectText(_Strict, frozen=True):
@@ -104,38 +113,69 @@ class SuspectText(_Strict, frozen=True):
     summary_default: str
     summary_short: str
     summary_shortest: str
+    next_sacrum: str
+    next_pelvis: str
+    next_under_way: str
+    xray: str
+    xray_short: str
+    detail_word_limit: int
     detail: str
-    si_line: str
+    why: str
+    why_si_label: str
+    features: str
     triad_line: str
-    based_on: str
-    suggestion_label: str
-    action_description: str
+    adolescent_line: str
+    adolescent_line_short: str
+    pregnancy_line: str
+    pregnancy_line_short: str
+    equivocal_line: str
+    under_way_line: str
+    next_steps_sacrum: str
+    next_steps_pelvis: str
+    next_steps_under_way: str
+    next_steps_sacrum_short: str
+    next_steps_pelvis_short: str
+    footer: str
+    footer_short: str
+    suggestion_label_sacrum: str
+    suggestion_label_pelvis: str
+    action_description_sacrum: str
+    action_description_pelvis: str
     order_note: str
+    order_note_pregnancy: str
 
 
 class ConfirmedText(_Strict, frozen=True):
     summary_condition_and_report: str
     summary_condition: str
     summary_report: str
+    summary_late: str
     summary_short: str
     detail: str
     finding_condition: str
     finding_report_part: str
     finding_no_report: str
     finding_report: str
+    finding_report_written: str
     day0_report: str
     day0_condition: str
     day0_today: str
     grade_line: str
+    grade_line_plain: str
+    late_line: str
+    prior_line: str
     phase_line: str
-    based_on: str
+    restriction: str
     summary_written: str
     written_line: str
     written_link_label: str
     summary_system_action: str
     system_action_line: str
     suggestion_label: str
+    suggestion_label_with_diagnosis: str
     action_description: str
+    diagnosis_label: str
+    diagnosis_description: str
     referral_label: str
     referral_description: str
     referral_note: str
@@ -144,16 +184,12 @@ class ConfirmedText(_Strict, frozen=True):
 class ConfirmFirstText(_Strict, frozen=True):
     summary: str
     detail: str
+    suggestion_label: str
 
 
 class LinkText(_Strict, frozen=True):
     label: str
     url: str
-
-
-class References(_Strict, frozen=True):
-    suspect: tuple[str, ...]
-    confirmed: tuple[str, ...]
 
 
 class OverrideReason(_Strict, frozen=True):
@@ -172,13 +208,14 @@ class CardContent(_Strict, frozen=True):
     source: SourceText
     words: Words
     risk_labels: dict[str, str]
+    risk_labels_short: dict[str, str]
     suspect: SuspectText
     confirmed: ConfirmedText
     confirm_first: ConfirmFirstText
     links: tuple[LinkText, ...]
-    references: References
     override_reasons: OverrideReasons
     orders: OrdersSpec
+    diagnosis: DiagnosisSpec
 
 
 @dataclass(frozen=True)
@@ -220,6 +257,33 @@ def _dataclass_section(data: dict[str, Any], kind: type[_T], where: str) -> _T:
     return _convert(data, kind, where)
 
 
+BMI_FOR_AGE_FILE = Path("reference") / "cdc-bmiagerev.csv"
+_CDC_SEX = {"1": "male", "2": "female"}
+
+
+def load_bmi_for_age(path: Path) -> BmiForAgeReference:
+    """The CDC 2000 BMI-for-age LMS table (``reference/SOURCE.md``), by sex, sorted by age."""
+    rows: dict[str, list[LmsPoint]] = {"male": [], "female": []}
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            for n, row in enumerate(csv.DictReader(handle), start=2):
+                try:
+                    sex = _CDC_SEX[row["Sex"].strip()]
+                    point = LmsPoint(
+                        float(row["Agemos"]), float(row["L"]), float(row["M"]), float(row["S"])
+                    )
+                except (KeyError, ValueError, AttributeError):
+                    raise ContentError(f"{path.name}: line {n} is not a CDC LMS row") from None
+                rows[sex].append(point)
+    except FileNotFoundError:
+        raise ContentError(f"content file missing: {path}") from None
+    if not rows["male"] or not rows["female"]:
+        raise ContentError(f"{path.name}: no LMS rows for one of the sexes")
+    return BmiForAgeReference(
+        {sex: tuple(sorted(points, key=lambda p: p.agemos)) for sex, points in rows.items()}
+    )
+
+
 def load_content(directory: Path = DEFAULT_CONTENT_DIR) -> Content:
     cards = _convert(_read(directory / "content.toml"), CardContent, "content.toml")
     params = _read(directory / "parameters.toml")
@@ -256,6 +320,7 @@ def load_content(directory: Path = DEFAULT_CONTENT_DIR) -> Content:
             params.get("suppression", {}), SuppressionParameters, "parameters.toml [suppression]"
         ),
         protocol_uri=protocol.uri,
+        bmi_for_age=load_bmi_for_age(directory / BMI_FOR_AGE_FILE),
     )
     accept = params.get("terminology", {}).get("accept_marks", ["V", "A", "U"])
     try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -18,6 +20,7 @@ from cds_service.rules.facts import (
     RunnerKind,
     Side,
 )
+from cds_service.rules.identity import PLAN_NAMESPACE
 from cds_service.rules.sacral_bsi import (
     Assessment,
     Confirmation,
@@ -28,6 +31,7 @@ from cds_service.rules.sacral_bsi import (
     Suspicion,
 )
 from fhir_mappings.careplan import PlanFor, to_careplan
+from fhir_mappings.conditions import DiagnosisFor, to_condition
 from fhir_mappings.orders import to_service_request
 
 SUMMARY_LIMIT = 140  # CDS Hooks: summary SHOULD be under 140 characters
@@ -45,7 +49,9 @@ class RenderContext:
 @dataclass(frozen=True)
 class Rendered:
     cards: tuple[wire.Card, ...]
-    careplan: dict[str, Any] | None = None  # the proposed plan, when card B was rendered
+    # The proposed plan as the service or the EHR would write it by itself (direct-write,
+    # system-action): it addresses only a Condition already in the record.
+    careplan: dict[str, Any] | None = None
 
 
 class SummaryTooLongError(ValueError):
@@ -81,13 +87,17 @@ def _links(content: Content) -> tuple[wire.Link, ...]:
     )
 
 
-def _numbered(items: tuple[str, ...]) -> str:
-    return "\n".join(f"{n}. {item}" for n, item in enumerate(items, start=1))
+_MARKDOWN = re.compile(r"([\\`*_\[\]<>#|])")
+
+
+def quote_text(text: str) -> str:
+    """Record text shown in a card's markdown: special characters escaped, one line."""
+    return _MARKDOWN.sub(r"\\\1", " ".join(text.split()))
 
 
 def _coded(words: Words, label: str | None, code: Code) -> str:
     return words.coded.format(
-        label=label or code.display or code.code, system=code.system, code=code.code
+        label=quote_text(label or code.display or code.code), system=code.system, code=code.code
     )
 
 
@@ -101,6 +111,14 @@ def _dated(words: Words, text: str, when: date | None) -> str:
 
 def _side_word(words: Words, side: Side) -> str:
     return {Side.LEFT: words.left, Side.RIGHT: words.right}.get(side, words.unilateral)
+
+
+def _ordinal(value: float) -> str:
+    if value < 1:
+        return "<1st"
+    n = round(value)
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
 
 
 _REGION_ORDER = ("low_back", "buttock", "si_joint")
@@ -132,7 +150,7 @@ def _runner_text(words: Words, e: RunnerEvidence) -> str:
             display=e.code.display or e.code.code, system=e.code.system, code=e.code.code
         )
     else:
-        text = words.noted.format(phrase=e.phrase or "")
+        text = words.noted.format(phrase=quote_text(e.phrase or ""))
     return _dated(words, text, e.when)
 
 
@@ -147,16 +165,78 @@ _MEASURE_WORDS = {
 def _risk_evidence(words: Words, r: RiskFactor) -> str:
     if r.days is not None and r.code is not None:
         text = words.si_duration.format(coded=_coded(words, r.label, r.code), days=r.days)
+    elif r.ended and r.code is not None:
+        text = words.ended.format(coded=_coded(words, r.label, r.code))
     elif r.code is not None:
         text = _coded(words, r.label, r.code)
     elif r.phrase is not None:
-        text = words.noted.format(phrase=r.phrase)
+        text = words.noted.format(phrase=quote_text(r.phrase))
+    elif r.measure is not None and r.value is not None and r.percentile is not None:
+        text = words.measure_bmi_for_age.format(
+            value=r.value,
+            percentile=_ordinal(r.percentile),
+            percent_of_median=r.percent_of_median or 0.0,
+        )
     elif r.measure is not None and r.value is not None:
         template: str = getattr(words, _MEASURE_WORDS[r.measure])
         text = template.format(value=r.value, previous=r.previous or 0.0)
     else:
         return words.female_sex
     return _dated(words, text, r.when)
+
+
+@dataclass(frozen=True)
+class _Brevity:
+    """How much of card A's detail to keep (14.5: at most about 150 words)."""
+
+    feature_quotes: bool = True  # the words noted for each feature of the story
+    risk_evidence: bool = True  # each risk factor's code, value or words
+    risk_dates: bool = True
+    long_wording: bool = True  # the opening line and the long forms of the other lines
+
+
+_BREVITY = (
+    _Brevity(),
+    _Brevity(feature_quotes=False),
+    _Brevity(feature_quotes=False, risk_evidence=False),
+    _Brevity(feature_quotes=False, risk_evidence=False, risk_dates=False, long_wording=False),
+)
+
+
+def _label(content: Content, r: RiskFactor, brevity: _Brevity) -> str:
+    labels = content.cards.risk_labels if brevity.long_wording else content.cards.risk_labels_short
+    return labels.get(r.category.value, r.category.value)
+
+
+def _risk_items(content: Content, risks: tuple[RiskFactor, ...], brevity: _Brevity) -> str:
+    words = content.cards.words
+
+    def item(r: RiskFactor) -> str:
+        label = _label(content, r, brevity)
+        if r.source is None:
+            return words.risk_item_bare.format(label=label, evidence=words.female_sex)
+        if brevity.risk_evidence:
+            return words.risk_item.format(label=label, evidence=_risk_evidence(words, r))
+        return _dated(words, label, r.when) if brevity.risk_dates else label
+
+    return words.item_join.join(item(r) for r in risks)
+
+
+def _feature_items(content: Content, features: tuple[RiskFactor, ...], brevity: _Brevity) -> str:
+    """Features of the story (symptoms, course): what was noted, no dates (they fall in the
+    pain's own window)."""
+    words = content.cards.words
+
+    def item(r: RiskFactor) -> str:
+        label = _label(content, r, brevity)
+        found = None
+        if brevity.feature_quotes and r.days is not None:
+            found = words.si_duration_short.format(days=r.days)
+        elif brevity.feature_quotes and r.phrase is not None:
+            found = words.noted.format(phrase=quote_text(r.phrase))
+        return words.risk_item_bare.format(label=label, evidence=found) if found else label
+
+    return words.item_join.join(item(r) for r in features)
 
 
 def _pain_item(words: Words, q: QualifyingPain) -> str:
@@ -174,73 +254,137 @@ def _pain_item(words: Words, q: QualifyingPain) -> str:
     )
 
 
+def _date_or(words: Words, when: date | None) -> str:
+    return when.isoformat() if when else words.date_not_recorded
+
+
+def _suspect_lines(s: Suspicion, content: Content, long_wording: bool) -> list[str]:
+    t, words = content.cards.suspect, content.cards.words
+    lines: list[str] = []
+    if s.triad:
+        lines.append(t.triad_line)
+    if s.mri_under_way is not None:
+        lines.append(
+            t.under_way_line.format(
+                date=_date_or(words, s.mri_under_way.when),
+                label=quote_text(s.mri_under_way.label),
+            )
+        )
+    if s.mri_equivocal is not None and s.mri_equivocal.quote:
+        lines.append(
+            t.equivocal_line.format(
+                date=_date_or(words, s.mri_equivocal.when),
+                quote=quote_text(s.mri_equivocal.quote),
+            )
+        )
+    if s.adolescent:
+        lines.append(t.adolescent_line if long_wording else t.adolescent_line_short)
+    if s.pregnancy is not None:
+        lines.append(t.pregnancy_line if long_wording else t.pregnancy_line_short)
+    return lines
+
+
+def _next_steps(s: Suspicion, content: Content, long_wording: bool) -> str:
+    t = content.cards.suspect
+    if s.mri_under_way is not None:
+        return t.next_steps_under_way
+    if s.mri == "pelvis":
+        return t.next_steps_pelvis if long_wording else t.next_steps_pelvis_short
+    return t.next_steps_sacrum if long_wording else t.next_steps_sacrum_short
+
+
+def _suspect_detail(s: Suspicion, content: Content) -> str:
+    """The detail at the first level of brevity that fits the word limit (the last otherwise)."""
+    t, words = content.cards.suspect, content.cards.words
+    detail = ""
+    for brevity in _BREVITY:
+        long_wording = brevity.long_wording
+        lines = "".join(f"\n{line}\n" for line in _suspect_lines(s, content, long_wording))
+        detail = t.detail.format(
+            why=(t.why_si_label if s.si_label else t.why) if long_wording else "",
+            pains=words.item_join.join(_pain_item(words, q) for q in s.pains),
+            runner=_runner_text(words, s.runner),
+            counted=s.counted_risks,
+            risks=_risk_items(content, s.risks, brevity) or words.none_found,
+            features=(
+                t.features.format(items=_feature_items(content, s.features, brevity))
+                if s.features
+                else ""
+            ),
+            lines=lines,
+            next_steps=_next_steps(s, content, long_wording),
+            footer=(t.footer if long_wording else t.footer_short).format(version=content.version),
+            version=content.version,
+        ).strip()
+        if len(detail.split()) <= t.detail_word_limit:
+            break
+    return detail
+
+
 def _suspect_card(s: Suspicion, content: Content, ctx: RenderContext) -> wire.Card:
-    c, words = content.cards, content.cards.words
+    c, words, t = content.cards, content.cards.words, content.cards.suspect
     pain = _pain_phrase(s, words)
     counted = s.counted_risks
     risk_count = (
         words.risk_count_one if counted == 1 else words.risk_count_many.format(count=counted)
     )
+    proposing = s.mri_under_way is None
+    next_step = (
+        t.next_under_way if not proposing else t.next_pelvis if s.mri == "pelvis" else t.next_sacrum
+    )
+    fill = {
+        "pain": pain,
+        "risk_count": risk_count,
+        "next": next_step,
+        "xray": t.xray if proposing else "",
+        "xray_short": t.xray_short if proposing else "",
+    }
     candidates = []
     if counted:
-        candidates.append(c.suspect.summary_with_risks.format(pain=pain, risk_count=risk_count))
+        candidates.append(t.summary_with_risks.format(**fill))
     if s.si_label:
-        candidates.append(c.suspect.summary_si_label.format(pain=pain))
+        candidates.append(t.summary_si_label.format(**fill))
     candidates += [
-        c.suspect.summary_default.format(pain=pain),
-        c.suspect.summary_short.format(pain=pain),
-        c.suspect.summary_shortest,
+        t.summary_default.format(**fill),
+        t.summary_short.format(**fill),
+        t.summary_shortest,
     ]
-    pains = "; ".join(_pain_item(words, q) for q in s.pains)
-    risks = (
-        "\n".join(
-            words.risk_item.format(
-                label=c.risk_labels.get(r.category.value, r.category.value),
-                evidence=_risk_evidence(words, r),
-            )
-            for r in s.risks
+    detail = _suspect_detail(s, content)
+    suggestions: tuple[wire.Suggestion, ...] = ()
+    if proposing:
+        note = t.order_note if s.pregnancy is None else f"{t.order_note} {t.order_note_pregnancy}"
+        order = to_service_request(
+            c.orders.mri_pelvis if s.mri == "pelvis" else c.orders.mri,
+            patient_id=ctx.patient_id,
+            reasons=tuple(q.pain.source for q in s.pains),
+            note=note,
+            encounter_id=ctx.encounter_id,
         )
-        or f"- {words.none_found}"
-    )
-    detail = c.suspect.detail.format(
-        pain=pain,
-        pains=pains,
-        runner=_runner_text(words, s.runner),
-        si_line=c.suspect.si_line if s.si_label else "",
-        risks=risks,
-        triad_line=c.suspect.triad_line if s.triad else "",
-        based_on=c.suspect.based_on.format(today=ctx.today.isoformat()),
-        references=_numbered(c.references.suspect),
-        version=content.version,
-    ).strip()
-    order = to_service_request(
-        c.orders.mri,
-        patient_id=ctx.patient_id,
-        reasons=tuple(q.pain.source for q in s.pains),
-        note=c.suspect.order_note,
-        encounter_id=ctx.encounter_id,
-    )
+        pelvis = s.mri == "pelvis"
+        suggestions = (
+            wire.Suggestion(
+                label=t.suggestion_label_pelvis if pelvis else t.suggestion_label_sacrum,
+                uuid=ctx.new_uuid(),
+                isRecommended=False,
+                actions=(
+                    wire.Action(
+                        type="create",
+                        description=(
+                            t.action_description_pelvis if pelvis else t.action_description_sacrum
+                        ),
+                        resource=order,
+                    ),
+                ),
+            ),
+        )
     return wire.Card(
         uuid=ctx.new_uuid(),
         summary=fit_summary(*candidates),
         indicator=s.indicator,
         source=_source(content),
         detail=detail,
-        suggestions=(
-            wire.Suggestion(
-                label=c.suspect.suggestion_label,
-                uuid=ctx.new_uuid(),
-                isRecommended=False,
-                actions=(
-                    wire.Action(
-                        type="create",
-                        description=c.suspect.action_description,
-                        resource=order,
-                    ),
-                ),
-            ),
-        ),
-        selectionBehavior="at-most-one",
+        suggestions=suggestions,
+        selectionBehavior="at-most-one" if suggestions else None,
         overrideReasons=tuple(
             wire.Coding(code=r.code, system=c.override_reasons.system, display=r.display)
             for r in c.override_reasons.reasons
@@ -269,11 +413,25 @@ def plan_description(conf: Confirmation, content: Content) -> str:
         "today": words.basis_today,
     }[conf.day0_source]
     return protocol.description.format(
-        injury=injury, grade=grade, basis=basis, day0=conf.day0.isoformat()
+        injury=injury,
+        grade=grade,
+        basis=basis,
+        day0=conf.day0.isoformat(),
+        stop=protocol.stop_and_reassess,
     )
 
 
-def build_careplan(conf: Confirmation, content: Content, ctx: RenderContext) -> dict[str, Any]:
+def proposed_condition_id(patient_id: str, report: str) -> str:
+    """The temporary id of the Condition proposed with a plan (path 2b): stable per finding."""
+    name = f"sacral-bsi-diagnosis|Patient/{patient_id}|{report}"
+    return f"sacral-bsi-dx-{uuid.uuid5(PLAN_NAMESPACE, name).hex}"
+
+
+def build_careplan(
+    conf: Confirmation, content: Content, ctx: RenderContext, condition: str | None = None
+) -> dict[str, Any]:
+    """The proposed plan; ``condition``: the Condition it addresses when none is recorded yet
+    (the one proposed in the same suggestion)."""
     return to_careplan(
         content.protocol,
         PlanFor(
@@ -281,19 +439,37 @@ def build_careplan(conf: Confirmation, content: Content, ctx: RenderContext) -> 
             identifier=conf.plan_identifier,
             day0=conf.day0,
             description=plan_description(conf, content),
-            condition=conf.diagnosis.source if conf.diagnosis else None,
+            condition=conf.diagnosis.source if conf.diagnosis else condition,
             report=conf.report.source if conf.report else None,
             created=ctx.now,
+            encounter_id=ctx.encounter_id,
+            sex=conf.sex,
+        ),
+    )
+
+
+def build_condition(
+    report: str, side: Side, content: Content, ctx: RenderContext
+) -> dict[str, Any]:
+    """The confirmed sacral BSI Condition proposed from an MRI report (paths 2b and 3)."""
+    return to_condition(
+        content.cards.diagnosis,
+        DiagnosisFor(
+            patient_id=ctx.patient_id,
+            resource_id=proposed_condition_id(ctx.patient_id, report),
+            side={Side.LEFT: "left", Side.RIGHT: "right"}.get(side),
+            report=report,
+            recorded=ctx.today,
             encounter_id=ctx.encounter_id,
         ),
     )
 
 
-def _confirmed_detail(conf: Confirmation, content: Content) -> str:
+def _confirmed_detail(conf: Confirmation, content: Content, *, written: bool = False) -> str:
     c, words, protocol = content.cards, content.cards.words, content.protocol
     t = c.confirmed
     report_label = (
-        words.report.format(label=conf.report.label, source=conf.report.source)
+        words.report.format(label=quote_text(conf.report.label), source=conf.report.source)
         if conf.report
         else ""
     )
@@ -305,12 +481,13 @@ def _confirmed_detail(conf: Confirmation, content: Content) -> str:
             else t.finding_no_report
         )
         finding = t.finding_condition.format(
-            label=conf.diagnosis.label,
+            label=quote_text(conf.diagnosis.label),
             code=f"{conf.diagnosis.code.system} {conf.diagnosis.code.code}",
             report_part=report_part,
         )
     else:
-        finding = t.finding_report.format(report=report_label, report_date=report_date)
+        template = t.finding_report_written if written else t.finding_report
+        finding = template.format(report=report_label, report_date=report_date)
     phases = "\n".join(
         "- "
         + t.phase_line.format(
@@ -321,14 +498,23 @@ def _confirmed_detail(conf: Confirmation, content: Content) -> str:
         for phase in protocol.phase
         for first, last in (protocol.window(conf.day0, phase.start_day, phase.end_day),)
     )
+    grade_kind = words.grade_fracture if conf.grade is Grade.FRACTURE else words.grade_reaction
     grade_line = (
-        t.grade_line.format(
-            grade_text=conf.grade_text or "",
-            grade_kind=words.grade_fracture
-            if conf.grade is Grade.FRACTURE
-            else words.grade_reaction,
-        )
+        t.grade_line.format(grade_text=conf.grade_text or grade_kind, grade_kind=grade_kind)
+        if conf.grade is not None and conf.grade_text != grade_kind
+        else t.grade_line_plain.format(grade_kind=grade_kind)
         if conf.grade is not None
+        else ""
+    )
+    late = conf.days_since_day0 >= content.parameters.confirmation.late_plan_days
+    prior_line = (
+        t.prior_line.format(
+            items=words.item_join.join(
+                _dated(words, _coded(words, d.label, d.code), d.recorded or d.onset)
+                for d in conf.prior
+            )
+        )
+        if conf.prior
         else ""
     )
     day0_basis = {
@@ -336,41 +522,61 @@ def _confirmed_detail(conf: Confirmation, content: Content) -> str:
         "condition-recorded": t.day0_condition,
         "today": t.day0_today,
     }[conf.day0_source]
-    detail = t.detail.format(
+    bone_health = next(
+        (p for p in protocol.phase if p.allowed_by_sex), protocol.phase[-1]
+    ).allowed_for(conf.sex)
+    return t.detail.format(
         finding=finding,
         day0=conf.day0.isoformat(),
         day0_basis=day0_basis,
         grade_line=grade_line,
+        late_line=t.late_line.format(weeks=conf.days_since_day0 // 7) if late else "",
+        prior_line=prior_line,
         phases=phases,
-        based_on=t.based_on,
-        references=_numbered(c.references.confirmed),
+        restriction=t.restriction.format(day0=conf.day0.isoformat()),
+        stop=protocol.stop_and_reassess,
+        bone_health=bone_health,
         version=content.version,
     ).strip()
-    return detail
+
+
+def _confirmed_summary(conf: Confirmation, content: Content) -> str:
+    t = content.cards.confirmed
+    if conf.days_since_day0 >= content.parameters.confirmation.late_plan_days:
+        return fit_summary(t.summary_late.format(weeks=conf.days_since_day0 // 7), t.summary_short)
+    by_path = {
+        "condition-and-report": t.summary_condition_and_report,
+        "condition": t.summary_condition,
+        "report": t.summary_report,
+    }
+    return fit_summary(by_path[conf.path], t.summary_short)
 
 
 def _confirmed_card(conf: Confirmation, content: Content, ctx: RenderContext) -> Rendered:
     c, t = content.cards, content.cards.confirmed
     detail = _confirmed_detail(conf, content)
     careplan = build_careplan(conf, content, ctx)
-    summary_by_path = {
-        "condition-and-report": t.summary_condition_and_report,
-        "condition": t.summary_condition,
-        "report": t.summary_report,
-    }
-    suggestions = [
-        wire.Suggestion(
-            label=t.suggestion_label,
-            uuid=ctx.new_uuid(),
-            isRecommended=True,
-            actions=(_careplan_action(conf, content, careplan),),
+    actions: tuple[wire.Action, ...] = (_careplan_action(conf, content, careplan),)
+    label = t.suggestion_label
+    if conf.proposes_condition and conf.report is not None:
+        # Path 2b: record the diagnosis and create the plan that addresses it, together.
+        condition = build_condition(conf.report.source, conf.side, content, ctx)
+        with_condition = build_careplan(
+            conf, content, ctx, condition=f"Condition/{condition['id']}"
         )
+        actions = (
+            _condition_action(content, condition),
+            _careplan_action(conf, content, with_condition),
+        )
+        label = t.suggestion_label_with_diagnosis
+    suggestions = [
+        wire.Suggestion(label=label, uuid=ctx.new_uuid(), isRecommended=True, actions=actions)
     ]
     if conf.referral:
         referral = to_service_request(
             c.orders.referral,
             patient_id=ctx.patient_id,
-            reasons=(conf.finding,),
+            reasons=(conf.finding,) if conf.diagnosis is not None else (),
             note=t.referral_note,
             encounter_id=ctx.encounter_id,
         )
@@ -388,7 +594,7 @@ def _confirmed_card(conf: Confirmation, content: Content, ctx: RenderContext) ->
         )
     card = wire.Card(
         uuid=ctx.new_uuid(),
-        summary=fit_summary(summary_by_path[conf.path], t.summary_short),
+        summary=_confirmed_summary(conf, content),
         indicator="info",
         source=_source(content),
         detail=detail,
@@ -399,22 +605,43 @@ def _confirmed_card(conf: Confirmation, content: Content, ctx: RenderContext) ->
     return Rendered((card,), careplan)
 
 
+def _condition_suggestions(
+    conf: Confirmation, content: Content, ctx: RenderContext
+) -> tuple[wire.Suggestion, ...]:
+    """When the plan is written without the EHR's help (direct-write, system-action) and no
+    Condition records the injury: the card still offers to record it."""
+    if not conf.proposes_condition or conf.report is None:
+        return ()
+    condition = build_condition(conf.report.source, conf.side, content, ctx)
+    return (
+        wire.Suggestion(
+            label=content.cards.confirmed.diagnosis_label,
+            uuid=ctx.new_uuid(),
+            isRecommended=True,
+            actions=(_condition_action(content, condition),),
+        ),
+    )
+
+
 def written_card(
     conf: Confirmation, content: Content, ctx: RenderContext, location: str
 ) -> wire.Card:
     """Card B when the service has written the draft plan itself (direct-write delivery)."""
     t = content.cards.confirmed
     detail = (
-        _confirmed_detail(conf, content)
+        _confirmed_detail(conf, content, written=True)
         + "\n\n"
         + t.written_line.format(location=location, identifier=conf.plan_identifier)
     )
+    suggestions = _condition_suggestions(conf, content, ctx)
     return wire.Card(
         uuid=ctx.new_uuid(),
         summary=fit_summary(t.summary_written, t.summary_short),
         indicator="info",
         source=_source(content),
         detail=detail,
+        suggestions=suggestions,
+        selectionBehavior="at-most-one" if suggestions else None,
         links=(
             wire.Link(label=t.written_link_label, url=location, type="absolute"),
             *_links(content),
@@ -427,12 +654,15 @@ def system_action_card(
 ) -> tuple[wire.Card, wire.Action]:
     """Card B and its CarePlan as a system action (system-action delivery)."""
     t = content.cards.confirmed
+    suggestions = _condition_suggestions(conf, content, ctx)
     card = wire.Card(
         uuid=ctx.new_uuid(),
         summary=fit_summary(t.summary_system_action, t.summary_short),
         indicator="info",
         source=_source(content),
-        detail=_confirmed_detail(conf, content) + "\n\n" + t.system_action_line,
+        detail=_confirmed_detail(conf, content, written=True) + "\n\n" + t.system_action_line,
+        suggestions=suggestions,
+        selectionBehavior="at-most-one" if suggestions else None,
         links=_links(content),
     )
     return card, _careplan_action(conf, content, careplan)
@@ -444,19 +674,39 @@ def _careplan_action(conf: Confirmation, content: Content, careplan: dict[str, A
     return wire.Action(type="create", description=description, resource=careplan)
 
 
+def _condition_action(content: Content, condition: dict[str, Any]) -> wire.Action:
+    return wire.Action(
+        type="create",
+        description=content.cards.confirmed.diagnosis_description,
+        resource=condition,
+    )
+
+
 # ---------------------------------------------------------------------------- card B'
 def _confirm_first_card(cf: ConfirmFirst, content: Content, ctx: RenderContext) -> wire.Card:
     c, words = content.cards, content.cards.words
+    report = cf.report
     detail = c.confirm_first.detail.format(
-        report=words.report.format(label=cf.report.label, source=cf.report.source),
-        report_date=cf.report.when.isoformat() if cf.report.when else "-",
+        report=words.report.format(label=quote_text(report.label), source=report.source),
+        report_date=report.when.isoformat() if report.when else "-",
+        quote=quote_text(report.quote or ""),
         version=content.version,
     ).strip()
+    condition = build_condition(report.source, report.side, content, ctx)
     return wire.Card(
         uuid=ctx.new_uuid(),
         summary=fit_summary(c.confirm_first.summary),
         indicator="info",
         source=_source(content),
         detail=detail,
+        suggestions=(
+            wire.Suggestion(
+                label=c.confirm_first.suggestion_label,
+                uuid=ctx.new_uuid(),
+                isRecommended=False,
+                actions=(_condition_action(content, condition),),
+            ),
+        ),
+        selectionBehavior="at-most-one",
         links=_links(content),
     )

@@ -24,12 +24,19 @@ class PhaseSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     allowed: str
     avoid: str
     criteria: str
+    # Wording by Patient.gender ("female", "male"); ``allowed`` for anyone else (14.4).
+    allowed_by_sex: dict[str, str] = {}
+
+    def allowed_for(self, sex: str | None) -> str:
+        return self.allowed_by_sex.get(sex or "", self.allowed)
 
 
 class DoNotPerformSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The restriction: its own activity, from ``start_day`` until the clinician clears it (no
+    end date: 14.4)."""
+
     text: str
     start_day: int
-    end_day: int
     description: str
 
 
@@ -45,6 +52,7 @@ class RehabProtocol(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     fracture_note: str
     reaction_note: str
     activity_description: str
+    stop_and_reassess: str
     category: tuple[CodingSpec, ...]
     phase: tuple[PhaseSpec, ...]
     do_not_perform: DoNotPerformSpec
@@ -61,10 +69,11 @@ class PlanFor:
     identifier: str  # urn:uuid: business identifier (cds_service.rules.identity)
     day0: date
     description: str
-    condition: str | None  # "Condition/1": the confirmed diagnosis, when one exists
+    condition: str | None  # "Condition/1": the confirmed diagnosis (or the one proposed with it)
     report: str | None  # "DiagnosticReport/2": the confirming MRI, when found
     created: datetime
     encounter_id: str | None = None
+    sex: str | None = None  # Patient.gender: the bone-health wording
 
 
 def to_careplan(protocol: RehabProtocol, plan: PlanFor) -> dict[str, Any]:
@@ -81,7 +90,7 @@ def to_careplan(protocol: RehabProtocol, plan: PlanFor) -> dict[str, Any]:
                     "scheduledPeriod": {"start": first.isoformat(), "end": last.isoformat()},
                     "description": protocol.activity_description.format(
                         goals=phase.goals,
-                        allowed=phase.allowed,
+                        allowed=phase.allowed_for(plan.sex),
                         avoid=phase.avoid,
                         criteria=phase.criteria,
                     ),
@@ -89,14 +98,15 @@ def to_careplan(protocol: RehabProtocol, plan: PlanFor) -> dict[str, Any]:
             }
         )
     dnp = protocol.do_not_perform
-    first, last = protocol.window(plan.day0, dnp.start_day, dnp.end_day)
     activities.append(
         {
             "detail": {
                 "code": {"text": dnp.text},
                 "doNotPerform": True,
                 "status": "not-started",
-                "scheduledPeriod": {"start": first.isoformat(), "end": last.isoformat()},
+                "scheduledPeriod": {
+                    "start": (plan.day0 + timedelta(days=dnp.start_day)).isoformat()
+                },
                 "description": dnp.description,
             }
         }
@@ -134,11 +144,13 @@ def _narrative(protocol: RehabProtocol, plan: PlanFor) -> str:
         )
         for phase in protocol.phase
     )
+    dnp = protocol.do_not_perform
     return (
         '<div xmlns="http://www.w3.org/1999/xhtml">'
         f"<p><b>{html.escape(protocol.title)}</b></p>"
         f"<p>{html.escape(plan.description)}</p>"
         f"<ul>{items}</ul>"
+        f"<p>{html.escape(dnp.description)}</p>"
         f"<p>{html.escape(protocol.note)}</p>"
         "</div>"
     )

@@ -89,6 +89,7 @@ class Condition(msgspec.Struct, frozen=True, tag_field="resourceType", tag="Cond
     encounter: Reference | None = None
     onsetDateTime: str | None = None
     onsetPeriod: Period | None = None
+    onsetAge: Quantity | None = None
     onsetString: str | None = None
     abatementDateTime: str | None = None
     abatementPeriod: Period | None = None
@@ -152,6 +153,18 @@ class CarePlan(msgspec.Struct, frozen=True, tag_field="resourceType", tag="CareP
     supportingInfo: tuple[Reference, ...] = ()
 
 
+class ServiceRequest(msgspec.Struct, frozen=True, tag_field="resourceType", tag="ServiceRequest"):
+    id: str | None = None
+    status: str | None = None
+    intent: str | None = None
+    category: tuple[CodeableConcept, ...] = ()
+    code: CodeableConcept | None = None
+    subject: Reference | None = None
+    authoredOn: str | None = None
+    occurrenceDateTime: str | None = None
+    bodySite: tuple[CodeableConcept, ...] = ()
+
+
 class Encounter(msgspec.Struct, frozen=True, tag_field="resourceType", tag="Encounter"):
     id: str | None = None
     period: Period | None = None
@@ -210,11 +223,19 @@ READ_TYPES: dict[str, type[msgspec.Struct]] = {
     "Observation": Observation,
     "DiagnosticReport": DiagnosticReport,
     "CarePlan": CarePlan,
+    "ServiceRequest": ServiceRequest,
     "Encounter": Encounter,
     "OperationOutcome": OperationOutcome,
 }
 ReadResource = (
-    Patient | Condition | Observation | DiagnosticReport | CarePlan | Encounter | OperationOutcome
+    Patient
+    | Condition
+    | Observation
+    | DiagnosticReport
+    | CarePlan
+    | ServiceRequest
+    | Encounter
+    | OperationOutcome
 )
 
 

@@ -12,8 +12,8 @@ from fhir_mappings.primitives import is_literal_reference
 
 
 class OrderSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    code: CodingSpec
     text: str
+    code: CodingSpec | None = None  # none until a code is verified: code.text alone (14.5)
     extra_codes_unverified: tuple[CodingSpec, ...] = ()
     emit_unverified: bool = False
     body_site: CodingSpec | None = None
@@ -21,6 +21,7 @@ class OrderSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 class OrdersSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     mri: OrderSpec
+    mri_pelvis: OrderSpec
     referral: OrderSpec
 
 
@@ -34,14 +35,17 @@ def to_service_request(
 ) -> dict[str, Any]:
     """A ``draft`` / ``proposal`` ServiceRequest, validated as R4: nothing is ordered until a
     clinician accepts and signs it."""
-    codings = [spec.code.to_fhir()]
+    codings = [spec.code.to_fhir()] if spec.code is not None else []
     if spec.emit_unverified:
         codings.extend(c.to_fhir() for c in spec.extra_codes_unverified)
+    code: dict[str, Any] = (
+        {"coding": codings, "text": spec.text} if codings else {"text": spec.text}
+    )
     resource: dict[str, Any] = {
         "resourceType": "ServiceRequest",
         "status": "draft",
         "intent": "proposal",
-        "code": {"coding": codings, "text": spec.text},
+        "code": code,
         "subject": {"reference": f"Patient/{patient_id}"},
     }
     if encounter_id:

@@ -6,6 +6,7 @@ what the record contains, in the rule's terms.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date
@@ -16,6 +17,7 @@ from cds_service.rules.facts import (
     ClinicalStatus,
     Code,
     ExistingCarePlan,
+    ImagingOrder,
     ImagingRegion,
     MeasureKind,
     Measurement,
@@ -24,6 +26,8 @@ from cds_service.rules.facts import (
     PainGroup,
     PatientFacts,
     Polarity,
+    PregnancyEvidence,
+    PregnancyState,
     ReportReading,
     RiskCodeKind,
     RiskCondition,
@@ -33,10 +37,12 @@ from cds_service.rules.facts import (
     SideSource,
     Strength,
     TextFinding,
+    TextTopic,
     Verification,
     combine_sides,
 )
-from fhir_mappings import lean, text_rules
+from fhir_mappings import lean, report_text, text_rules
+from fhir_mappings.onset import condition_onset
 from fhir_mappings.primitives import normalise_reference, parse_date
 from fhir_mappings.terminology import Match, Terminology, normalise_icd10
 
@@ -52,6 +58,7 @@ class PatientRecord:
     reports: tuple[lean.DiagnosticReport, ...] = ()
     care_plans: tuple[lean.CarePlan, ...] = ()
     encounters: tuple[lean.Encounter, ...] = ()
+    orders: tuple[lean.ServiceRequest, ...] = ()
 
 
 _PAIN_VALUESETS = (
@@ -71,11 +78,16 @@ _RISK_VALUESETS = (
     ("bmi_low_pediatric", RiskCodeKind.BMI_LOW_PEDIATRIC),
     ("low_bone_density", RiskCodeKind.LOW_BMD),
     ("vitamin_d_deficiency", RiskCodeKind.VITAMIN_D_DEFICIENCY),
+    ("postpartum", RiskCodeKind.POSTPARTUM),
+    ("lactation", RiskCodeKind.LACTATION),
 )
 _OBSERVATION_OK = frozenset({"final", "amended", "corrected"})
 _OBSERVATION_VOID = frozenset({"entered-in-error", "cancelled"})
 _REPORT_FINAL = frozenset({"final", "amended", "corrected", "appended"})
 _REPORT_VOID = frozenset({"entered-in-error", "cancelled"})
+_ORDER_OPEN = frozenset({"draft", "active", "on-hold"})
+# Units of distance, for a numeric running-distance Observation (R6, 14.6).
+_DISTANCE_UNIT = re.compile(r"\b(mi|mile|miles|\[mi_i\]|km|kms|kilomet(er|re)s?)\b|\[mi_i\]", re.I)
 _SIDES = {s.value: s for s in Side}
 _CLINICAL = {s.value: s for s in ClinicalStatus}
 _VERIFICATION = {s.value: s for s in Verification}
@@ -102,8 +114,15 @@ class _Mapper:
             if e.id
         }
         self.reports_by_ref = {f"DiagnosticReport/{r.id}": r for r in record.reports if r.id}
+        self.hip_or_buttock_sites = frozenset(
+            terms.body_sites[name] for name in ("buttock", "hip_joint", "hip_region", "groin")
+        )
+        patient = record.patient
+        self.birth = parse_date(patient.birthDate) if patient else None
         self.runner: list[RunnerEvidence] = []
         self.texts: list[TextFinding] = []
+        self.pregnancy: list[PregnancyEvidence] = []
+        self.extra_risks: list[RiskCondition] = []
 
     def facts(self) -> PatientFacts:
         pains: list[PainCondition] = []
@@ -112,6 +131,7 @@ class _Mapper:
         for condition in self.record.conditions:
             self._condition(condition, pains, risks, diagnoses)
         measurements = [m for o in self.record.observations for m in self._observation(o)]
+        orders = [o for o in map(self._order, self.record.orders) if o is not None]
         for encounter in self.record.encounters:
             when = parse_date(encounter.period.start if encounter.period else None)
             for reason in encounter.reasonCode:
@@ -120,15 +140,17 @@ class _Mapper:
         return PatientFacts(
             patient_id=self.record.patient_id,
             gender=patient.gender if patient else None,
-            birth_date=parse_date(patient.birthDate) if patient else None,
+            birth_date=self.birth,
             runner=tuple(self.runner),
             pains=tuple(pains),
-            risk_conditions=tuple(risks),
+            risk_conditions=(*risks, *self.extra_risks),
             measurements=tuple(measurements),
             texts=tuple(self.texts),
             reports=tuple(r for r in map(self._report, self.record.reports) if r is not None),
             diagnoses=tuple(diagnoses),
             care_plans=tuple(self._care_plan(p) for p in self.record.care_plans),
+            orders=tuple(orders),
+            pregnancy=tuple(self.pregnancy),
         )
 
     # ------------------------------------------------------------------ conditions
@@ -148,13 +170,12 @@ class _Mapper:
         )
         if verification.excluded:
             return  # refuted / entered-in-error: never counts for anything
-        onset = parse_date(c.onsetDateTime) or parse_date(
-            c.onsetPeriod.start if c.onsetPeriod else None
-        )
         recorded = parse_date(c.recordedDate)
         encounter_date = self.encounter_dates.get(
             normalise_reference(c.encounter.reference if c.encounter else None) or ""
         )
+        began = condition_onset(c, self.birth, recorded or encounter_date)
+        onset = began.when
         when = onset or recorded or encounter_date
         label = _label(c.code)
         kinds = self.terms.valuesets_of(c.code)
@@ -167,17 +188,17 @@ class _Mapper:
                         source=source,
                         group=group,
                         code=_code(match),
-                        label=label or _code(match).label(),
+                        label=label or _shown(match),
                         clinical=clinical,
                         verification=verification,
                         onset=onset,
                         recorded=recorded,
                         encounter_date=encounter_date,
-                        abated=parse_date(c.abatementDateTime)
-                        or parse_date(c.abatementPeriod.end if c.abatementPeriod else None)
-                        or parse_date(c.abatementPeriod.start if c.abatementPeriod else None),
+                        abated=_abated(c),
                         side=side,
                         side_source=side_source,
+                        onset_days_ago=began.days_ago,
+                        hip_or_buttock=self._hip_or_buttock(c),
                     )
                 )
                 break
@@ -207,14 +228,34 @@ class _Mapper:
                         source,
                         kind,
                         _code(match),
-                        label or _code(match).label(),
+                        label or _shown(match),
                         clinical,
                         verification,
                         when,
                         sacral=sacral_site
                         or self.terms.match("bsi_sacral_by_code", c.code) is not None,
+                        abated=_abated(c),
                     )
                 )
+        pregnancy = self.terms.match("pregnancy", c.code) if "pregnancy" in kinds else None
+        if pregnancy is not None:
+            self.pregnancy.append(
+                PregnancyEvidence(
+                    source,
+                    PregnancyState.PREGNANT,
+                    when,
+                    code=_code(pregnancy),
+                    label=label or _shown(pregnancy),
+                    ended=_abated(c),
+                    closed=clinical
+                    not in (
+                        ClinicalStatus.ACTIVE,
+                        ClinicalStatus.RECURRENCE,
+                        ClinicalStatus.RELAPSE,
+                        ClinicalStatus.MISSING,
+                    ),
+                )
+            )
         by_code = self.terms.match("bsi_sacral_by_code", c.code)
         needs_site = by_code or self.terms.match("bsi_needs_site", c.code)
         if needs_site is not None:
@@ -228,7 +269,7 @@ class _Mapper:
                 BsiDiagnosis(
                     source=source,
                     code=_code(needs_site),
-                    label=label or _code(needs_site).label(),
+                    label=label or _shown(needs_site),
                     sacral=by_code is not None or sacral_site,
                     clinical=clinical,
                     verification=verification,
@@ -249,7 +290,7 @@ class _Mapper:
                 BsiDiagnosis(
                     source=source,
                     code=_code(insufficient),
-                    label=label or _code(insufficient).label(),
+                    label=label or _shown(insufficient),
                     sacral=sacral_site,
                     clinical=clinical,
                     verification=verification,
@@ -359,10 +400,63 @@ class _Mapper:
                         yield _SIDES[qualifier]
             yield from self._extension_sides(ext.extension)
 
+    def _hip_or_buttock(self, c: lean.Condition) -> bool:
+        """The buttock, hip or groin named in the body site, the code text or a note (14.5)."""
+        for site in c.bodySite:
+            if any(cid in self.hip_or_buttock_sites for cid, _ in self.terms.snomed_codes(site)):
+                return True
+            if any(text_rules.names_hip_or_buttock(t) for t in _concept_texts(site)):
+                return True
+        return any(text_rules.names_hip_or_buttock(t) for t in _concept_texts(c.code)) or any(
+            text_rules.names_hip_or_buttock(n.text) for n in c.note
+        )
+
+    def _order(self, o: lean.ServiceRequest) -> ImagingOrder | None:
+        """An open MRI order of the lumbar spine, sacrum or pelvis (14.5); else None."""
+        if (o.status or "") not in _ORDER_OPEN or o.intent in ("plan", "proposal"):
+            return None
+        region = self._mri_region(o.code)
+        if region is None or region is ImagingRegion.OTHER:
+            return None
+        return ImagingOrder(
+            source=f"ServiceRequest/{o.id}",
+            label=self._mri_label(o.code),
+            status=o.status or "",
+            region=region,
+            authored=parse_date(o.authoredOn) or parse_date(o.occurrenceDateTime),
+        )
+
+    def _mri_label(self, code: lean.CodeableConcept | None) -> str:
+        """How an MRI order or report is called in a card: its text, else a display."""
+        for vs_id in ("mri_covers_sacrum", "mri_lumbar_only", "mri_generic"):
+            match = self.terms.match(vs_id, code)
+            if match is not None:
+                return _label(code) or _shown(match)
+        return _label(code) or "MRI"
+
+    def _mri_region(self, code: lean.CodeableConcept | None) -> ImagingRegion | None:
+        """What an MRI code covers (8.1b): by code, else by its text; None if not an MRI."""
+        if self.terms.match("mri_covers_sacrum", code):
+            return ImagingRegion.SACRUM
+        if self.terms.match("mri_lumbar_only", code):
+            return ImagingRegion.LUMBAR
+        generic = self.terms.match("mri_generic", code) is not None
+        for text in _concept_texts(code):
+            found = text_rules.mri_region_from_text(text)
+            if found is None and generic:
+                found = text_rules.mri_region_from_text(f"MRI {text}")
+            if found is not None:
+                return ImagingRegion(found)
+        return ImagingRegion.OTHER if generic else None
+
     # ------------------------------------------------------------------ observations
     def _observation(self, o: lean.Observation) -> list[Measurement]:
         kinds = self.terms.valuesets_of(o.code)
-        if not (kinds or o.valueString or o.note or o.component) or o.status in _OBSERVATION_VOID:
+        if o.status in _OBSERVATION_VOID:
+            return []
+        if not (kinds or o.valueString or o.note or o.component):
+            if o.valueQuantity is not None and not kinds:
+                self._running_distance(o)
             return []  # a vital sign or lab the rule does not read: most of a record
         source = f"Observation/{o.id}"
         when = (
@@ -373,6 +467,8 @@ class _Mapper:
         )
         usable = o.status is None or o.status in _OBSERVATION_OK
         activity = "exercise_activity" in kinds
+        if usable and ("pregnancy_status" in kinds or "breastfeeding_status" in kinds):
+            self._reproductive_status(kinds, o.valueCodeableConcept, when, source)
         if usable and activity:
             self._exercise_activity(o.valueCodeableConcept, o.valueString, when, source)
         if not activity:
@@ -395,6 +491,63 @@ class _Mapper:
                 if measured is not None:
                     out.append(measured)
         return out
+
+    def _reproductive_status(
+        self,
+        kinds: frozenset[str],
+        value: lean.CodeableConcept | None,
+        when: date | None,
+        source: str,
+    ) -> None:
+        """Pregnancy status (LOINC 82810-3) and breastfeeding status (63895-7), 14.5."""
+        if "pregnancy_status" in kinds:
+            if self.terms.match("pregnancy_answer_pregnant", value):
+                self.pregnancy.append(PregnancyEvidence(source, PregnancyState.PREGNANT, when))
+            elif self.terms.match("pregnancy_answer_not_pregnant", value):
+                self.pregnancy.append(PregnancyEvidence(source, PregnancyState.NOT_PREGNANT, when))
+        answer = self.terms.match("breastfeeding_answer_yes", value)
+        if "breastfeeding_status" in kinds and answer is not None:
+            self.extra_risks.append(
+                RiskCondition(
+                    source,
+                    RiskCodeKind.LACTATION,
+                    _code(answer),
+                    _shown(answer),
+                    ClinicalStatus.ACTIVE,
+                    Verification.MISSING,
+                    when,
+                )
+            )
+
+    def _running_distance(self, o: lean.Observation) -> None:
+        """A numeric Observation whose code text names running distance or mileage, with a
+        distance unit (a site-specific code): weekly mileage, R6 STRONG (14.6)."""
+        quantity = o.valueQuantity
+        if quantity is None or not quantity.value or quantity.value <= 0:
+            return
+        unit = quantity.unit or quantity.code or ""
+        if not _DISTANCE_UNIT.search(f"{unit} {quantity.code or ''}"):
+            return
+        texts = _concept_texts(o.code)
+        if not any(text_rules.names_running_distance(t) for t in texts):
+            return
+        when = (
+            parse_date(o.effectiveDateTime)
+            or parse_date(o.effectivePeriod.start if o.effectivePeriod else None)
+            or parse_date(o.effectiveInstant)
+            or parse_date(o.issued)
+        )
+        self.runner.append(
+            RunnerEvidence(
+                RunnerKind.MILEAGE,
+                Strength.STRONG,
+                Polarity.CURRENT,
+                when,
+                f"Observation/{o.id}",
+                "running distance value",
+                phrase=f"{texts[0]}: {quantity.value:g} {unit.strip()}",
+            )
+        )
 
     def _exercise_activity(
         self,
@@ -465,37 +618,29 @@ class _Mapper:
         status = r.status or "unknown"
         if status in _REPORT_VOID:
             return None
-        region: ImagingRegion | None = None
-        if self.terms.match("mri_covers_sacrum", r.code):
-            region = ImagingRegion.SACRUM
-        elif self.terms.match("mri_lumbar_only", r.code):
-            region = ImagingRegion.LUMBAR
-        else:
-            texts = _concept_texts(r.code)
-            generic = self.terms.match("mri_generic", r.code) is not None
-            for text in texts:
-                found = text_rules.mri_region_from_text(text)
-                if found is None and generic:
-                    found = text_rules.mri_region_from_text(f"MRI {text}")
-                if found is not None:
-                    region = ImagingRegion(found)
-                    break
-            if region is None and generic:
-                region = ImagingRegion.OTHER
+        region = self._mri_region(r.code)
         if region is None:
             return None  # not an MRI report
         conclusion = r.conclusion
+        sacrum_study = self.terms.match("mri_sacrum_specific", r.code) is not None
+        read = report_text.read_impression(conclusion, sacrum_study=sacrum_study)
         coded = self.terms.matches_any("conclusion_stress_fracture", r.conclusionCode)
-        sacral_evidence = coded is not None and (
-            self.terms.matches_any("bsi_sacral_by_code", r.conclusionCode) is not None
-            or coded.refinements.get(self.finding_site) == self.sacrum
-            or text_rules.names_sacrum(conclusion)
-            or self.terms.match("mri_sacrum_specific", r.code) is not None
+        # The code stands only where the text does not contradict it (14.1: an impression that
+        # says absent, another cause, healed or uncertain outweighs a coded "stress fracture").
+        sacral_evidence = (
+            coded is not None
+            and read.reading in (ReportReading.POSITIVE, ReportReading.SILENT)
+            and (
+                self.terms.matches_any("bsi_sacral_by_code", r.conclusionCode) is not None
+                or coded.refinements.get(self.finding_site) == self.sacrum
+                or text_rules.names_sacrum(conclusion)
+                or sacrum_study
+            )
         )
         grade, grade_text = text_rules.grade_from_text(conclusion)
         return MriReport(
             source=f"DiagnosticReport/{r.id}",
-            label=_label(r.code) or "MRI report",
+            label=self._mri_label(r.code),
             final=status in _REPORT_FINAL,
             status=status,
             region=region,
@@ -503,11 +648,16 @@ class _Mapper:
             or parse_date(r.effectivePeriod.start if r.effectivePeriod else None)
             or parse_date(r.issued),
             conclusion_names_sacrum=text_rules.mentions_sacrum(conclusion),
-            reading=text_rules.read_conclusion(conclusion) if conclusion else ReportReading.SILENT,
+            reading=read.reading,
             coded_sacral_bsi=bool(sacral_evidence),
             grade=grade,
             grade_text=grade_text,
-            side=text_rules.side_from_text(text_rules.sacral_sentences(conclusion)) or Side.UNKNOWN,
+            side=text_rules.side_from_text(
+                report_text.positive_sentences(conclusion, sacrum_study=sacrum_study)
+            )
+            or Side.UNKNOWN,
+            quote=read.quote,
+            history_quote=read.history_quote,
         )
 
     # ------------------------------------------------------------------ care plans / text
@@ -527,9 +677,7 @@ class _Mapper:
         for mention in text_rules.runner_mentions(text):
             self.runner.append(
                 RunnerEvidence(
-                    RunnerKind.MILEAGE
-                    if mention.rule == "text:weekly mileage"
-                    else RunnerKind.TEXT,
+                    _RUNNER_KIND_BY_RULE.get(mention.rule, RunnerKind.TEXT),
                     mention.strength,
                     mention.polarity,
                     when,
@@ -539,10 +687,25 @@ class _Mapper:
                 )
             )
         for topic, phrase in text_rules.topic_mentions(text):
-            self.texts.append(TextFinding(topic, phrase, when, source))
+            if topic is TextTopic.PREGNANT:
+                self.pregnancy.append(PregnancyEvidence(source, PregnancyState.PREGNANT, when))
+            else:
+                self.texts.append(TextFinding(topic, phrase, when, source))
 
 
 _S = TypeVar("_S")
+_RUNNER_KIND_BY_RULE = {
+    text_rules.MILEAGE_RULE: RunnerKind.MILEAGE,
+    text_rules.STOPPED_FOR_PAIN_RULE: RunnerKind.STOPPED_FOR_PAIN,
+}
+
+
+def _abated(c: lean.Condition) -> date | None:
+    return (
+        parse_date(c.abatementDateTime)
+        or parse_date(c.abatementPeriod.end if c.abatementPeriod else None)
+        or parse_date(c.abatementPeriod.start if c.abatementPeriod else None)
+    )
 
 
 def _status(
@@ -568,6 +731,11 @@ def _concept_texts(concept: lean.CodeableConcept | None) -> list[str]:
     if concept is None:
         return []
     return [t for t in (concept.text, *(c.display for c in concept.coding)) if t]
+
+
+def _shown(match: Match) -> str:
+    """What a coded item is called in a card when the record gives no text: its display."""
+    return match.display or match.code
 
 
 def _code(match: Match) -> Code:

@@ -18,7 +18,7 @@ import msgspec
 from fhir_mappings.lean import CodeableConcept, Coding
 
 Mark = Literal["V", "U", "A"]
-SYSTEM_LABELS = {"icd10cm": "ICD-10-CM", "snomed": "SNOMED CT", "loinc": "LOINC"}
+SYSTEM_LABELS = {"icd10cm": "ICD-10-CM", "snomed": "SNOMED CT", "loinc": "LOINC", "cpt": "CPT"}
 
 
 class CodeSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from cds_service.rules.facts import Grade, Polarity, ReportReading, Side, Strength, TextTopic
+from cds_service.rules.facts import Grade, Polarity, Side, Strength, TextTopic
 
 _I = re.IGNORECASE
 
@@ -103,7 +103,18 @@ _RUNNER_FALSE = re.compile(
     r"\$\s?\d+\s?k\b|\b(on|off) track\b|\bfast[- ]track\b|\btrack record\b|"
     r"\brunner'?s knee\b|\b(XC|cross[- ]country) ski(ing|er|ers|s)?( team)?\b|"
     r"\bmarathon\s+(session|meeting|surgery|surgeries|case|cases|operation|shift|day|call|"
-    r"study|studying|clinic|night)s?\b",
+    r"study|studying|clinic|night)s?\b|"
+    # Running as an occupation or an errand, and other "runners" (14.6).
+    r"\b(food|bank|drug|gun|rum|errand|court|mail|office|parts|delivery|kitchen|restaurant|bar|"
+    r"bread|casino|floor|stock|runway|table|carpet|rug|sled|blade|bean|stair|drawer|film|set|"
+    r"production|bookie'?s?)[- ]runners?\b|"
+    r"\brunners?\s+(at|for|in|with)\s+(a|an|the|his|her|their)?\s*(\w+\s+)?(restaurant|bank|"
+    r"law firm|firm|hotel|casino|hospital|kitchen|store|shop|warehouse|office|court|diner|"
+    r"cafe|bar|pub|company|agency|studio|set)\b|"
+    r"\b(works?|working|worked|job|employed|employment|hired)\s+(as\s+)?(a\s+)?runners?\b|"
+    r"\brunner[- ]ups?\b|\brunner beans?\b|\b(drug|gun|rum)[- ]running\b|"
+    r"\brunning\s+(errands?|a (business|company|restaurant|shop|store|meeting|clinic)|"
+    r"(his|her|their) (own )?(business|company|restaurant|shop|store))\b",
     _I,
 )
 # Sports that make "XC" / "cross-country" something other than running.
@@ -111,6 +122,14 @@ _XC_WORDS = re.compile(r"\bXC\b|\bcross[- ]country\b", _I)
 _OTHER_XC_SPORT = re.compile(
     r"\b(ski|skis|skiing|skier|mountain bik(e|es|ing)|MTB|cycling|bikes?|biking|riding|"
     r"equestrian)\b",
+    _I,
+)
+# Stopping, or being unable to run, *because of* the pain is the classic story of a current runner
+# (14.6), not of a former one.
+_STOPPED_OR_UNABLE = re.compile(
+    r"\b(stopped|quit|paused|halted|gave up|unable to|not able to|can'?t|cannot|could not|"
+    r"couldn'?t|had to stop|has had to stop|forced to stop|no longer able to)\s+"
+    r"(\w+\s+){0,2}?(running|jogging|run|jog|runs|training)\b",
     _I,
 )
 # Stopping *because of* the pain or injury is the typical presentation, not a former runner.
@@ -138,7 +157,7 @@ _FORMER_PHRASES = re.compile(
 # Every runner pattern contains one of these words: text without any needs no further look.
 _RUNNER_HINT = re.compile(
     r"run|jog|marathon|\bXC\b|country|track|mpw|mile|km|parkrun|\d\s?k\b|ultra|treadmill|"
-    r"kilomet|exercise|physical activity",
+    r"kilomet|exercise|physical activity|athlon|athlete|ironman|iron man|70\.3|training for",
     _I,
 )
 _RUNNING_WORD = re.compile(r"\b(run|runs|running|runner|runners|jog|jogs|jogging|jogger)\b", _I)
@@ -197,6 +216,22 @@ _RUNNER_PATTERNS = (
     ),
     _RunnerPattern("parkrun", re.compile(r"\bparkruns?\b", _I), Strength.MODERATE),
     _RunnerPattern(
+        "multisport",
+        re.compile(
+            r"\b(tri|du)athletes?\b|\b(does|do|did|races|raced|racing|competes in|competing in|"
+            r"completed|finished|trains for|training for|doing)\s+(a\s+|an\s+|the\s+)?"
+            r"((sprint|olympic|half|full)[- ])?(tri|du)athlons?\b|"
+            r"\b(half[- ])?iron\s?man\b(?!\s+(movie|film|suit))|\b70\.3\b",
+            _I,
+        ),
+        Strength.MODERATE,
+    ),
+    _RunnerPattern(
+        "run club",
+        re.compile(r"\b(run|running|jogging|track|parkrun)\s+(club|crew|group|squad)s?\b", _I),
+        Strength.MODERATE,
+    ),
+    _RunnerPattern(
         "running as a sport",
         re.compile(
             r"\b(trail|distance|long[- ]distance|road|competitive|recreational|treadmill|"
@@ -210,8 +245,10 @@ _RUNNER_PATTERNS = (
             r"track|trails|competitively|recreationally)\b|"
             r"\b(sports?|activit(y|ies)|exercise|hobb(y|ies))\s*(:|include|includes|is|are)\s*"
             r"(\w+\s*,\s*)*(running|jogging)\b|"
-            r"\btraining for (a|an|the|her|his|their)\s+(first\s+)?"
-            r"(race|marathon|half|ultra|5k|10k)\b",
+            r"\btraining for (a|an|the|her|his|their)\s+(first\s+|next\s+)?"
+            r"(race|marathon|half|ultra|5k|10k|70\.3|iron\s?man|triathlon|duathlon)\b|"
+            r"\bran (a|an|the|her|his|their)\s+(first\s+)?([\w'-]+\s+){0,3}"
+            r"(marathon|half|race|5k|10k|ultra|relay)\b",
             _I,
         ),
         Strength.MODERATE,
@@ -251,9 +288,32 @@ _RUNNER_PATTERNS = (
     ),
 )
 
+# The code text of a numeric Observation that records running distance (R6, 14.6): "Running
+# distance per week", "Weekly mileage"; not cycling, swimming, walking or driving distance.
+_RUNNING_DISTANCE = re.compile(
+    r"\b(run|runs|running|jog|jogging)\b.*\b(distance|mileage|miles|km|kilomet\w*|volume)\b|"
+    r"\b(distance|mileage|miles|km|kilomet\w*)\b.*\b(run|runs|running|jog|jogging)\b|"
+    r"\bmileage\b",
+    _I,
+)
+_OTHER_DISTANCE = re.compile(
+    r"\b(cycl\w*|bik\w*|swim\w*|walk\w*|driv\w*|row\w*|hik\w*|ski\w*|commut\w*|car|"
+    r"vehicle|odometer)\b",
+    _I,
+)
+
+
+def names_running_distance(text: str | None) -> bool:
+    return bool(text and _RUNNING_DISTANCE.search(text) and not _OTHER_DISTANCE.search(text))
+
+
 # In the valueString of a coded exercise-activity Observation the code sets the context, so a
 # bare "running" or "jogging" is enough.
 _ACTIVITY_VALUE = re.compile(r"\b(run|runs|running|jog|jogs|jogging)\b", _I)
+
+
+STOPPED_FOR_PAIN_RULE = "text:stopped for pain"
+MILEAGE_RULE = "text:weekly mileage"
 
 
 @dataclass(frozen=True)
@@ -278,6 +338,18 @@ def runner_mentions(text: str, *, activity_context: bool = False) -> list[Runner
         masked = _mask(_mask(sentence, _RUNNER_FALSE), _RUNNER_FALSE_PLACE)
         if other_xc_sport:
             masked = _mask(masked, _XC_WORDS)
+        stopped = _STOPPED_OR_UNABLE.search(masked)
+        if (
+            stopped is not None
+            and _STOPPED_FOR_PAIN.search(sentence[stopped.end() :])
+            and not _FAMILY.search(_subject_before(sentence, stopped.start()))
+        ):
+            found.append(
+                RunnerMention(
+                    Polarity.CURRENT, Strength.MODERATE, stopped.group(0), STOPPED_FOR_PAIN_RULE
+                )
+            )
+            masked = _mask(masked, _STOPPED_OR_UNABLE)
         former = _FORMER_PHRASES.search(masked)
         if former is not None:
             if not _FAMILY.search(_subject_before(sentence, former.start())) and not (
@@ -408,6 +480,24 @@ _SACRUM_REGION = re.compile(
 _LUMBAR_REGION = re.compile(r"\b(lumbar|L-?spine)\b", _I)
 
 
+_HIP_OR_BUTTOCK = re.compile(r"\b(buttocks?|gluteal|glutes?|hips?|groin|inguinal)\b", _I)
+_HIP_NOT_PAIN = re.compile(
+    r"\bhip\s+(hinges?|thrusts?|flexors?|abductors?|extensions?|bridges?)\b", _I
+)
+
+
+def names_hip_or_buttock(text: str | None) -> bool:
+    """True if the text places the pain in the buttock, hip or groin (a clause that denies it,
+    "no hip pain", does not count; nor do exercises such as "hip hinge")."""
+    if not text or not _HIP_OR_BUTTOCK.search(text):
+        return False
+    masked = _mask(text, _HIP_NOT_PAIN)
+    return any(
+        clause and not _SIDE_NEGATED.search(clause) and _HIP_OR_BUTTOCK.search(clause)
+        for clause in _SIDE_CLAUSES.split(masked)
+    )
+
+
 def mentions_sacrum(text: str | None) -> bool:
     """True if the text names the sacral bone at all (the SI joint is not the sacrum)."""
     return bool(text and _SACRUM.search(text))
@@ -430,11 +520,6 @@ def names_sacrum(text: str | None) -> bool:
     return bool(text) and any(_affirms_sacrum(s) for s in sentences(text or ""))
 
 
-def sacral_sentences(text: str | None) -> str:
-    """The sentences of a text that place something at the sacrum (for its side)."""
-    return " ".join(s for s in sentences(text or "") if _affirms_sacrum(s))
-
-
 def mri_region_from_text(text: str | None) -> str | None:
     """ "sacrum" | "lumbar" | "other" if the text names an MRI, else None."""
     if not text or _MRI_EXCLUDE.search(text) or not _MRI_WORD.search(text):
@@ -444,83 +529,6 @@ def mri_region_from_text(text: str | None) -> str | None:
     if _LUMBAR_REGION.search(text):
         return "lumbar"
     return "other"
-
-
-# Words that name a bone stress injury itself; marrow oedema alone is a finding, not the injury.
-_SPECIFIC_INJURY_TERMS = (
-    r"stress fractures?|stress fx|stress reactions?|fatigue fractures?|bone stress injur(y|ies)|"
-    r"BSI|fracture line"
-)
-_INJURY = re.compile(rf"\b({_SPECIFIC_INJURY_TERMS}|(bone )?marrow o?edema)\b", _I)
-_SPECIFIC_INJURY = re.compile(rf"\b({_SPECIFIC_INJURY_TERMS})\b", _I)
-# Inflammation of the joint, or a fracture of weak bone: not a runner's bone stress injury.
-_NOT_BSI = re.compile(r"\b(sacroiliitis|insufficiency|spondyloarthr\w*|subchondral)\b", _I)
-_UNCERTAIN_BEFORE = re.compile(
-    r"\b(no|not|without|negative for|no evidence of|resolved|resolving|ruled out|rule out|r/o|"
-    r"cannot exclude|can'?t exclude|possible|possibly|probable|equivocal|questionable|"
-    r"indeterminate|may represent|might represent|suspected|suspicious for|concern(ing)? for|"
-    r"evaluate for|evaluation for|assess for|assessment for|query|healed|healing|old|prior|"
-    r"previous|previously|history of|hx of|versus|vs\.?|differential)\b|\?",
-    _I,
-)
-_UNCERTAIN_AFTER = re.compile(
-    r"\b(cannot be excluded|can'?t be excluded|not excluded|excluded|is possible|less likely|"
-    r"versus|vs\.?|ruled out|has resolved|resolved|healed|healing|not (seen|identified|present|"
-    r"demonstrated|evident|visible)|none)\b|\?",
-    _I,
-)
-_NON_FINDING = re.compile(
-    r"\b(indication|clinical (history|indication|information)|history|reason for (exam|study)|"
-    r"comparison|technique)\b\s*:?",
-    _I,
-)
-_FINDING_CLAUSES = re.compile(r"\s+but\s+|\s+however\s+|\s+although\s+|\s+whereas\s+|;", _I)
-
-
-def read_conclusion(text: str | None) -> ReportReading:
-    """How an MRI conclusion reads for a sacral BSI (brief 8.3).
-
-    POSITIVE needs an injury term and a sacral site in one clause, with no negation or
-    uncertainty cue in the few words before or after the term. The indication ("r/o sacral
-    stress fracture", "evaluate for ...") is the question, not the finding; a healed or prior
-    fracture is not a current one; marrow edema with sacroiliitis or subchondral edema is joint
-    inflammation, not a bone stress injury.
-    """
-    if not text:
-        return ReportReading.SILENT
-    inflammatory = bool(_NOT_BSI.search(text))
-    reading = ReportReading.SILENT
-    for sentence in sentences(text):
-        if _NON_FINDING.match(sentence.strip()):
-            continue
-        for clause in _FINDING_CLAUSES.split(sentence):
-            if not clause or not _SACRUM.search(clause):
-                continue
-            for injury in _INJURY.finditer(clause):
-                specific = bool(_SPECIFIC_INJURY.match(injury.group(0)))
-                before = (
-                    _cue_window(clause, injury.start(), narrow=False)
-                    + " "
-                    + _sacrum_cue(clause, injury.start())
-                )
-                after = _after_window(clause[injury.end() :])
-                if (
-                    (inflammatory and not specific)
-                    or _UNCERTAIN_BEFORE.search(before)
-                    or _UNCERTAIN_AFTER.search(after)
-                    or _NON_FINDING.search(clause[: injury.start()])
-                ):
-                    reading = ReportReading.NEGATIVE_OR_UNCERTAIN
-                    continue
-                return ReportReading.POSITIVE
-    return reading
-
-
-def _sacrum_cue(clause: str, position: int) -> str:
-    """Words just before the sacral site when it precedes the injury term ("no sacral stress
-    fracture": the cue sits before "sacral")."""
-    site = _SACRUM.search(clause[:position])
-    return _cue_window(clause, site.start(), narrow=False) if site else ""
 
 
 _FREDERICSON = re.compile(r"\bFredericson\s+(grade\s+)?(IV|III|II|I|[1-4])([ab])?\b", _I)
@@ -641,6 +649,37 @@ _TOPICS: tuple[tuple[TextTopic, re.Pattern[str], bool], ...] = (
             _I,
         ),
         False,
+    ),
+    (
+        TextTopic.POSTPARTUM,
+        re.compile(
+            r"\b(post-?partum|post-?natal|puerperium|gave birth|(recent|recently had a)\s+"
+            r"(delivery|childbirth|birth|baby|c-?section|caesarean|cesarean)|delivered\s+"
+            r"(a|her|their)\s+(baby|son|daughter|child|twins)|(\d+|one|two|three|four|five|six|"
+            r"seven|eight|nine|ten|eleven|twelve)\s+(weeks?|months?)\s+(post-?partum|after\s+"
+            r"(delivery|giving birth|childbirth|the birth)))\b",
+            _I,
+        ),
+        True,
+    ),
+    (
+        TextTopic.LACTATION,
+        re.compile(
+            r"\b(breast-?\s?feeding|breastfeeds|lactating|lactation|nursing\s+(her|an?|the)\s+"
+            r"(baby|infant|child|son|daughter|twins)|(pumping|expressing)\s+(breast\s?)?milk)\b",
+            _I,
+        ),
+        True,
+    ),
+    (
+        TextTopic.PREGNANT,
+        re.compile(
+            r"\b((is|currently|now)\s+pregnant|pregnant\s+(at|with)\s+|\d+\s*(weeks?|wks?)\s+"
+            r"(pregnant|gestation|of\s+gestation|into\s+(her|the)\s+pregnancy)|"
+            r"intrauterine pregnancy|(first|second|third)\s+trimester)",
+            _I,
+        ),
+        True,
     ),
     (
         TextTopic.NOT_IMPROVING,

@@ -55,6 +55,8 @@ def condition(
     verification: str | None = "confirmed",
     onset: str | None = None,
     onset_period_start: str | None = None,
+    onset_age: tuple[float, str] | None = None,
+    onset_string: str | None = None,
     recorded: str | None = None,
     abatement: str | None = None,
     body_sites: Iterable[dict[str, Any]] = (),
@@ -84,6 +86,16 @@ def condition(
         out["onsetDateTime"] = onset
     if onset_period_start:
         out["onsetPeriod"] = {"start": onset_period_start}
+    if onset_age:
+        value, unit = onset_age
+        out["onsetAge"] = {
+            "value": value,
+            "unit": unit,
+            "system": "http://unitsofmeasure.org",
+            "code": unit,
+        }
+    if onset_string:
+        out["onsetString"] = onset_string
     if abatement:
         out["abatementDateTime"] = abatement
     if recorded:
@@ -193,6 +205,28 @@ def report(
     return out
 
 
+def service_request(
+    sid: str,
+    *codings: dict[str, str],
+    text: str | None = None,
+    status: str = "active",
+    intent: str = "order",
+    authored: str | None = None,
+    patient_id: str = "p1",
+) -> Resource:
+    out: Resource = {
+        "resourceType": "ServiceRequest",
+        "id": sid,
+        "status": status,
+        "intent": intent,
+        "code": concept(*codings, text=text),
+        "subject": {"reference": f"Patient/{patient_id}"},
+    }
+    if authored:
+        out["authoredOn"] = authored
+    return out
+
+
 def care_plan(
     cpid: str,
     status: str = "active",
@@ -246,6 +280,7 @@ PREFETCH_KEYS = (
     "activityNotes",
     "diagnosticReports",
     "carePlans",
+    "serviceRequests",
 )
 
 
@@ -269,6 +304,7 @@ def prefetch_for(resources: Iterable[Resource], pid: str = "p1") -> dict[str, An
         "activityNotes": searchset([]),
         "diagnosticReports": searchset(by_type.get("DiagnosticReport", [])),
         "carePlans": searchset(by_type.get("CarePlan", [])),
+        "serviceRequests": searchset(by_type.get("ServiceRequest", [])),
     }
 
 

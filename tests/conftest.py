@@ -158,6 +158,7 @@ def record_of(resources: list[dict[str, Any]], pid: str) -> PatientRecord:
         reports=tuple(r for r in decoded if isinstance(r, lean.DiagnosticReport)),
         care_plans=tuple(r for r in decoded if isinstance(r, lean.CarePlan)),
         encounters=tuple(r for r in decoded if isinstance(r, lean.Encounter)),
+        orders=tuple(r for r in decoded if isinstance(r, lean.ServiceRequest)),
     )
 
 

@@ -246,5 +246,6 @@ def _record(patient_id: str, resources: list[msgspec.Struct], stats: ResolveStat
         observations=of(lean.Observation),
         reports=of(lean.DiagnosticReport),
         care_plans=of(lean.CarePlan),
+        orders=of(lean.ServiceRequest),
         encounters=of(lean.Encounter),
     )

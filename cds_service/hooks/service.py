@@ -46,6 +46,8 @@ _OBSERVATION_VALUESETS = (
     "body_height",
     "vitamin_d_mass",
     "vitamin_d_molar",
+    "pregnancy_status",
+    "breastfeeding_status",
 )
 PAGE_SIZE = 100
 
@@ -89,6 +91,13 @@ def prefetch_keys(terms: Terminology) -> tuple[PrefetchKey, ...]:
         ),
         PrefetchKey(
             "carePlans", f"CarePlan?patient={patient}&_count={PAGE_SIZE}", "search", "care plans"
+        ),
+        # Orders not yet done: an MRI already ordered is not proposed again (brief 14.5).
+        PrefetchKey(
+            "serviceRequests",
+            f"ServiceRequest?patient={patient}&status=draft,active,on-hold&_count={PAGE_SIZE}",
+            "search",
+            "open orders",
         ),
     )
 

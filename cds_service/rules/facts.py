@@ -99,7 +99,8 @@ class RunnerKind(enum.StrEnum):
     CODED_ACTIVITY = "coded_activity"  # R1: LOINC 73985-4 = Running / Jogging
     ACTIVITY_CODE = "activity_code"  # R3: ICD-10-CM Y93.02
     TEXT = "text"  # R5: free text
-    MILEAGE = "mileage"  # R6: weekly mileage near a running word
+    MILEAGE = "mileage"  # R6: weekly mileage near a running word, or a running-distance value
+    STOPPED_FOR_PAIN = "stopped_for_pain"  # 14.6: "stopped running because of the pain"
 
 
 class Strength(enum.StrEnum):
@@ -132,26 +133,36 @@ class PainCondition:
     label: str
     clinical: ClinicalStatus
     verification: Verification
-    onset: date | None
+    onset: date | None  # onsetDateTime, onsetPeriod.start, onsetAge or a dated onsetString (14.7)
     recorded: date | None
     encounter_date: date | None
     abated: date | None
     side: Side
     side_source: SideSource | None
+    # An onsetString that gives only a duration and nothing to count it from ("x 3 weeks", no
+    # recorded date): the pain began this many days before the day the rule runs.
+    onset_days_ago: int | None = None
+    # The buttock, hip or groin is named (code, body site, text): the femoral neck is the
+    # dangerous alternative, so the MRI proposed covers the pelvis (14.5).
+    hip_or_buttock: bool = False
 
 
 class RiskCategory(enum.StrEnum):
+    """Risk-factor rows of the brief (6). Which ones are features of the story rather than risk
+    factors (14.5: listed apart, never counted) is a parameter ([indicator] symptoms)."""
+
     PRIOR_BSI = "prior_bsi"
     MENSTRUAL = "menstrual"
     LOW_ENERGY = "low_energy"
     LOW_BMI = "low_bmi"
     LOW_BMD = "low_bmd"
     LOW_VITAMIN_D = "low_vitamin_d"
+    TRAINING_INCREASE = "training_increase"
+    POSTPARTUM_LACTATION = "postpartum_lactation"
+    FEMALE_SEX = "female_sex"
     SI_NOT_IMPROVING = "si_not_improving"
     PAIN_WITH_IMPACT = "pain_with_impact"
-    TRAINING_INCREASE = "training_increase"
     INSIDIOUS_ONSET = "insidious_onset"
-    FEMALE_SEX = "female_sex"
 
 
 class RiskCodeKind(enum.StrEnum):
@@ -166,6 +177,8 @@ class RiskCodeKind(enum.StrEnum):
     BMI_LOW_PEDIATRIC = "bmi_low_pediatric"  # Z68.51
     LOW_BMD = "low_bmd"
     VITAMIN_D_DEFICIENCY = "vitamin_d_deficiency"
+    POSTPARTUM = "postpartum"  # Z39.2 routine postpartum follow-up
+    LACTATION = "lactation"  # 169750002 mother currently breast-feeding, Z39.1
 
 
 @dataclass(frozen=True)
@@ -178,6 +191,7 @@ class RiskCondition:
     verification: Verification
     when: date | None  # onset, else recorded date
     sacral: bool = False  # for stress fractures: is it at the sacrum?
+    abated: date | None = None
 
 
 class MeasureKind(enum.StrEnum):
@@ -209,6 +223,9 @@ class TextTopic(enum.StrEnum):
     TRAINING_INCREASE = "training_increase"
     INSIDIOUS_ONSET = "insidious_onset"
     NOT_IMPROVING = "not_improving"
+    POSTPARTUM = "postpartum"
+    LACTATION = "lactation"
+    PREGNANT = "pregnant"
 
 
 @dataclass(frozen=True)
@@ -226,11 +243,22 @@ class ImagingRegion(enum.StrEnum):
 
 
 class ReportReading(enum.StrEnum):
-    """How the conclusion text reads for a sacral BSI (brief 8.3)."""
+    """How the conclusion (impression) text reads for a sacral BSI (brief 8.3, 14.1), from the
+    strongest to the weakest statement: one clear affirmative sacral sentence makes the whole
+    report POSITIVE; otherwise the first of UNCERTAIN, ATTRIBUTED, NEGATED, HISTORY found."""
 
-    POSITIVE = "positive"
-    NEGATIVE_OR_UNCERTAIN = "negative_or_uncertain"
-    SILENT = "silent"
+    POSITIVE = "positive"  # a clear, affirmative sentence: a sacral BSI now
+    UNCERTAIN = "uncertain"  # possible, cannot exclude, equivocal, suspicious for, likely ...
+    ATTRIBUTED = "attributed"  # the edema or sclerosis is put down to another cause
+    NEGATED = "negated"  # absent, not demonstrated, resolved, excluded, ruled out ...
+    HISTORY = "history"  # a healed, healing, old or known injury: an earlier episode
+    SILENT = "silent"  # says nothing about a sacral BSI
+
+    @property
+    def read_as_imaged(self) -> bool:
+        """The MRI answered the question (card A is suppressed after it, brief 7.5); an
+        uncertain reading leaves card A as if no MRI had been read (14.1)."""
+        return self is not ReportReading.UNCERTAIN
 
 
 class Grade(enum.StrEnum):
@@ -252,6 +280,47 @@ class MriReport:
     grade: Grade | None = None
     grade_text: str | None = None  # e.g. "Fredericson grade 4"
     side: Side = Side.UNKNOWN
+    quote: str | None = None  # the sentence that decided the reading (POSITIVE, UNCERTAIN)
+    history_quote: str | None = None  # a sentence describing a healed or earlier injury
+
+    @property
+    def pending(self) -> bool:
+        """Registered, partial or preliminary: an MRI under way, not yet read (14.5)."""
+        return self.status in _PENDING_REPORT
+
+
+_PENDING_REPORT = frozenset({"registered", "partial", "preliminary"})
+
+
+@dataclass(frozen=True)
+class ImagingOrder:
+    """An MRI ServiceRequest of the lumbar spine, sacrum or pelvis (14.5: one under way means
+    card A does not offer another)."""
+
+    source: str
+    label: str
+    status: str  # draft | active | on-hold (others are not mapped)
+    region: ImagingRegion
+    authored: date | None
+
+
+class PregnancyState(enum.StrEnum):
+    PREGNANT = "pregnant"
+    NOT_PREGNANT = "not_pregnant"
+
+
+@dataclass(frozen=True)
+class PregnancyEvidence:
+    """A pregnancy Condition or a pregnancy-status Observation (14.5). A pregnancy Condition that
+    has ended (resolved, inactive, or abated) is postpartum evidence."""
+
+    source: str
+    state: PregnancyState
+    when: date | None  # observation date, or the Condition's onset / recorded date
+    code: Code | None = None
+    label: str | None = None
+    ended: date | None = None  # abatement of a pregnancy Condition that is over
+    closed: bool = False  # a pregnancy Condition resolved or inactive (maybe without a date)
 
 
 @dataclass(frozen=True)
@@ -295,6 +364,8 @@ class PatientFacts:
     reports: tuple[MriReport, ...] = ()
     diagnoses: tuple[BsiDiagnosis, ...] = ()  # stress fractures and insufficiency fractures
     care_plans: tuple[ExistingCarePlan, ...] = ()
+    orders: tuple[ImagingOrder, ...] = ()
+    pregnancy: tuple[PregnancyEvidence, ...] = ()
 
 
 def combine_sides(sides: Iterable[Side]) -> Side:

@@ -2,10 +2,15 @@
 
 Pure: no I/O, no clock (``today`` is passed in), no FHIR JSON. Brief sections in brackets.
 
-    confirmed sacral BSI (8.2) ............ Confirmation (card B), or nothing if a plan exists
-    positive MRI text, not confirmed (8.2/3)  ConfirmFirst (card B')
-    runner (4) and one-sided pain (5) ...... Suspicion (card A), unless suppressed (7.5)
-    otherwise .............................. NoCard(reason)
+    confirmed sacral BSI of the current episode (8.2, 14.2), Day 0 at most 182 days ago (14.3)
+        ............................... Confirmation (card B), or nothing if its plan exists
+    positive MRI text, not confirmed (8.2/3, 14.1)  ConfirmFirst (card B')
+    runner (4) and one-sided pain (5) ........ Suspicion (card A), unless suppressed (7.5)
+    otherwise ................................ NoCard(reason)
+
+An *episode* is one injury: an older sacral BSI Condition that is closed, or whose Day 0 lies more
+than ``report_max_age_days`` before a newer MRI, is an earlier episode (14.2): it blocks nothing
+and is listed as a prior sacral BSI.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from cds_service.rules.facts import (
     ClinicalStatus,
     Code,
     Grade,
+    ImagingOrder,
     ImagingRegion,
     MeasureKind,
     Measurement,
@@ -28,6 +34,8 @@ from cds_service.rules.facts import (
     PainGroup,
     PatientFacts,
     Polarity,
+    PregnancyEvidence,
+    PregnancyState,
     ReportReading,
     RiskCategory,
     RiskCodeKind,
@@ -40,10 +48,12 @@ from cds_service.rules.facts import (
     Verification,
     combine_sides,
 )
+from cds_service.rules.growth import bmi_for_age
 from cds_service.rules.identity import IDENTIFIER_SYSTEM, plan_identifier
 from cds_service.rules.parameters import RuleParameters
 
 Indicator = Literal["info", "warning"]
+MriProposal = Literal["sacrum", "pelvis"]
 
 
 @dataclass(frozen=True)
@@ -60,12 +70,25 @@ class RiskFactor:
     value: float | None = None  # ... its value (BMI kg/m2, vitamin D ng/mL, percentile, min/week)
     previous: float | None = None  # earlier reading, for a rise in training
     days: int | None = None  # an SI-joint label still active this many days after onset
+    percentile: float | None = None  # BMI-for-age percentile (under 20, computed: 14.9)
+    percent_of_median: float | None = None  # BMI as % of the median for age and sex
+    ended: bool = False  # the coded condition (a pregnancy) ended on ``when``
 
 
 @dataclass(frozen=True)
 class QualifyingPain:
     pain: PainCondition
-    since: date  # onset, else recorded date, else encounter date
+    since: date  # onset (14.7), else recorded date, else encounter date
+
+
+@dataclass(frozen=True)
+class MriUnderWay:
+    """An MRI ordered, or read only preliminarily, since the pain began (14.5)."""
+
+    source: str
+    label: str
+    when: date | None
+    status: str
 
 
 @dataclass(frozen=True)
@@ -73,11 +96,17 @@ class Suspicion:
     side: Side  # LEFT | RIGHT | UNILATERAL | UNKNOWN (UNKNOWN only under "with_risk")
     pains: tuple[QualifyingPain, ...]  # newest first
     runner: RunnerEvidence
-    risks: tuple[RiskFactor, ...]
+    risks: tuple[RiskFactor, ...]  # risk factors (female sex listed, not counted)
     counted_risks: int
     indicator: Indicator
     triad: bool
     si_label: bool
+    features: tuple[RiskFactor, ...] = ()  # symptoms and course: listed apart, never counted
+    mri: MriProposal = "sacrum"  # the MRI to propose: the pelvis for buttock or hip pain
+    mri_under_way: MriUnderWay | None = None  # then no MRI is proposed
+    mri_equivocal: MriReport | None = None  # an MRI read as uncertain (card A as if unread)
+    adolescent: bool = False
+    pregnancy: PregnancyEvidence | None = None
 
 
 @dataclass(frozen=True)
@@ -92,6 +121,9 @@ class Confirmation:
     side: Side
     plan_identifier: str
     referral: bool
+    days_since_day0: int = 0
+    prior: tuple[BsiDiagnosis, ...] = ()  # earlier sacral BSI episodes (14.2)
+    sex: str | None = None  # Patient.gender, for the bone-health wording of the plan (14.4)
 
     @property
     def finding(self) -> str:
@@ -101,10 +133,16 @@ class Confirmation:
         assert self.report is not None
         return self.report.source
 
+    @property
+    def proposes_condition(self) -> bool:
+        """Path 2b: no Condition records the injury, so the card offers to record it (8.2)."""
+        return self.diagnosis is None
+
 
 @dataclass(frozen=True)
 class ConfirmFirst:
     report: MriReport
+    sex: str | None = None
 
 
 @dataclass(frozen=True)
@@ -120,32 +158,52 @@ _STRICT_ACTIVE = frozenset(
 )
 _STRENGTH_RANK = {Strength.STRONG: 2, Strength.MODERATE: 1}
 _KIND_RANK = {
-    RunnerKind.CODED_ACTIVITY: 3,
-    RunnerKind.ACTIVITY_CODE: 2,
-    RunnerKind.MILEAGE: 1,
-    RunnerKind.TEXT: 0,
+    RunnerKind.CODED_ACTIVITY: 4,
+    RunnerKind.ACTIVITY_CODE: 3,
+    RunnerKind.MILEAGE: 2,
+    RunnerKind.TEXT: 1,
+    RunnerKind.STOPPED_FOR_PAIN: 0,
 }
+_SIDED = frozenset({Side.LEFT, Side.RIGHT, Side.BILATERAL})
 
 
 def assess(facts: PatientFacts, params: RuleParameters, today: date) -> Assessment:
     if any(d.insufficiency and d.clinical.is_active for d in facts.diagnoses):
         return NoCard("insufficiency_fracture")
     confirmation = _confirmation(facts, params, today)
-    if confirmation is not None:
+    stale = (
+        confirmation is not None
+        and confirmation.days_since_day0 > params.confirmation.report_max_age_days
+    )
+    if confirmation is not None and not stale:
         if _plan_in_chart(facts, confirmation, params):
             return NoCard("care_plan_in_chart")
         return confirmation
     report = _positive_report_text(facts, params, today)
     if report is not None:
-        return ConfirmFirst(report)
-    return _suspicion(facts, params, today)
+        return ConfirmFirst(report, facts.gender)
+    suspicion = _suspicion(facts, params, today)
+    if stale and isinstance(suspicion, NoCard):
+        # The whole plan would lie in the past (14.3): nothing to propose.
+        return NoCard("diagnosis_too_old_for_a_plan")
+    return suspicion
 
 
-# ---------------------------------------------------------------------------- card B (8)
+# ---------------------------------------------------------------------------- card B (8, 14.2-3)
 def _covers_sacrum(report: MriReport) -> bool:
     return report.region is ImagingRegion.SACRUM or (
         report.region is ImagingRegion.LUMBAR and report.conclusion_names_sacrum
     )
+
+
+_NOT_CONFIRMING = frozenset(
+    {
+        ReportReading.UNCERTAIN,
+        ReportReading.ATTRIBUTED,
+        ReportReading.NEGATED,
+        ReportReading.HISTORY,
+    }
+)
 
 
 def _confirms(report: MriReport) -> bool:
@@ -156,15 +214,12 @@ def _confirms(report: MriReport) -> bool:
 def _confirming_report(
     dx: BsiDiagnosis, reports: list[MriReport], window: timedelta
 ) -> MriReport | None:
-    """The MRI that confirmed ``dx`` (brief 8.2, 8.5): a final MRI covering the sacrum that does
-    not read negative, linked through Condition.evidence, else dated within the window of the
-    Condition's recorded date (never its onset, which is when symptoms began). Among several,
-    the first that shows the injury: the diagnosis date, not a follow-up scan."""
-    usable = [
-        r
-        for r in reports
-        if _covers_sacrum(r) and r.reading is not ReportReading.NEGATIVE_OR_UNCERTAIN
-    ]
+    """The MRI that confirmed ``dx`` (brief 8.2, 8.5): a final MRI covering the sacrum whose
+    conclusion does not read as absent, uncertain, another cause or an old injury, linked
+    through Condition.evidence, else dated within the window of the Condition's recorded date
+    (never its onset, which is when symptoms began). Among several, the first that shows the
+    injury: the diagnosis date, not a follow-up scan."""
+    usable = [r for r in reports if _covers_sacrum(r) and r.reading not in _NOT_CONFIRMING]
     linked = [r for r in usable if r.source in dx.evidence]
     near = (
         [r for r in usable if r.when is not None and abs(r.when - dx.recorded) <= window]
@@ -184,7 +239,31 @@ def _sacral_conditions(facts: PatientFacts) -> list[BsiDiagnosis]:
     return [d for d in facts.diagnoses if d.sacral and not d.insufficiency]
 
 
+def _dx_date(dx: BsiDiagnosis, reports: list[MriReport]) -> date | None:
+    """When the injury a Condition records was diagnosed: its linked MRI, else its recorded
+    date, else its onset (only to place the episode in time, never as a plan's Day 0)."""
+    linked = [r.when for r in reports if r.source in dx.evidence and r.when is not None]
+    return min(linked) if linked else (dx.recorded or dx.onset)
+
+
+def _same_episode(
+    dx: BsiDiagnosis, when: date, reports: list[MriReport], params: RuleParameters
+) -> bool:
+    """Does Condition ``dx`` record the injury an MRI of ``when`` shows (14.2)? A closed one
+    (resolved, inactive, remission) does unless it was diagnosed well before that MRI; an open
+    one does unless its Day 0 lies more than ``report_max_age_days`` before it. Undated: yes."""
+    dated = _dx_date(dx, reports)
+    if dated is None:
+        return True
+    c = params.confirmation
+    days = c.report_link_window_days if dx.clinical in _RESOLVED else c.report_max_age_days
+    return dated >= when - timedelta(days=days)
+
+
 def _confirmation(facts: PatientFacts, params: RuleParameters, today: date) -> Confirmation | None:
+    """The newest confirmed injury (the latest Day 0): from a confirmed, active Condition
+    (paths 1, 2), or from a final MRI whose conclusion codes a sacral stress fracture that no
+    Condition of the same episode records yet (path 2b)."""
     final_reports = [r for r in facts.reports if r.final]
     window = timedelta(days=params.confirmation.report_link_window_days)
     candidates: list[Confirmation] = []
@@ -203,29 +282,26 @@ def _confirmation(facts: PatientFacts, params: RuleParameters, today: date) -> C
         path: Literal["condition-and-report", "condition"] = (
             "condition-and-report" if report else "condition"
         )
-        candidates.append(_confirmed(facts, params, path, dx, report, day0, source))
-    if not candidates and not sacral:
-        # Path 2b: a coded MRI conclusion when no sacral BSI Condition is recorded at all (a
-        # resolved or unconfirmed one means the clinician has already judged this injury).
-        for report in _recent(final_reports, params, today):
-            if report.coded_sacral_bsi:
-                day0 = report.when or today
-                when: Literal["report", "today"] = "report" if report.when else "today"
-                candidates.append(_confirmed(facts, params, "report", None, report, day0, when))
+        candidates.append(_confirmed(facts, params, today, path, dx, report, day0, source))
+    for report in final_reports:
+        if not report.coded_sacral_bsi:
+            continue
+        day0 = report.when or today
+        # A Condition of this episode, whatever its status, means the clinician has judged
+        # this injury: it makes its own card (confirmed) or none (provisional, resolved).
+        if any(_same_episode(dx, day0, final_reports, params) for dx in sacral):
+            continue
+        when: Literal["report", "today"] = "report" if report.when else "today"
+        candidates.append(_confirmed(facts, params, today, "report", None, report, day0, when))
     if not candidates:
         return None
     return max(candidates, key=lambda c: c.day0)
 
 
-def _recent(reports: Iterable[MriReport], params: RuleParameters, today: date) -> list[MriReport]:
-    """Reports young enough to plan rehab from: not older than the plan itself lasts."""
-    oldest = today - timedelta(days=params.confirmation.report_max_age_days)
-    return [r for r in reports if r.when is None or r.when >= oldest]
-
-
 def _confirmed(
     facts: PatientFacts,
     params: RuleParameters,
+    today: date,
     path: Literal["condition-and-report", "condition", "report"],
     dx: BsiDiagnosis | None,
     report: MriReport | None,
@@ -238,6 +314,14 @@ def _confirmed(
         s for s in (dx.side if dx else Side.UNKNOWN, report.side if report else Side.UNKNOWN)
     )
     finding = dx.source if dx is not None else (report.source if report else "")
+    final_reports = [r for r in facts.reports if r.final]
+    episode = set(_episode_conditions(facts, dx, day0, params))
+    prior = tuple(
+        sorted(
+            (d for d in _sacral_conditions(facts) if d.source not in episode),
+            key=lambda d: _dx_date(d, final_reports) or date.min,
+        )
+    )
     return Confirmation(
         path=path,
         diagnosis=dx,
@@ -249,16 +333,35 @@ def _confirmed(
         side=side,
         plan_identifier=plan_identifier(facts.patient_id, finding),
         referral=params.confirmation.referral_on_fracture_line and grade is Grade.FRACTURE,
+        days_since_day0=(today - day0).days,
+        prior=prior,
+        sex=facts.gender,
     )
+
+
+def _episode_conditions(
+    facts: PatientFacts, dx: BsiDiagnosis | None, day0: date, params: RuleParameters
+) -> list[str]:
+    """The sacral BSI Conditions that record the injury confirmed on ``day0``: the confirming
+    one, and its twins (a later-encounter code, a second entry) of the same episode."""
+    final_reports = [r for r in facts.reports if r.final]
+    found = [dx.source] if dx is not None else []
+    found += [
+        d.source
+        for d in _sacral_conditions(facts)
+        if d is not dx and _same_episode(d, day0, final_reports, params)
+    ]
+    return found
 
 
 def _plan_in_chart(facts: PatientFacts, c: Confirmation, params: RuleParameters) -> bool:
     """A plan for this injury is already in the record: one of ours (by identifier, any status
-    but entered-in-error), or a live plan that addresses any sacral BSI Condition of the patient
-    (an initial-encounter code and its later-encounter twin are one injury), supports the
-    confirming report, or instantiates our protocol without addressing something else."""
+    but entered-in-error), or a live plan that addresses a Condition of this episode (an
+    initial-encounter code and its later-encounter twin are one injury), supports the
+    confirming report, or instantiates our protocol for no other Condition or report. A plan for
+    an earlier episode does not count (14.2)."""
     live = params.confirmation.plan_statuses_in_chart
-    conditions = {d.source for d in _sacral_conditions(facts)}
+    conditions = set(_episode_conditions(facts, c.diagnosis, c.day0, params))
     ours = {c.plan_identifier} | {plan_identifier(facts.patient_id, ref) for ref in conditions}
     if c.report is not None:
         ours.add(plan_identifier(facts.patient_id, c.report.source))
@@ -273,7 +376,12 @@ def _plan_in_chart(facts: PatientFacts, c: Confirmation, params: RuleParameters)
             return True
         if c.report is not None and c.report.source in plan.supporting:
             return True
-        if params.protocol_uri and params.protocol_uri in plan.instantiates and not plan.addresses:
+        if (
+            params.protocol_uri
+            and params.protocol_uri in plan.instantiates
+            and not plan.addresses
+            and not plan.supporting
+        ):
             return True
     return False
 
@@ -281,14 +389,18 @@ def _plan_in_chart(facts: PatientFacts, c: Confirmation, params: RuleParameters)
 def _positive_report_text(
     facts: PatientFacts, params: RuleParameters, today: date
 ) -> MriReport | None:
-    """Path 3: a recent final MRI covering the sacrum whose conclusion text reads as a sacral BSI,
-    when no sacral BSI Condition is recorded (a resolved or unconfirmed one has been judged)."""
-    if _sacral_conditions(facts):
-        return None
+    """Path 3: a recent final MRI covering the sacrum whose conclusion has a clear affirmative
+    sacral BSI sentence (14.1), when no Condition of the same episode records the injury."""
+    final_reports = [r for r in facts.reports if r.final]
+    oldest = today - timedelta(days=params.confirmation.report_max_age_days)
+    sacral = _sacral_conditions(facts)
     return _newest(
         r
-        for r in _recent(facts.reports, params, today)
-        if r.final and _covers_sacrum(r) and r.reading is ReportReading.POSITIVE
+        for r in final_reports
+        if (r.when is None or r.when >= oldest)
+        and _covers_sacrum(r)
+        and r.reading is ReportReading.POSITIVE
+        and not any(_same_episode(dx, r.when or today, final_reports, params) for dx in sacral)
     )
 
 
@@ -299,25 +411,35 @@ def _newest(reports: Iterable[MriReport]) -> MriReport | None:
     return max(listed, key=lambda r: r.when or date.min)
 
 
-# ---------------------------------------------------------------------------- card A (4-7)
+# ---------------------------------------------------------------------------- card A (4-7, 14.5)
 def _suspicion(facts: PatientFacts, params: RuleParameters, today: date) -> Assessment:
     p = params.suspicion
-    runner = best_runner_evidence(facts.runner, today, p.runner_lookback_days)
+    pains = current_episode(qualifying_pains(facts.pains, params, today), params)
+    episode_start = min((q.since for q in pains), default=None)
+    runner = best_runner_evidence(
+        facts.runner,
+        today,
+        p.runner_lookback_days,
+        episode_start - timedelta(days=p.stopped_for_pain_margin_days) if episode_start else None,
+    )
     if runner is None:
         return NoCard("not_a_runner")
-    pains = qualifying_pains(facts.pains, params, today)
-    if not pains:
+    if not pains or episode_start is None:
         return NoCard("no_qualifying_pain")
     side = combine_sides(q.pain.side for q in pains)
     if side in (Side.BILATERAL, Side.CENTRAL):
         return NoCard(f"pain_{side.value}")
-    pain_began = min(q.since for q in pains)
-    if p.mri_suppress and any(
-        r.final and _covers_sacrum(r) and r.when is not None and r.when >= pain_began
+    read_since_pain = [
+        r
         for r in facts.reports
-    ):
+        if r.final and _covers_sacrum(r) and r.when is not None and r.when >= episode_start
+    ]
+    if p.mri_suppress and any(r.reading.read_as_imaged for r in read_since_pain):
         return NoCard("mri_after_pain_onset")
-    risks = risk_factors(facts, pains, params, today)
+    found = risk_factors(facts, pains, params, today)
+    symptoms = set(params.indicator.symptoms)
+    risks = tuple(r for r in found if r.category.value not in symptoms)
+    features = tuple(r for r in found if r.category.value in symptoms)
     counted = sum(1 for r in risks if r.category.value not in params.indicator.not_counted)
     if side is Side.UNKNOWN and not (
         p.unknown_laterality_policy == "with_risk" and counted >= p.unknown_lat_min_risks
@@ -329,6 +451,7 @@ def _suspicion(facts: PatientFacts, params: RuleParameters, today: date) -> Asse
         bool(categories & {RiskCategory.LOW_ENERGY, RiskCategory.LOW_BMI}),
         RiskCategory.LOW_BMD in categories,
     )
+    age = _age(facts.birth_date, today)
     return Suspicion(
         side=side,
         pains=tuple(sorted(pains, key=lambda q: q.since, reverse=True)),
@@ -338,16 +461,85 @@ def _suspicion(facts: PatientFacts, params: RuleParameters, today: date) -> Asse
         indicator="warning" if counted >= params.indicator.warning_min_risk_factors else "info",
         triad=sum(triad_groups) >= 2,
         si_label=any(q.pain.group is PainGroup.SI_JOINT for q in pains),
+        features=features,
+        mri="pelvis" if any(_hip_or_buttock(q.pain) for q in pains) else "sacrum",
+        mri_under_way=_mri_under_way(facts, episode_start),
+        mri_equivocal=_newest(r for r in read_since_pain if r.reading is ReportReading.UNCERTAIN),
+        adolescent=age is not None and age < p.adolescent_age_years,
+        pregnancy=_pregnant(facts.pregnancy, today, p.pregnancy_window_days),
     )
 
 
+def _hip_or_buttock(pain: PainCondition) -> bool:
+    return pain.group is PainGroup.BUTTOCK or pain.hip_or_buttock
+
+
+def _mri_under_way(facts: PatientFacts, pain_began: date) -> MriUnderWay | None:
+    """An MRI of the lumbar spine, sacrum or pelvis ordered (draft, active, on-hold) since the
+    pain began, or a report of one that is registered, partial or preliminary (14.5). An
+    undated one counts: saying "ordered" wrongly costs less than ordering twice."""
+    under_way: list[MriUnderWay] = [
+        MriUnderWay(o.source, o.label, o.authored, o.status)
+        for o in facts.orders
+        if _spine_or_pelvis(o) and (o.authored is None or o.authored >= pain_began)
+    ]
+    under_way += [
+        MriUnderWay(r.source, r.label, r.when, r.status)
+        for r in facts.reports
+        if r.pending
+        and r.region in (ImagingRegion.SACRUM, ImagingRegion.LUMBAR)
+        and (r.when is None or r.when >= pain_began)
+    ]
+    if not under_way:
+        return None
+    return max(under_way, key=lambda u: u.when or date.min)
+
+
+def _spine_or_pelvis(order: ImagingOrder) -> bool:
+    return order.region in (ImagingRegion.SACRUM, ImagingRegion.LUMBAR)
+
+
+def _pregnant(
+    evidence: Iterable[PregnancyEvidence], today: date, window_days: int
+) -> PregnancyEvidence | None:
+    """Pregnant now: the newest dated pregnancy evidence within the window says pregnant (a
+    later "not pregnant" observation, or the end of the pregnancy Condition, says otherwise)."""
+    start = today - timedelta(days=window_days)
+    states: list[tuple[date, PregnancyEvidence | None]] = []
+    for e in evidence:
+        if e.state is PregnancyState.PREGNANT and not e.closed and e.ended is None:
+            if e.when is not None:
+                states.append((e.when, e))
+        elif e.state is PregnancyState.NOT_PREGNANT and e.when is not None:
+            states.append((e.when, None))
+        if e.ended is not None:
+            states.append((e.ended, None))
+    recent = [(when, e) for when, e in states if start <= when <= today]
+    if not recent:
+        return None
+    return max(recent, key=lambda item: (item[0], item[1] is None))[1]
+
+
 def best_runner_evidence(
-    evidence: Iterable[RunnerEvidence], today: date, lookback_days: int
+    evidence: Iterable[RunnerEvidence],
+    today: date,
+    lookback_days: int,
+    episode_start: date | None = None,
 ) -> RunnerEvidence | None:
     """RUNNER = a STRONG or MODERATE current item within the look-back (4.1), unless newer
-    evidence says the patient stopped or denies running (4.2: the newest dated evidence wins)."""
+    evidence says the patient stopped or denies running (4.2: the newest dated evidence wins).
+    "Stopped running because of the pain" counts only within the current episode (14.6):
+    dated on or after ``episode_start``."""
     start = today - timedelta(days=lookback_days)
-    dated = [e for e in evidence if e.when is not None]
+    dated = [
+        e
+        for e in evidence
+        if e.when is not None
+        and (
+            e.kind is not RunnerKind.STOPPED_FOR_PAIN
+            or (episode_start is not None and e.when >= episode_start)
+        )
+    ]
     current = [e for e in dated if e.polarity is Polarity.CURRENT and e.when and e.when >= start]
     if not current:
         return None
@@ -364,7 +556,8 @@ def best_runner_evidence(
 def qualifying_pains(
     pains: Iterable[PainCondition], params: RuleParameters, today: date
 ) -> list[QualifyingPain]:
-    """Status and date filters of 5.3 applied to every coded low back / buttock / SI pain."""
+    """Status and date filters of 5.3 applied to every coded low back / buttock / SI pain; the
+    onset as 14.7 reads it (a duration with nothing to count it from counts from today)."""
     p = params.suspicion
     out: list[QualifyingPain] = []
     for pain in pains:
@@ -381,11 +574,42 @@ def qualifying_pains(
                 continue
         elif not pain.clinical.is_active:
             continue
-        since = pain.onset or pain.recorded or pain.encounter_date
+        since = (
+            pain.onset
+            or (
+                today - timedelta(days=pain.onset_days_ago)
+                if pain.onset_days_ago is not None
+                else None
+            )
+            or pain.recorded
+            or pain.encounter_date
+        )
         if since is None or (today - since).days > p.lbp_lookback_days:
             continue
         out.append(QualifyingPain(pain, since))
     return out
+
+
+def current_episode(pains: list[QualifyingPain], params: RuleParameters) -> list[QualifyingPain]:
+    """14.8: left and right make "bilateral" only when the episodes overlap. A pain on another
+    side that began more than ``separate_episode_days`` before the newest sided pain, and was
+    not seen at an encounter since then, is an earlier episode: it is left out."""
+    sided = [q for q in pains if q.pain.side in _SIDED]
+    if not sided:
+        return pains
+    newest = max(sided, key=lambda q: q.since)
+    cutoff = newest.since - timedelta(days=params.suspicion.separate_episode_days)
+
+    def earlier_episode(q: QualifyingPain) -> bool:
+        seen_since = q.pain.encounter_date is not None and q.pain.encounter_date >= cutoff
+        return (
+            q.pain.side in _SIDED
+            and q.pain.side is not newest.pain.side
+            and q.since < cutoff
+            and not seen_since
+        )
+
+    return [q for q in pains if not earlier_episode(q)]
 
 
 # ---------------------------------------------------------------------------- risk factors (6)
@@ -398,6 +622,7 @@ def risk_factors(
     risk_start = today - timedelta(days=p.risk_lookback_days)
     pain_start = today - timedelta(days=p.lbp_lookback_days)
     menstrual_start = today - timedelta(days=p.menstrual_lookback_days)
+    postpartum_start = today - timedelta(days=p.postpartum_window_days)
     found: dict[RiskCategory, RiskFactor] = {}
 
     def add(factor: RiskFactor) -> None:
@@ -416,9 +641,8 @@ def risk_factors(
     def active_or_since(c: RiskCondition, start: date) -> bool:
         return c.clinical in _STRICT_ACTIVE or (c.when is not None and c.when >= start)
 
-    adult = _age(facts.birth_date, today) is None or (
-        (_age(facts.birth_date, today) or 0) >= t.adult_age_years
-    )
+    age = _age(facts.birth_date, today)
+    adult = age is None or age >= t.adult_age_years
     measured_bmi = _latest(facts.measurements, MeasureKind.BMI, risk_start)
     for c in facts.risk_conditions:
         kind = c.kind
@@ -457,8 +681,27 @@ def risk_factors(
             and _latest(facts.measurements, MeasureKind.VITAMIN_D_NG_ML, risk_start) is None
         ):
             add_coded(RiskCategory.LOW_VITAMIN_D, c)
+        elif kind in (RiskCodeKind.POSTPARTUM, RiskCodeKind.LACTATION) and (
+            (c.clinical in _STRICT_ACTIVE and (c.when is None or c.when >= postpartum_start))
+            or (c.when is not None and c.when >= postpartum_start)
+        ):
+            add_coded(RiskCategory.POSTPARTUM_LACTATION, c)
 
-    # Low BMI from measurements (6 row 4, note 2).
+    # A pregnancy that ended within the window (14.5: postpartum up to 12 months).
+    for e in facts.pregnancy:
+        if e.ended is not None and postpartum_start <= e.ended <= today:
+            add(
+                RiskFactor(
+                    RiskCategory.POSTPARTUM_LACTATION,
+                    e.ended,
+                    e.source,
+                    code=e.code,
+                    label=e.label,
+                    ended=True,
+                )
+            )
+
+    # Low BMI from measurements (6 row 4; under 20: 14.9).
     if adult:
         bmi = measured_bmi or _computed_bmi(facts.measurements, risk_start)
         if bmi is not None and _below(bmi, t.bmi_low_adult):
@@ -467,9 +710,34 @@ def risk_factors(
         pct = _latest(facts.measurements, MeasureKind.BMI_PERCENTILE, risk_start)
         if pct is not None and _below(pct, t.bmi_percentile_low):
             add_measured(RiskCategory.LOW_BMI, pct)
+        bmi = measured_bmi or _computed_bmi(facts.measurements, risk_start)
+        if bmi is not None and facts.birth_date is not None and bmi.comparator is None:
+            for_age = bmi_for_age(
+                params.bmi_for_age, facts.gender, facts.birth_date, bmi.when, bmi.value
+            )
+            if for_age is not None and (
+                for_age.percentile < t.bmi_percentile_low
+                or for_age.percent_of_median < t.bmi_percent_of_median_low
+            ):
+                add(
+                    RiskFactor(
+                        RiskCategory.LOW_BMI,
+                        bmi.when,
+                        bmi.source,
+                        measure=MeasureKind.BMI,
+                        value=bmi.value,
+                        percentile=for_age.percentile,
+                        percent_of_median=for_age.percent_of_median,
+                    )
+                )
     vit_d = _latest(facts.measurements, MeasureKind.VITAMIN_D_NG_ML, risk_start)
     if vit_d is not None and _below(vit_d, t.vitamin_d_low_ng_ml):
         add_measured(RiskCategory.LOW_VITAMIN_D, vit_d)
+
+    # An MRI that describes a healed or earlier sacral injury (14.1): a previous BSI.
+    for r in facts.reports:
+        if r.final and r.history_quote:
+            add(RiskFactor(RiskCategory.PRIOR_BSI, r.when, r.source, phrase=r.history_quote))
 
     # SI-joint label not improving with usual care (row 7).
     for q in pains:
@@ -491,7 +759,7 @@ def risk_factors(
                 )
             )
 
-    # Free text (rows 1, 2, 3, 5, 7-10).
+    # Free text (rows 1, 2, 3, 5, 7-10; postpartum and lactation).
     by_topic: dict[TextTopic, tuple[RiskCategory, date | None]] = {
         TextTopic.PRIOR_BSI: (RiskCategory.PRIOR_BSI, None),
         TextTopic.MENSTRUAL: (RiskCategory.MENSTRUAL, menstrual_start),
@@ -499,6 +767,8 @@ def risk_factors(
         TextTopic.LOW_BMD: (RiskCategory.LOW_BMD, None),
         TextTopic.PAIN_WITH_IMPACT: (RiskCategory.PAIN_WITH_IMPACT, pain_start),
         TextTopic.INSIDIOUS_ONSET: (RiskCategory.INSIDIOUS_ONSET, pain_start),
+        TextTopic.POSTPARTUM: (RiskCategory.POSTPARTUM_LACTATION, postpartum_start),
+        TextTopic.LACTATION: (RiskCategory.POSTPARTUM_LACTATION, postpartum_start),
     }
     si_label = any(q.pain.group is PainGroup.SI_JOINT for q in pains)
     for finding in facts.texts:
@@ -603,7 +873,7 @@ def evidence_keys(assessment: Assessment) -> frozenset[str]:
     if isinstance(assessment, Suspicion):
         return frozenset(
             {f"pain:{q.pain.source}" for q in assessment.pains}
-            | {f"risk:{r.category.value}" for r in assessment.risks}
+            | {f"risk:{r.category.value}" for r in (*assessment.risks, *assessment.features)}
         )
     if isinstance(assessment, Confirmation):
         return frozenset({f"finding:{assessment.finding}"})

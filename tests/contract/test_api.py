@@ -35,6 +35,7 @@ async def test_api_discovery_lists_the_service_with_spec_prefetch_tokens(
         "activityNotes",
         "diagnosticReports",
         "carePlans",
+        "serviceRequests",
     }
     assert prefetch["patient"] == "Patient/{{context.patientId}}"
     for template in prefetch.values():
@@ -45,6 +46,9 @@ async def test_api_discovery_lists_the_service_with_spec_prefetch_tokens(
     assert "39156-5" in prefetch["observations"]
     assert prefetch["diagnosticReports"].startswith("DiagnosticReport?patient=")
     assert prefetch["carePlans"].startswith("CarePlan?patient=")
+    assert prefetch["serviceRequests"] == (
+        "ServiceRequest?patient={{context.patientId}}&status=draft,active,on-hold&_count=100"
+    )
 
 
 async def test_api_suspect_card_for_maya(client_at: ClientFactory) -> None:

@@ -48,14 +48,20 @@ async def test_cards_suspect_detail_says_what_it_is_based_on(client_at: ClientFa
         in detail
     )
     assert "Exercise activity = Running (LOINC 73985-4 = LA11836-6), 2025-08-15" in detail
-    assert "BMI 18.1 kg/m2, 2025-09-02" in detail
-    assert "Secondary amenorrhea (ICD-10-CM N91.1)" in detail
+    # 14.5: risk factors counted, the story's features apart and uncounted.
+    assert "**Risk factors (3):**" in detail
+    assert "Low BMI: BMI 18.1, 2025-09-02" in detail
+    assert "Previous stress fracture or BSI: Personal history of (healed) stress fracture" in detail
+    assert "Menstrual dysfunction: Secondary amenorrhea (ICD-10-CM N91.1), 2025-05-01" in detail
+    assert "Female sex (listed, not counted)" in detail
+    features = detail.split("**In the story (not counted):**")[1].split("\n")[0]
+    assert features.strip() == "SI-joint diagnosis not improving; Pain with impact; Gradual onset"
     assert "Features of the Female Athlete Triad / RED-S are present." in detail
-    assert "X-ray is often normal early" in detail
-    assert "MRI" in detail
-    assert "**Based on:**" in detail
-    assert "**References:**" in detail
+    assert "consider pausing running and impact until assessed" in detail
+    assert "X-ray is often normal early; MRI of the sacrum is the test" in detail
     assert "Not a diagnosis" in detail
+    assert "References" not in detail  # links only (14.5)
+    assert len(detail.split()) <= 150
     codes = {r["code"] for r in card["overrideReasons"]}
     assert codes == {
         "already-imaged",
@@ -67,9 +73,11 @@ async def test_cards_suspect_detail_says_what_it_is_based_on(client_at: ClientFa
     assert all(link["type"] == "absolute" for link in card["links"])
 
 
-async def test_cards_suspect_info_without_risks_uses_the_plain_summary(
+async def test_cards_buttock_pain_proposes_an_mri_of_the_pelvis(
     client_at: ClientFactory,
 ) -> None:
+    """14.5: buttock pain, an info card (no risk factor), and the pelvis (femoral necks) as the
+    MRI proposed, with code text only until a pelvis MRI code is verified."""
     record = cases.runner_with(
         condition(
             "lbp",
@@ -82,9 +90,15 @@ async def test_cards_suspect_info_without_risks_uses_the_plain_summary(
     assert card["indicator"] == "info"
     assert (
         card["summary"]
-        == "Runner with right buttock pain: consider sacral bone stress injury; MRI of sacrum if suspected (X-ray often normal early)."
+        == "Runner with right buttock pain: consider sacral bone stress injury; consider MRI pelvis (X-ray often normal early)."
     )
-    assert "none found (missing data is not absence)" in card["detail"]
+    assert "**Risk factors (0):** none found (missing data is not absence)" in card["detail"]
+    assert "MRI of the pelvis covers the sacrum and both femoral necks" in card["detail"]
+    (suggestion,) = card["suggestions"]
+    assert suggestion["label"] == "Draft MRI of pelvis (for clinician review)"
+    order = suggestion["actions"][0]["resource"]
+    assert order["code"] == {"text": "MRI of pelvis (including sacrum and both femoral necks)"}
+    assert order["bodySite"][0]["coding"][0]["code"] == "12921003"
 
 
 @pytest.fixture
@@ -129,6 +143,8 @@ async def test_cards_confirmed_without_report_says_report_not_found(
 async def test_cards_confirmed_from_coded_report_suggests_recording_the_diagnosis(
     client_at: ClientFactory,
 ) -> None:
+    """8.2 path 2b, 14.4: one suggestion records the confirmed Condition and creates the plan
+    that addresses it (a suggestion's actions are one transaction: the reference resolves)."""
     mri = report(
         "mri",
         coding(LOINC, "24867-4", "MR Pelvis"),
@@ -137,27 +153,43 @@ async def test_cards_confirmed_from_coded_report_suggests_recording_the_diagnosi
         conclusion_codes=[coding(SNOMED, "240197007")],
     )
     (card,) = await cards_for(client_at, [mri])
-    assert card["summary"].startswith("MRI report codes a sacral stress fracture")
-    assert "consider recording the diagnosis" in card["detail"]
-    plan = card["suggestions"][0]["actions"][0]["resource"]
-    assert "addresses" not in plan
-    assert plan["description"].startswith(
+    assert card["summary"].startswith("MRI report codes a sacral stress fracture: record the")
+    assert "the suggestion records the confirmed diagnosis" in card["detail"]
+    (suggestion,) = card["suggestions"]  # no referral for a stress reaction
+    assert suggestion["label"] == "Record the diagnosis and create the draft rehab plan"
+    condition_created, plan_created = (a["resource"] for a in suggestion["actions"])
+    assert condition_created["resourceType"] == "Condition"
+    assert [c["code"] for c in condition_created["code"]["coding"]] == ["M48.48XA", "240197007"]
+    assert condition_created["verificationStatus"]["coding"][0]["code"] == "confirmed"
+    assert [b["coding"][0]["code"] for b in condition_created["bodySite"]] == [
+        "54735007",
+        "7771000",
+    ]
+    assert condition_created["evidence"] == [{"detail": [{"reference": "DiagnosticReport/mri"}]}]
+    assert plan_created["addresses"] == [{"reference": f"Condition/{condition_created['id']}"}]
+    assert plan_created["description"].startswith(
         "Left sacral bone stress injury (Fredericson grade 2; stress reaction"
     )
-    assert len(card["suggestions"]) == 1  # no referral for a stress reaction
 
 
-async def test_cards_confirm_first_card_has_no_plan(client_at: ClientFactory) -> None:
+async def test_cards_confirm_first_quotes_the_sentence_and_offers_the_diagnosis(
+    client_at: ClientFactory,
+) -> None:
     mri = report(
         "mri",
         coding(LOINC, "24867-4", "MR Pelvis"),
         effective=days_ago(3),
-        conclusion="Impression: right sacral stress fracture.",
+        conclusion="Findings: see body of report. Impression: right sacral stress fracture.",
     )
     (card,) = await cards_for(client_at, [mri])
     assert (
         card["summary"]
         == "MRI report describes a sacral stress injury: confirm the diagnosis to get a proposed rehab plan."
     )
-    assert "suggestions" not in card
+    assert "> right sacral stress fracture." in card["detail"]
     assert "DiagnosticReport/mri" in card["detail"]
+    (suggestion,) = card["suggestions"]
+    assert suggestion["isRecommended"] is False
+    (action,) = suggestion["actions"]
+    assert action["resource"]["resourceType"] == "Condition"  # the diagnosis, not a plan
+    assert action["resource"]["bodySite"][1]["coding"][0]["code"] == "24028007"  # right

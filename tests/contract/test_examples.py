@@ -24,7 +24,7 @@ README_DATE = date(2026, 11, 25)
             [
                 (
                     "warning",
-                    "Runner, left SI-joint pain + 6 BSI risk factors: consider sacral stress injury; consider MRI sacrum (X-ray often normal).",
+                    "Runner, left SI-joint pain + 3 BSI risk factors: consider sacral stress injury; consider MRI sacrum (X-ray often normal).",
                 )
             ],
         ),

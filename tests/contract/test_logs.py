@@ -64,7 +64,7 @@ async def test_logs_hook_call_line_has_outcome_and_no_patient_data(
     assert calls[0]["hookInstance"] == ok["hookInstance"]
     assert calls[0]["outcome"] == "suspect"
     assert calls[0]["cards"] == 1
-    assert calls[0]["prefetched"] == 6
+    assert calls[0]["prefetched"] == 7
     assert calls[0]["fetched"] == 0
     assert isinstance(calls[0]["latencyMs"], float)
     text = stream.getvalue()

@@ -54,6 +54,7 @@ class FakeServer:
             "Condition": "conditions",
             "DiagnosticReport": "diagnosticReports",
             "CarePlan": "carePlans",
+            "ServiceRequest": "serviceRequests",
         }[kind]
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
@@ -449,7 +450,7 @@ async def test_prefetch_independent_searches_run_concurrently(client_at: ClientF
             SERVICE_URL, json=hook_request(pid="maya", fhir_server=FHIR)
         )
     assert len(summaries(response)) == 1
-    assert most == 6  # all six keys in flight at once
+    assert most == 7  # all seven keys in flight at once
 
 
 async def test_prefetch_for_a_different_patient_in_bundle_is_not_mixed_in(

@@ -123,4 +123,4 @@ async def test_assembled_synthea_request_with_real_prefetch_is_accepted(
     assert response.status_code == 200
     assert response.json() == {"cards": []}
     fetched = sorted({c.request.url.path.rsplit("/", 1)[-1] for c in route.calls})
-    assert fetched == ["CarePlan", "DiagnosticReport", "Observation"]
+    assert fetched == ["CarePlan", "DiagnosticReport", "Observation", "ServiceRequest"]

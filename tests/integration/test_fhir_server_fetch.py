@@ -21,11 +21,14 @@ from tests.builders import (
     SNOMED,
     care_plan,
     coding,
+    concept,
     condition,
     hook_request,
+    observation,
     patient,
     report,
     running_activity,
+    service_request,
 )
 from tests.conftest import SERVICE_URL, at, record_figure, settings_for_tests, shared
 from tests.integration.conftest import load, put_transaction
@@ -117,6 +120,76 @@ def clinical_patients() -> dict[str, tuple[list[dict[str, Any]], date, int]]:
                     clinical=None,
                 ),
                 encounter,
+            ],
+            DAY,
+            1,
+        ),
+        # Brief 14: each new kind of data, fetched from the server as well as prefetched.
+        "mri-already-ordered": (
+            cases.runner_with(
+                right_lbp,
+                service_request(
+                    "sr",
+                    coding("http://www.ama-assn.org/go/cpt", "72195"),
+                    text="MRI pelvis without contrast",
+                    authored="2025-09-25",
+                ),
+            ),
+            DAY,
+            1,
+        ),
+        "mri-edema-not-demonstrated": (
+            cases.runner_with(
+                report(
+                    "mri",
+                    coding(LOINC, "24867-4"),
+                    effective="2025-09-25",
+                    conclusion="Marrow edema within the right sacral ala is not demonstrated.",
+                )
+            ),
+            DAY,
+            0,
+        ),
+        "new-episode-after-a-healed-one": (
+            cases.runner_with(
+                condition(
+                    "old",
+                    coding(ICD10CM, "M48.48XA"),
+                    clinical="resolved",
+                    recorded="2022-05-01",
+                    abatement="2022-09-01",
+                    body_sites=[concept(coding(SNOMED, "54735007"))],
+                ),
+                report(
+                    "mri",
+                    coding(LOINC, "24867-4"),
+                    effective="2025-09-25",
+                    conclusion="Left sacral stress fracture.",
+                    conclusion_codes=[coding(SNOMED, "240197007")],
+                ),
+            ),
+            DAY,
+            1,
+        ),
+        "chronic-pain-by-onset-string": (
+            cases.runner_with(
+                condition(
+                    "lbp",
+                    coding(ICD10CM, "M54.42"),
+                    onset_string="since 2017",
+                    recorded="2025-09-20",
+                )
+            ),
+            DAY,
+            0,
+        ),
+        "pregnant-teen-with-low-bmi-for-age": (
+            [
+                patient("p1", "female", "2006-06-01"),
+                running_activity("run", "2025-08-01"),
+                condition("lbp", coding(ICD10CM, "M54.42"), onset="2025-09-10"),
+                observation("bmi", "39156-5", value=17.6, unit="kg/m2", effective="2025-09-20"),
+                observation("ps", "82810-3", value_code="LA15173-0", effective="2025-09-20"),
             ],
             DAY,
             1,

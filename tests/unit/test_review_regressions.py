@@ -11,6 +11,7 @@ from cds_service.content import Content
 from cds_service.rules.facts import Grade, Polarity, ReportReading, Side
 from cds_service.rules.sacral_bsi import Confirmation, ConfirmFirst, NoCard, Suspicion
 from fhir_mappings import text_rules
+from fhir_mappings.report_text import read_impression
 from tests import cases
 from tests.builders import (
     ICD10CM,
@@ -339,7 +340,7 @@ def test_regression_side_text(text: str, side: Side) -> None:
     ],
 )
 def test_regression_conclusions_that_are_not_a_current_sacral_bsi(conclusion: str) -> None:
-    assert text_rules.read_conclusion(conclusion) is not ReportReading.POSITIVE
+    assert read_impression(conclusion).reading is not ReportReading.POSITIVE
 
 
 @pytest.mark.parametrize(
@@ -350,7 +351,7 @@ def test_regression_conclusions_that_are_not_a_current_sacral_bsi(conclusion: st
     ],
 )
 def test_regression_conclusions_that_are_a_sacral_bsi(conclusion: str) -> None:
-    assert text_rules.read_conclusion(conclusion) is ReportReading.POSITIVE
+    assert read_impression(conclusion).reading is ReportReading.POSITIVE
 
 
 @pytest.mark.parametrize(

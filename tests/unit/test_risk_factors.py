@@ -43,7 +43,7 @@ def risks_of(
     ]
     result = assess_case(record, content, TODAY)
     assert isinstance(result, Suspicion)
-    return {r.category: r for r in result.risks}
+    return {r.category: r for r in (*result.risks, *result.features)}
 
 
 @pytest.mark.parametrize(
@@ -118,9 +118,11 @@ def test_risk_bmi_computed_from_weight_and_height(content: Content) -> None:
     assert found[RiskCategory.LOW_BMI].value == pytest.approx(17.3, abs=0.05)
 
 
-def test_risk_teen_never_uses_adult_bmi_threshold(content: Content) -> None:
-    low_adult_bmi = observation("b1", "39156-5", value=17.9, unit="kg/m2", effective=days_ago(20))
-    assert RiskCategory.LOW_BMI not in risks_of([low_adult_bmi], content, birth="2009-01-01")
+def test_risk_child_never_uses_adult_bmi_threshold(content: Content) -> None:
+    """BMI 17.9 is under the adult 18.5, but for a 12-year-old boy it is above the median for
+    age (CDC 2000: M = 17.6 at 150 months): not low."""
+    bmi = observation("b1", "39156-5", value=17.9, unit="kg/m2", effective=days_ago(20))
+    assert RiskCategory.LOW_BMI not in risks_of([bmi], content, birth="2013-03-01")
 
 
 def test_risk_teen_bmi_percentile_below_5_counts(content: Content) -> None:
@@ -251,8 +253,8 @@ def test_risk_si_label_active_28_days_counts_27_does_not(content: Content) -> No
     at_27 = assess_case(si(27), content, TODAY)
     assert isinstance(at_28, Suspicion)
     assert isinstance(at_27, Suspicion)
-    assert RiskCategory.SI_NOT_IMPROVING in {r.category for r in at_28.risks}
-    assert RiskCategory.SI_NOT_IMPROVING not in {r.category for r in at_27.risks}
+    assert RiskCategory.SI_NOT_IMPROVING in {r.category for r in at_28.features}
+    assert RiskCategory.SI_NOT_IMPROVING not in {r.category for r in at_27.features}
 
 
 def test_risk_current_sacral_provisional_fracture_is_not_a_prior_one(content: Content) -> None:

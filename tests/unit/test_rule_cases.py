@@ -50,7 +50,11 @@ def left_lbp(cid: str = "lbp", onset: str | None = None, **kw: Any) -> dict[str,
 
 
 # ---------------------------------------------------------------------------- worked examples
-def test_rule_maya_before_mri_suspects_with_warning_and_six_risks(content: Content) -> None:
+def test_rule_maya_before_mri_suspects_with_warning_three_risks_and_three_features(
+    content: Content,
+) -> None:
+    """Brief 11.1 as amended by 14.5: the symptoms and the course of the pain are listed apart
+    and not counted; the risk factors are the previous stress fracture, amenorrhea, low BMI."""
     result = assess_case(cases.maya_before_mri(), content, cases.MAYA_SUSPECT_DAY, "maya")
     assert isinstance(result, Suspicion)
     assert result.side is Side.LEFT
@@ -58,15 +62,13 @@ def test_rule_maya_before_mri_suspects_with_warning_and_six_risks(content: Conte
     assert result.si_label
     assert result.triad
     counted = {r.category for r in result.risks} - {RiskCategory.FEMALE_SEX}
-    assert counted == {
-        RiskCategory.PRIOR_BSI,
-        RiskCategory.MENSTRUAL,
-        RiskCategory.LOW_BMI,
+    assert counted == {RiskCategory.PRIOR_BSI, RiskCategory.MENSTRUAL, RiskCategory.LOW_BMI}
+    assert {r.category for r in result.features} == {
         RiskCategory.SI_NOT_IMPROVING,
         RiskCategory.PAIN_WITH_IMPACT,
         RiskCategory.INSIDIOUS_ONSET,
     }
-    assert result.counted_risks == 6
+    assert result.counted_risks == 3
     assert RiskCategory.FEMALE_SEX in {r.category for r in result.risks}
     assert result.runner.rule == "LOINC 73985-4 = LA11836-6"
 
@@ -675,16 +677,22 @@ def test_rule_positive_report_text_only_asks_to_confirm_first(content: Content) 
     assert result.report.source == "DiagnosticReport/mri"
 
 
-def test_rule_equivocal_report_text_does_not_ask_to_confirm(content: Content) -> None:
+def test_rule_equivocal_report_leaves_card_a_as_if_no_mri_had_been_read(
+    content: Content,
+) -> None:
+    """14.1: an uncertain MRI neither asks to confirm (B') nor suppresses card A; card A says
+    what the MRI read."""
     mri = report(
         "mri",
         coding(LOINC, "24867-4"),
         effective=days_ago(4),
         conclusion="Possible early sacral stress reaction; cannot exclude.",
     )
-    assert assess_case(cases.runner_with(left_lbp(), mri), content, TODAY) == NoCard(
-        "mri_after_pain_onset"
-    )
+    result = assess_case(cases.runner_with(left_lbp(), mri), content, TODAY)
+    assert isinstance(result, Suspicion)
+    assert result.mri_equivocal is not None
+    assert result.mri_equivocal.quote == "Possible early sacral stress reaction"
+    assert result.mri_under_way is None
 
 
 def test_rule_no_suspect_card_once_confirmed(content: Content) -> None:

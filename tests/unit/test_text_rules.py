@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cds_service.rules.facts import Grade, Polarity, ReportReading, Side
+from cds_service.rules.facts import Grade, Polarity, Side
 from fhir_mappings import text_rules
 
 
@@ -148,40 +148,6 @@ def test_text_side(text: str, side: Side) -> None:
 )
 def test_text_side_traps_are_not_a_side(text: str) -> None:
     assert text_rules.side_from_text(text) is None
-
-
-@pytest.mark.parametrize(
-    ("conclusion", "reading"),
-    [
-        (
-            "Left sacral ala marrow edema with a short fracture line: sacral stress fracture.",
-            ReportReading.POSITIVE,
-        ),
-        ("Impression: right sacral stress reaction.", ReportReading.POSITIVE),
-        ("Fatigue fracture of the S2 body.", ReportReading.POSITIVE),  # S1-S3 body is the sacrum
-        ("Fatigue fracture at S2.", ReportReading.SILENT),  # a level alone is not a site
-        (
-            "Bone marrow oedema of the left sacrum consistent with bone stress injury.",
-            ReportReading.POSITIVE,
-        ),
-        (
-            "Clinical indication: r/o sacral stress fracture. Impression: normal.",
-            ReportReading.SILENT,
-        ),
-        ("No sacral stress fracture.", ReportReading.NEGATIVE_OR_UNCERTAIN),
-        ("No evidence of sacral stress reaction.", ReportReading.NEGATIVE_OR_UNCERTAIN),
-        ("Possible sacral stress reaction.", ReportReading.NEGATIVE_OR_UNCERTAIN),
-        ("Sacral stress fracture cannot be excluded.", ReportReading.NEGATIVE_OR_UNCERTAIN),
-        (
-            "Bilateral sacroiliitis with subchondral marrow edema on the sacral side.",
-            ReportReading.NEGATIVE_OR_UNCERTAIN,
-        ),
-        ("SI joint edema.", ReportReading.SILENT),
-        ("Normal study.", ReportReading.SILENT),
-    ],
-)
-def test_text_mri_conclusion_reading(conclusion: str, reading: ReportReading) -> None:
-    assert text_rules.read_conclusion(conclusion) is reading
 
 
 @pytest.mark.parametrize(
