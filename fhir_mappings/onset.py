@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import calendar
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
 
@@ -47,15 +48,19 @@ _NUMBER_WORDS = {
 _NUMBER = r"\d+(?:\.\d+)?|" + "|".join(sorted(map(re.escape, _NUMBER_WORDS), key=len, reverse=True))
 _UNIT_DAYS = {"d": 1, "w": 7, "m": 30.4375, "y": 365.25}
 _UNIT = r"(?P<unit>days?|d|weeks?|wks?|w|months?|mos?|mths?|years?|yrs?|y)\b"
-_DURATION = re.compile(rf"(?:^|\b)(?P<n>{_NUMBER})\s*-?\s*{_UNIT}", _I)
+# "x 3 weeks", "for 5 years", "x10y", "10+ years": a number after a space, "x", "~" or "(".
+_DURATION = re.compile(rf"(?:^|(?<=[\s~(x\u00d7]))(?P<n>{_NUMBER})\+?\s*-?\s*{_UNIT}", _I)
 _NOTATION = re.compile(r"\b(?P<n>\d{1,2})\s*/\s*(?P<per>52|12)\b")  # UK "3/52" weeks, "6/12" months
 _ISO = re.compile(r"\b(?P<y>(?:19|20)\d\d)-(?P<m>0[1-9]|1[0-2])(?:-(?P<d>[0-3]\d))?\b")
 _MONTH_YEAR = re.compile(rf"\b(?P<m>{_MONTH})\.?\s*(?:of\s+)?(?P<y>(?:19|20)\d\d)\b", _I)
 _NUMERIC_MONTH_YEAR = re.compile(r"\b(?P<m>0?[1-9]|1[0-2])/(?P<y>(?:19|20)\d\d)\b")
+_DECADE = re.compile(r"\b(?P<y>(?:19|20)\d0)'?s\b")
 _YEAR = re.compile(r"\b(?P<y>(?:19|20)\d\d)\b")
+_AGE = re.compile(r"\b(?:age|aged)\s+(?:of\s+)?(?P<n>\d{1,2})\b(?!\s*/)", _I)
 _LONG_AGO = re.compile(
-    r"\b(since (?:childhood|adolescence|high school|college|(?:her|his|their) teens)|"
-    r"for (?:many )?years|many years|lifelong|life-long|longstanding|long-standing)\b",
+    r"\b(childhood|since (?:adolescence|high school|school|college|university|(?:her|his|their) "
+    r"teens)|teen(?:s|age|aged|ager)?|adolescen\w+|(?:for )?(?:many |several )?years|decades?|"
+    r"a decade|lifelong|life-long|long[- ]?standing)\b",
     _I,
 )
 _LONG_AGO_DAYS = 2 * 365  # "for years": chronic, well beyond any look-back of the rule
@@ -80,7 +85,7 @@ def condition_onset(c: lean.Condition, birth: date | None, written: date | None)
         if aged is not None:
             return Onset(aged)
     if c.onsetString:
-        return onset_from_text(c.onsetString, written)
+        return onset_from_text(c.onsetString, written, birth)
     return Onset()
 
 
@@ -121,44 +126,63 @@ def _unit_key(unit: str) -> str | None:
     return None
 
 
-def onset_from_text(text: str, written: date | None) -> Onset:
-    """A date or a duration in free text ("since 2017", "x 3 weeks"); nothing if neither."""
-    m = _ISO.search(text)
-    if m:
-        found = parse_date(m.group(0))
-        if found is not None:
-            return Onset(found)
-    m = _MONTH_YEAR.search(text)
-    if m:
-        month = _MONTHS.get(m.group("m").lower().rstrip("."), 9)
-        return Onset(date(int(m.group("y")), month, 1))
-    m = _NUMERIC_MONTH_YEAR.search(text)
-    if m:
-        return Onset(date(int(m.group("y")), int(m.group("m")), 1))
-    m = _YEAR.search(text)
-    if m:
-        return Onset(date(int(m.group("y")), 1, 1))
-    days = _duration_days(text)
-    if days is None:
-        return Onset()
-    if written is not None:
-        return Onset(written - timedelta(days=days))
-    return Onset(days_ago=days)
+def onset_from_text(text: str, written: date | None, birth: date | None = None) -> Onset:
+    """The earliest date or duration in free text ("since 2017", "x 3 weeks", "since childhood,
+    worse for 3 weeks": childhood); nothing if it has neither."""
+    dates = [d for d in _dates_in(text, birth) if d is not None]
+    days = _durations_in(text)
+    if days and written is not None:
+        dates.append(written - timedelta(days=max(days)))
+    if dates:
+        return Onset(min(dates))
+    if days:
+        return Onset(days_ago=max(days))
+    return Onset()
 
 
-def _duration_days(text: str) -> int | None:
-    m = _NOTATION.search(text)
-    if m:
+def _dates_in(text: str, birth: date | None) -> Iterator[date | None]:
+    """Every date written in the text, the most precise reading of each span first (the year
+    of "3/2019" is not read again on its own)."""
+    taken: list[tuple[int, int]] = []
+
+    def fresh(m: re.Match[str]) -> bool:
+        if any(m.start() < end and start < m.end() for start, end in taken):
+            return False
+        taken.append(m.span())
+        return True
+
+    for m in _ISO.finditer(text):
+        if fresh(m):
+            yield parse_date(m.group(0))
+    for m in _MONTH_YEAR.finditer(text):
+        if fresh(m):
+            yield date(int(m.group("y")), _MONTHS.get(m.group("m").lower().rstrip("."), 9), 1)
+    for m in _NUMERIC_MONTH_YEAR.finditer(text):
+        if fresh(m):
+            yield date(int(m.group("y")), int(m.group("m")), 1)
+    for m in _DECADE.finditer(text):
+        if fresh(m):
+            yield date(int(m.group("y")), 1, 1)
+    for m in _YEAR.finditer(text):
+        if fresh(m):
+            yield date(int(m.group("y")), 1, 1)
+    if birth is not None:
+        for m in _AGE.finditer(text):
+            yield _add_years(birth, float(m.group("n")))
+
+
+def _durations_in(text: str) -> list[int]:
+    found: list[int] = []
+    for m in _NOTATION.finditer(text):
         per = int(m.group("per"))
-        return round(int(m.group("n")) * (7 if per == 52 else 30.4375))
-    m = _DURATION.search(text)
-    if m:
+        found.append(round(int(m.group("n")) * (7 if per == 52 else 30.4375)))
+    for m in _DURATION.finditer(text):
         raw = m.group("n").lower()
         number = _NUMBER_WORDS.get(raw)
         value = float(raw) if number is None else float(number)
         key = _unit_key(m.group("unit"))
         if key is not None and value < 200:
-            return round(value * _UNIT_DAYS[key])
+            found.append(round(value * _UNIT_DAYS[key]))
     if _LONG_AGO.search(text):
-        return _LONG_AGO_DAYS
-    return None
+        found.append(_LONG_AGO_DAYS)
+    return found

@@ -123,6 +123,7 @@ class _Mapper:
         self.texts: list[TextFinding] = []
         self.pregnancy: list[PregnancyEvidence] = []
         self.extra_risks: list[RiskCondition] = []
+        self.hip_pain: list[date] = []
 
     def facts(self) -> PatientFacts:
         pains: list[PainCondition] = []
@@ -151,6 +152,7 @@ class _Mapper:
             care_plans=tuple(self._care_plan(p) for p in self.record.care_plans),
             orders=tuple(orders),
             pregnancy=tuple(self.pregnancy),
+            hip_pain=tuple(self.hip_pain),
         )
 
     # ------------------------------------------------------------------ conditions
@@ -237,6 +239,15 @@ class _Mapper:
                         abated=_abated(c),
                     )
                 )
+        if (
+            when is not None
+            and clinical.is_active
+            and (
+                "hip_groin_pain" in kinds
+                or text_rules.names_hip_or_groin_pain(" ; ".join(_concept_texts(c.code)))
+            )
+        ):
+            self.hip_pain.append(when)
         pregnancy = self.terms.match("pregnancy", c.code) if "pregnancy" in kinds else None
         if pregnancy is not None:
             self.pregnancy.append(
@@ -353,7 +364,7 @@ class _Mapper:
         )
         if from_code_text is not None:
             return from_code_text, SideSource.TEXT
-        from_notes = [text_rules.side_from_text(n.text) for n in c.note]
+        from_notes = [text_rules.side_from_text(n.text, about_pain=True) for n in c.note]
         noted = combine_sides(s for s in from_notes if s is not None)
         if noted is not Side.UNKNOWN:
             return noted, SideSource.NOTE
@@ -413,7 +424,7 @@ class _Mapper:
 
     def _order(self, o: lean.ServiceRequest) -> ImagingOrder | None:
         """An open MRI order of the lumbar spine, sacrum or pelvis (14.5); else None."""
-        if (o.status or "") not in _ORDER_OPEN or o.intent in ("plan", "proposal"):
+        if (o.status or "") not in _ORDER_OPEN:
             return None
         region = self._mri_region(o.code)
         if region is None or region is ImagingRegion.OTHER:
@@ -637,7 +648,9 @@ class _Mapper:
                 or sacrum_study
             )
         )
-        grade, grade_text = text_rules.grade_from_text(conclusion)
+        grade, grade_text = text_rules.grade_from_text(
+            report_text.grading_text(conclusion, sacrum_study=sacrum_study)
+        )
         return MriReport(
             source=f"DiagnosticReport/{r.id}",
             label=self._mri_label(r.code),

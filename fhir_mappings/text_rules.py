@@ -82,6 +82,20 @@ _IGNORE = re.compile(
     r"wants? to|would like to|hop(es|ing) to|considering|thinking (of|about))\b",
     _I,
 )
+# "parkrun volunteer", "marathon spectator": there, not running.
+_ONLOOKER_AFTER = re.compile(
+    r"^\W*(?:\S+\s+){0,2}?(volunteer\w*|marshal\w*|spectat\w+|officials?|organi[sz]er\w*|"
+    r"timekeep\w*|cheer\w*|medic(al)? (tent|volunteer))\b",
+    _I,
+)
+# Intentions and onlookers, anywhere before the term in its clause: "thinking about signing up
+# for a marathon next year", "parkrun volunteer", "watched the marathon".
+_NOT_DOING = re.compile(
+    r"\b(plans? to|planning|wants? to|would like to|hop(es|ing) to|considering|thinking (of|about)|"
+    r"interested in|aims? to|intends? to|volunteer\w*|marshal\w*|spectat\w+|cheer\w*|"
+    r"watch(es|ed|ing)?)\b",
+    _I,
+)
 _NEGATION = re.compile(
     r"\b(no|not|denies|denied|never|without|negative for|no evidence of|free of|absent|"
     r"ruled out|rule out|r/o)\b",
@@ -113,6 +127,7 @@ _RUNNER_FALSE = re.compile(
     r"cafe|bar|pub|company|agency|studio|set)\b|"
     r"\b(works?|working|worked|job|employed|employment|hired)\s+(as\s+)?(a\s+)?runners?\b|"
     r"\brunner[- ]ups?\b|\brunner beans?\b|\b(drug|gun|rum)[- ]running\b|"
+    r"\b(jogging|running|jog)\s+(strollers?|prams?|buggy|buggies|pushchairs?)\b|"
     r"\brunning\s+(errands?|a (business|company|restaurant|shop|store|meeting|clinic)|"
     r"(his|her|their) (own )?(business|company|restaurant|shop|store))\b",
     _I,
@@ -136,7 +151,8 @@ _STOPPED_OR_UNABLE = re.compile(
 _STOPPED_FOR_PAIN = re.compile(
     r"\b(because of|due to|d/t|secondary to|since|from|with)\s+"
     r"(the\s+|his\s+|her\s+|their\s+|this\s+)?"
-    r"([\w-]+\s+){0,3}(pain|injury|injuries|symptoms|fracture|ache|discomfort)\b",
+    r"([\w-]+\s+){0,3}(pain|injury|injuries|symptoms|fracture|ache|discomfort|LBP|sciatica|"
+    r"niggle)\b",
     _I,
 )
 # "Marathon" as a place or a company (case matters: the town and the company are capitalised).
@@ -243,8 +259,9 @@ _RUNNER_PATTERNS = (
             r"(running|jogging)\b|"
             r"\bruns\s+(daily|regularly|every\s+day|most\s+days|on\s+(a\s+|the\s+)?treadmill|"
             r"track|trails|competitively|recreationally)\b|"
-            r"\b(sports?|activit(y|ies)|exercise|hobb(y|ies))\s*(:|include|includes|is|are)\s*"
-            r"(\w+\s*,\s*)*(running|jogging)\b|"
+            r"\b(sports?|activit(y|ies)|exercise|hobb(y|ies)|types?|exercise type|type of exercise)"
+            r"\s*(:|include|includes|is|are)\s*(\w+\s*,\s*)*(running|jogging)\b|"
+            r"\b(couch to 5k|couch-to-5k|c25k)\b|"
             r"\btraining for (a|an|the|her|his|their)\s+(first\s+|next\s+)?"
             r"(race|marathon|half|ultra|5k|10k|70\.3|iron\s?man|triathlon|duathlon)\b|"
             r"\bran (a|an|the|her|his|their)\s+(first\s+)?([\w'-]+\s+){0,3}"
@@ -382,7 +399,11 @@ def _classify(sentence: str, m: re.Match[str], rp: _RunnerPattern) -> RunnerMent
         return None
     if _FORMER.search(before) or _DENIAL.search(before):
         return RunnerMention(Polarity.FORMER, rp.strength, phrase, f"text:{rp.name}")
-    if _IGNORE.search(before):
+    if (
+        _IGNORE.search(before)
+        or _NOT_DOING.search(_clause_before(sentence, m.start()))
+        or _ONLOOKER_AFTER.match(sentence[m.end() :])
+    ):
         return None
     return RunnerMention(Polarity.CURRENT, rp.strength, phrase, f"text:{rp.name}")
 
@@ -408,7 +429,7 @@ _RIGHT_NOT_SIDE = re.compile(
 )
 _SIDE_LETTER_TAIL = (
     r"(?=[ -](SI|SIJ|buttock|buttocks|side|sided|LBP|sacral|sacrum|gluteal|glute|hip|"
-    r"low back|lower back|back|sciatica)\b)"
+    r"low back|lower back|back|sciatica|leg|thigh)\b)"
 )
 _LEFT_LETTER = re.compile(
     r"(?<![A-Za-z0-9/])L" + _SIDE_LETTER_TAIL + r"|(?<![A-Za-z0-9/])L-sided\b|\(L\)|"
@@ -429,7 +450,16 @@ _SIDE_NEGATED = re.compile(
 _SIDE_CLAUSES = re.compile(r"[,;.]|\s+but\s+|\s+however\s+|\s+while\s+|\s+whereas\s+", _I)
 
 
-def side_from_text(text: str | None) -> Side | None:
+# Where the pain is: a side in a clause without one of these is about something else ("left
+# ACL repair").
+_PAIN_PLACE = re.compile(
+    r"\b(back|lumbar|LBP|buttocks?|gluteal|glutes?|SI|SIJ|sacroiliac|sacral|sacrum|sciatica|hips?|"
+    r"groin|pain|painful|ache|aching|sore|tender(ness)?|sided)\b",
+    _I,
+)
+
+
+def side_from_text(text: str | None, *, about_pain: bool = False) -> Side | None:
     """LEFT, RIGHT, BILATERAL, UNILATERAL or CENTRAL as written in the text; None if silent.
 
     Traps handled: ``L4``, ``L5-S1``, ``LBP``, ``L-spine`` are lumbar, not left; ``R/O`` is "rule
@@ -444,6 +474,8 @@ def side_from_text(text: str | None) -> Side | None:
     left = right = False
     for clause in _SIDE_CLAUSES.split(text):
         if not clause or _SIDE_NEGATED.search(clause):
+            continue
+        if about_pain and not _PAIN_PLACE.search(clause):
             continue
         left = left or bool(
             _LEFT_WORD.search(_mask(clause, _LEFT_NOT_SIDE)) or _LEFT_LETTER.search(clause)
@@ -475,7 +507,8 @@ _SACRUM_NORMAL = re.compile(
 _MRI_WORD = re.compile(r"\b(MR|MRI|magnetic resonance)\b", _I)
 _MRI_EXCLUDE = re.compile(r"\b(MRA|MRCP|MR angiograph(y|ic)|angiogra(m|phy))\b", _I)
 _SACRUM_REGION = re.compile(
-    r"\b(sacrum|sacral|sacroiliac|SI joints?|SIJ|pelvis|pelvic|lumbosacral|L-?S spine)\b", _I
+    r"\b(sacrum|sacral|sacroiliac|SI joints?|SIJs?|pelvis|pelvic|lumbosacral|L[-/]?S spine)\b",
+    _I,
 )
 _LUMBAR_REGION = re.compile(r"\b(lumbar|L-?spine)\b", _I)
 
@@ -496,6 +529,18 @@ def names_hip_or_buttock(text: str | None) -> bool:
         clause and not _SIDE_NEGATED.search(clause) and _HIP_OR_BUTTOCK.search(clause)
         for clause in _SIDE_CLAUSES.split(masked)
     )
+
+
+_HIP_GROIN_PAIN = re.compile(
+    r"\b(hip|groin|inguinal)\s+(pain|ache)\b|\bpain\s+(in|of)\s+(the\s+)?"
+    r"((left|right|l|r)\s+)?(hip|groin)\b",
+    _I,
+)
+
+
+def names_hip_or_groin_pain(text: str | None) -> bool:
+    """A diagnosis text for pain in the hip or groin ("Pain in left hip", "R groin pain")."""
+    return bool(text and _HIP_GROIN_PAIN.search(text))
 
 
 def mentions_sacrum(text: str | None) -> bool:
@@ -534,7 +579,7 @@ def mri_region_from_text(text: str | None) -> str | None:
 _FREDERICSON = re.compile(r"\bFredericson\s+(grade\s+)?(IV|III|II|I|[1-4])([ab])?\b", _I)
 _KAEDING = re.compile(r"\bKaeding(-Miller)?\s+(grade\s+)?(IV|V|III|II|I|[1-5])\b", _I)
 _NO_FRACTURE_LINE = re.compile(
-    r"\b(no|without)\s+([\w-]+\s+){0,3}fracture lines?\b|"
+    r"\b(no|without|w/o)\s+([\w-]+\s+){0,3}fracture lines?\b|"
     r"\bfracture lines?\s+(is\s+|was\s+|are\s+)?(not|none)\b|marrow o?edema without",
     _I,
 )
@@ -653,7 +698,9 @@ _TOPICS: tuple[tuple[TextTopic, re.Pattern[str], bool], ...] = (
     (
         TextTopic.POSTPARTUM,
         re.compile(
-            r"\b(post-?partum|post-?natal|puerperium|gave birth|(recent|recently had a)\s+"
+            r"\b(post-?partum|post-?natal|puerperium|gave birth|delivered\s+(\d+|one|two|three|"
+            r"four|five|six|seven|eight|nine|ten|eleven|twelve)\s+(weeks?|months?)\s+ago|"
+            r"(recent|recently had a)\s+"
             r"(delivery|childbirth|birth|baby|c-?section|caesarean|cesarean)|delivered\s+"
             r"(a|her|their)\s+(baby|son|daughter|child|twins)|(\d+|one|two|three|four|five|six|"
             r"seven|eight|nine|ten|eleven|twelve)\s+(weeks?|months?)\s+(post-?partum|after\s+"
@@ -694,6 +741,12 @@ _TOPICS: tuple[tuple[TextTopic, re.Pattern[str], bool], ...] = (
 )
 
 
+# "Previous stress fracture was ruled out on MRI": the topic is denied after it is named.
+_NEGATED_AFTER = re.compile(
+    r"^\W*(?:\S+\s+){0,4}?(?:was|were|is|are|has been|have been)?\s*(?:ruled out|excluded|"
+    r"not confirmed|negative|denied)\b",
+    _I,
+)
 _ANY_TOPIC = re.compile("|".join(f"(?:{pattern.pattern})" for _, pattern, _ in _TOPICS), _I)
 
 
@@ -710,6 +763,7 @@ def topic_mentions(text: str) -> list[tuple[TextTopic, str]]:
                 if guarded and (
                     _FAMILY.search(_subject_before(sentence, m.start()))
                     or _NEGATION.search(_cue_window(sentence, m.start()))
+                    or _NEGATED_AFTER.search(sentence[m.end() :])
                 ):
                     continue
                 found[topic] = m.group(0)

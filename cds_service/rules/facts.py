@@ -244,14 +244,16 @@ class ImagingRegion(enum.StrEnum):
 
 class ReportReading(enum.StrEnum):
     """How the conclusion (impression) text reads for a sacral BSI (brief 8.3, 14.1), from the
-    strongest to the weakest statement: one clear affirmative sacral sentence makes the whole
-    report POSITIVE; otherwise the first of UNCERTAIN, ATTRIBUTED, NEGATED, HISTORY found."""
+    strongest to the weakest statement: one clear affirmative sacral sentence, that no other
+    sentence about the same side contradicts, makes the whole report POSITIVE; otherwise the
+    first of UNCERTAIN, ATTRIBUTED, NEGATED, HISTORY, OTHER_SITE found."""
 
     POSITIVE = "positive"  # a clear, affirmative sentence: a sacral BSI now
     UNCERTAIN = "uncertain"  # possible, cannot exclude, equivocal, suspicious for, likely ...
     ATTRIBUTED = "attributed"  # the edema or sclerosis is put down to another cause
     NEGATED = "negated"  # absent, not demonstrated, resolved, excluded, ruled out ...
     HISTORY = "history"  # a healed, healing, old or known injury: an earlier episode
+    OTHER_SITE = "other_site"  # an injury at another bone (femoral neck, ilium, pubic ramus ...)
     SILENT = "silent"  # says nothing about a sacral BSI
 
     @property
@@ -366,6 +368,8 @@ class PatientFacts:
     care_plans: tuple[ExistingCarePlan, ...] = ()
     orders: tuple[ImagingOrder, ...] = ()
     pregnancy: tuple[PregnancyEvidence, ...] = ()
+    # Hip or groin pain recorded as its own Condition (not a qualifying pain): when it began.
+    hip_pain: tuple[date, ...] = ()
 
 
 def combine_sides(sides: Iterable[Side]) -> Side:

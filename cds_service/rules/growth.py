@@ -81,11 +81,20 @@ def bmi_for_age(
     reference: BmiForAgeReference, sex: str | None, birth: date, measured: date, bmi: float
 ) -> BmiForAge | None:
     """Percentile and percent of median of ``bmi`` measured on ``measured``; None when the age
-    is outside the table (under 2 or 20 and over), the sex is neither male nor female, or the
-    value is not a BMI."""
+    is outside the table (under 2 or 20 and over) or the value is not a BMI. When the sex is
+    neither male nor female, the higher reading of the two tables: low only if low for both."""
     if bmi <= 0:
         return None
-    p = reference.lms(sex, age_in_months(birth, measured))
+    agemos = age_in_months(birth, measured)
+    sexes = (sex,) if sex in reference.rows else tuple(reference.rows)
+    found = [_for_age(reference.lms(s, agemos), bmi) for s in sexes]
+    readings = [f for f in found if f is not None]
+    if not readings:
+        return None
+    return max(readings, key=lambda r: r.z)
+
+
+def _for_age(p: LmsPoint | None, bmi: float) -> BmiForAge | None:
     if p is None:
         return None
     z = z_score(bmi, p)

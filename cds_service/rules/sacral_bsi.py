@@ -165,6 +165,7 @@ _KIND_RANK = {
     RunnerKind.STOPPED_FOR_PAIN: 0,
 }
 _SIDED = frozenset({Side.LEFT, Side.RIGHT, Side.BILATERAL})
+_ANY_SIDE = frozenset({Side.LEFT, Side.RIGHT, Side.BILATERAL, Side.UNILATERAL})
 
 
 def assess(facts: PatientFacts, params: RuleParameters, today: date) -> Assessment:
@@ -202,6 +203,7 @@ _NOT_CONFIRMING = frozenset(
         ReportReading.ATTRIBUTED,
         ReportReading.NEGATED,
         ReportReading.HISTORY,
+        ReportReading.OTHER_SITE,
     }
 )
 
@@ -429,6 +431,9 @@ def _suspicion(facts: PatientFacts, params: RuleParameters, today: date) -> Asse
     side = combine_sides(q.pain.side for q in pains)
     if side in (Side.BILATERAL, Side.CENTRAL):
         return NoCard(f"pain_{side.value}")
+    if _confirmed_since(facts, episode_start):
+        # 7.5.1: this pain already has its diagnosis (however old: card B may be past, 14.3).
+        return NoCard("sacral_bsi_confirmed")
     read_since_pain = [
         r
         for r in facts.reports
@@ -462,11 +467,31 @@ def _suspicion(facts: PatientFacts, params: RuleParameters, today: date) -> Asse
         triad=sum(triad_groups) >= 2,
         si_label=any(q.pain.group is PainGroup.SI_JOINT for q in pains),
         features=features,
-        mri="pelvis" if any(_hip_or_buttock(q.pain) for q in pains) else "sacrum",
+        mri=(
+            "pelvis"
+            if any(_hip_or_buttock(q.pain) for q in pains)
+            or any((today - began).days <= p.lbp_lookback_days for began in facts.hip_pain)
+            else "sacrum"
+        ),
         mri_under_way=_mri_under_way(facts, episode_start),
         mri_equivocal=_newest(r for r in read_since_pain if r.reading is ReportReading.UNCERTAIN),
         adolescent=age is not None and age < p.adolescent_age_years,
-        pregnancy=_pregnant(facts.pregnancy, today, p.pregnancy_window_days),
+        pregnancy=(
+            None
+            if facts.gender == "male"  # a pregnancy code on a man's record is a data error
+            else _pregnant(facts.pregnancy, today, p.pregnancy_window_days)
+        ),
+    )
+
+
+def _confirmed_since(facts: PatientFacts, pain_began: date) -> bool:
+    """A sacral BSI confirmed on or after the day this pain began."""
+    final_reports = [r for r in facts.reports if r.final]
+    return any(
+        d.verification is Verification.CONFIRMED
+        and (dated := _dx_date(d, final_reports)) is not None
+        and dated >= pain_began
+        for d in _sacral_conditions(facts)
     )
 
 
@@ -594,7 +619,7 @@ def current_episode(pains: list[QualifyingPain], params: RuleParameters) -> list
     """14.8: left and right make "bilateral" only when the episodes overlap. A pain on another
     side that began more than ``separate_episode_days`` before the newest sided pain, and was
     not seen at an encounter since then, is an earlier episode: it is left out."""
-    sided = [q for q in pains if q.pain.side in _SIDED]
+    sided = [q for q in pains if q.pain.side in _ANY_SIDE]
     if not sided:
         return pains
     newest = max(sided, key=lambda q: q.since)

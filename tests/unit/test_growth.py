@@ -90,8 +90,6 @@ def test_growth_issue_example_19_year_old_bmi_17_6(content: Content) -> None:
     [
         ("female", date(2025, 1, 1), date(2026, 11, 1)),  # under 2
         ("female", date(2006, 1, 1), date(2026, 11, 1)),  # 20 and over
-        ("unknown", date(2010, 1, 1), date(2026, 11, 1)),  # neither sex of the table
-        (None, date(2010, 1, 1), date(2026, 11, 1)),
     ],
 )
 def test_growth_no_answer_outside_the_table(
@@ -176,11 +174,21 @@ def test_growth_risk_at_20_the_adult_threshold_applies(content: Content) -> None
     assert low_bmi(teen(18.6, birth="2006-11-30"), content) is None
 
 
+@pytest.mark.parametrize("gender", ["unknown", "other"])
+def test_growth_risk_sex_not_recorded_counts_only_when_low_for_both_tables(
+    content: Content, gender: str
+) -> None:
+    """BMI 19.0 at 19 is 88.2 % of a girl's median and 84.4 % of a boy's: low either way.
+    BMI 20.0 is 92.8 % of a girl's median: not low for her, so not counted."""
+    assert low_bmi(teen(19.0, gender=gender), content) is not None
+    assert low_bmi(teen(20.0, gender=gender), content) is None
+
+
 def test_growth_risk_charted_percentile_and_z68_51_still_count_when_sex_is_unknown(
     content: Content,
 ) -> None:
-    record = teen(19.0, gender="unknown")
-    assert low_bmi(record, content) is None  # no table for the sex: nothing computed
+    record = teen(20.0, gender="unknown")
+    assert low_bmi(record, content) is None  # not low for both tables
     charted = observation("pct", "59576-9", value=3, unit="%", effective="2026-11-01")
     assert low_bmi([*record, charted], content) is not None
     z68 = condition("z", coding(ICD10CM, "Z68.51"), recorded="2026-10-01")

@@ -54,6 +54,35 @@ def test_onset_text_gives_a_date(text: str, written: date | None, expected: date
     assert onset_from_text(text, written).when == expected
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "childhood",
+        "Childhood onset",
+        "years",
+        "teenager",
+        "since age 15",
+        "Since the 1990s",
+        "on and off for a decade",
+        "since university",
+        "long standing",
+        "decades",
+        "x10y",
+        "10+ years",
+        "Since childhood, worse 3 weeks",  # the earliest onset written decides
+    ],
+)
+def test_onset_text_long_ago_is_before_the_look_back(text: str) -> None:
+    written = date(2026, 11, 20)
+    found = onset_from_text(text, written, birth=date(2000, 5, 1))
+    assert found.when is not None
+    assert (written - found.when).days > 365, found
+
+
+def test_onset_text_month_and_year_is_not_read_as_an_age() -> None:
+    assert onset_from_text("Since 3/2019", None, birth=date(2000, 5, 1)).when == date(2019, 3, 1)
+
+
 def test_onset_text_duration_with_nothing_to_count_from_is_days_ago() -> None:
     found = onset_from_text("x 3 weeks", None)
     assert (found.when, found.days_ago) == (None, 21)
@@ -187,3 +216,28 @@ def test_sides_new_pain_on_the_old_side_with_a_body_site_qualifier(content: Cont
     result = decide(old_left, new_right, content=content)
     assert isinstance(result, Suspicion)
     assert result.side is Side.RIGHT
+
+
+def test_sides_new_one_sided_pain_is_not_the_old_right_one(content: Content) -> None:
+    """A new pain recorded only as one-sided, 20 days ago; an old right pain 300 days ago: the
+    card says one-sided, not right."""
+    new = lbp(
+        "new",
+        "M54.50",
+        onset=days_ago(20),
+        body_sites=[concept(coding(SNOMED, "66459002", "Unilateral"))],
+    )
+    result = decide(right_pain(300), new, content=content)
+    assert isinstance(result, Suspicion)
+    assert result.side is Side.UNILATERAL
+
+
+def test_sides_a_side_in_a_note_about_something_else_is_not_the_pain_side(
+    content: Content,
+) -> None:
+    pain = lbp("lbp", "M54.50", onset=days_ago(20), notes=["Hx of left ACL repair 2019."])
+    assert decide(pain, content=content) == NoCard("side_not_recorded")
+    sided = lbp("lbp", "M54.50", onset=days_ago(20), notes=["Pain worse on the left."])
+    result = decide(sided, content=content)
+    assert isinstance(result, Suspicion)
+    assert result.side is Side.LEFT

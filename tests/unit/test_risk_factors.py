@@ -274,3 +274,13 @@ def test_risk_each_category_counts_once(content: Content) -> None:
     )
     assert list(found).count(RiskCategory.MENSTRUAL) == 1
     assert found[RiskCategory.MENSTRUAL].source == "Condition/b"  # newest evidence shown
+
+
+def test_risk_text_prior_fracture_ruled_out_does_not_count(content: Content) -> None:
+    note = condition(
+        "n",
+        coding(SNOMED, "0"),
+        onset=days_ago(30),
+        notes=["Previous stress fracture was ruled out on MRI in 2024."],
+    )
+    assert RiskCategory.PRIOR_BSI not in risks_of([note], content)

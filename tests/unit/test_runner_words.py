@@ -34,6 +34,9 @@ def days_ago(n: int) -> str:
         "Currently training for a half.",
         "Ran the Boston marathon in April.",
         "Did a sprint triathlon last month.",
+        "Exercise: Yes. Types: Running. Times/week: 3",
+        "Started Couch to 5K 8 weeks ago.",
+        "Signed up for the Boston marathon in April.",
     ],
 )
 def test_runner_words_count_as_current_runner(text: str) -> None:
@@ -69,6 +72,10 @@ def test_multisport_and_club_words_are_moderate(text: str) -> None:
         "Running errands all day at work.",
         "Running a small business.",
         "Watched the Iron Man movie.",
+        "Pushes the baby in a jogging stroller on walks.",
+        "Thinking about signing up for a marathon next year.",
+        "Parkrun volunteer marshal.",
+        "Watched the London marathon with her kids.",
     ],
 )
 def test_runner_words_for_jobs_and_errands_do_not_count(text: str) -> None:
@@ -82,6 +89,7 @@ def test_runner_words_for_jobs_and_errands_do_not_count(text: str) -> None:
         "Unable to run due to pain.",
         "Had to stop running because of the pain in her low back.",
         "Can't run since the injury.",
+        "Had to stop running d/t LBP.",
     ],
 )
 def test_stopped_because_of_the_pain_is_a_current_moderate_runner(text: str) -> None:

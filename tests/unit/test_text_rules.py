@@ -114,6 +114,8 @@ def test_text_exercise_activity_value_counts_plain_running() -> None:
     [
         ("left SI joint pain", Side.LEFT),
         ("R buttock pain", Side.RIGHT),
+        ("LBP radiating to R leg", Side.RIGHT),
+        ("sciatica down the L thigh", Side.LEFT),
         ("L-sided LBP", Side.LEFT),
         ("L SI pain", Side.LEFT),
         ("lt low back pain", Side.LEFT),
