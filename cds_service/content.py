@@ -105,6 +105,7 @@ class Words(_Strict, frozen=True):
     ended: str
     report: str
     date_not_recorded: str
+    more: str
 
 
 class SuspectText(_Strict, frozen=True):

@@ -33,6 +33,7 @@ from cds_service.rules.sacral_bsi import (
 from fhir_mappings.careplan import PlanFor, to_careplan
 from fhir_mappings.conditions import DiagnosisFor, to_condition
 from fhir_mappings.orders import to_service_request
+from fhir_mappings.report_text import QUOTE_LIMIT
 
 SUMMARY_LIMIT = 140  # CDS Hooks: summary SHOULD be under 140 characters
 
@@ -87,17 +88,34 @@ def _links(content: Content) -> tuple[wire.Link, ...]:
     )
 
 
-_MARKDOWN = re.compile(r"([\\`*_\[\]<>#|])")
+# With [ ] escaped no link or image can form, so ( ) and ! may stay as they are.
+_MARKDOWN = re.compile(r"([\\`*_\[\]<>#|~])")
+_LINE_START = re.compile(r"^(\d+)([.)])")  # "1. text" would start a list
+_AUTOLINK = re.compile(r"(://|\bwww\.)", re.IGNORECASE)
+TEXT_SHOWN = 160  # characters of any one piece of record text shown in a card
 
 
-def quote_text(text: str) -> str:
-    """Record text shown in a card's markdown: special characters escaped, one line."""
-    return _MARKDOWN.sub(r"\\\1", " ".join(text.split()))
+def quote_text(text: str, limit: int = TEXT_SHOWN) -> str:
+    """Record text shown in a card's markdown, inert: on one line, at most ``limit``
+    characters, markdown and HTML characters escaped, no list or heading at its start, and no
+    address a renderer would turn into a link."""
+    flat = " ".join(text.split())
+    if len(flat) > limit:
+        flat = flat[: limit - 1].rstrip() + "\u2026"
+    escaped = _MARKDOWN.sub(r"\\\1", flat)
+    escaped = _LINE_START.sub(r"\1\\\2", escaped)
+    if escaped.startswith(("-", "=", "+")):
+        escaped = "\\" + escaped
+    return _AUTOLINK.sub(
+        lambda m: m.group(0).replace(":", ":\u200b").replace(".", "\u200b."), escaped
+    )
 
 
 def _coded(words: Words, label: str | None, code: Code) -> str:
     return words.coded.format(
-        label=quote_text(label or code.display or code.code), system=code.system, code=code.code
+        label=quote_text(label or code.display or code.code),
+        system=code.system,
+        code=quote_text(code.code, 40),
     )
 
 
@@ -144,10 +162,14 @@ def _pain_phrase(s: Suspicion, words: Words) -> str:
 
 def _runner_text(words: Words, e: RunnerEvidence) -> str:
     if e.code is not None and e.kind is RunnerKind.CODED_ACTIVITY:
-        text = words.runner_coded.format(display=e.code.display or e.code.code, code=e.code.code)
+        text = words.runner_coded.format(
+            display=quote_text(e.code.display or e.code.code), code=quote_text(e.code.code, 40)
+        )
     elif e.code is not None:
         text = words.runner_activity_code.format(
-            display=e.code.display or e.code.code, system=e.code.system, code=e.code.code
+            display=quote_text(e.code.display or e.code.code),
+            system=e.code.system,
+            code=quote_text(e.code.code, 40),
         )
     else:
         text = words.noted.format(phrase=quote_text(e.phrase or ""))
@@ -254,6 +276,16 @@ def _pain_item(words: Words, q: QualifyingPain) -> str:
     )
 
 
+PAINS_SHOWN = 3  # the newest qualifying pains listed on card A; the others are counted
+
+
+def _pain_items(words: Words, pains: tuple[QualifyingPain, ...]) -> str:
+    shown = [_pain_item(words, q) for q in pains[:PAINS_SHOWN]]
+    if len(pains) > PAINS_SHOWN:
+        shown.append(words.more.format(count=len(pains) - PAINS_SHOWN))
+    return words.item_join.join(shown)
+
+
 def _date_or(words: Words, when: date | None) -> str:
     return when.isoformat() if when else words.date_not_recorded
 
@@ -274,7 +306,7 @@ def _suspect_lines(s: Suspicion, content: Content, long_wording: bool) -> list[s
         lines.append(
             t.equivocal_line.format(
                 date=_date_or(words, s.mri_equivocal.when),
-                quote=quote_text(s.mri_equivocal.quote),
+                quote=quote_text(s.mri_equivocal.quote, QUOTE_LIMIT),
             )
         )
     if s.adolescent:
@@ -302,7 +334,7 @@ def _suspect_detail(s: Suspicion, content: Content) -> str:
         lines = "".join(f"\n{line}\n" for line in _suspect_lines(s, content, long_wording))
         detail = t.detail.format(
             why=(t.why_si_label if s.si_label else t.why) if long_wording else "",
-            pains=words.item_join.join(_pain_item(words, q) for q in s.pains),
+            pains=_pain_items(words, s.pains),
             runner=_runner_text(words, s.runner),
             counted=s.counted_risks,
             risks=_risk_items(content, s.risks, brevity) or words.none_found,
@@ -469,7 +501,9 @@ def _confirmed_detail(conf: Confirmation, content: Content, *, written: bool = F
     c, words, protocol = content.cards, content.cards.words, content.protocol
     t = c.confirmed
     report_label = (
-        words.report.format(label=quote_text(conf.report.label), source=conf.report.source)
+        words.report.format(
+            label=quote_text(conf.report.label), source=quote_text(conf.report.source, 80)
+        )
         if conf.report
         else ""
     )
@@ -482,7 +516,7 @@ def _confirmed_detail(conf: Confirmation, content: Content, *, written: bool = F
         )
         finding = t.finding_condition.format(
             label=quote_text(conf.diagnosis.label),
-            code=f"{conf.diagnosis.code.system} {conf.diagnosis.code.code}",
+            code=f"{conf.diagnosis.code.system} {quote_text(conf.diagnosis.code.code, 40)}",
             report_part=report_part,
         )
     else:
@@ -631,7 +665,7 @@ def written_card(
     detail = (
         _confirmed_detail(conf, content, written=True)
         + "\n\n"
-        + t.written_line.format(location=location, identifier=conf.plan_identifier)
+        + t.written_line.format(location=quote_text(location, 300), identifier=conf.plan_identifier)
     )
     suggestions = _condition_suggestions(conf, content, ctx)
     return wire.Card(
@@ -687,9 +721,11 @@ def _confirm_first_card(cf: ConfirmFirst, content: Content, ctx: RenderContext) 
     c, words = content.cards, content.cards.words
     report = cf.report
     detail = c.confirm_first.detail.format(
-        report=words.report.format(label=quote_text(report.label), source=report.source),
+        report=words.report.format(
+            label=quote_text(report.label), source=quote_text(report.source, 80)
+        ),
         report_date=report.when.isoformat() if report.when else "-",
-        quote=quote_text(report.quote or ""),
+        quote=quote_text(report.quote or "", QUOTE_LIMIT),
         version=content.version,
     ).strip()
     condition = build_condition(report.source, report.side, content, ctx)

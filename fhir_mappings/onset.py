@@ -10,6 +10,7 @@ from is returned as days before the day the rule runs.
 from __future__ import annotations
 
 import calendar
+import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from datetime import date, timedelta
 
 from fhir_mappings import lean
 from fhir_mappings.primitives import parse_date
+from fhir_mappings.text_rules import tidy
 
 _I = re.IGNORECASE
 _MONTHS = {name.lower(): n for n, name in enumerate(calendar.month_name) if name} | {
@@ -90,7 +92,7 @@ def condition_onset(c: lean.Condition, birth: date | None, written: date | None)
 
 
 def _add_age(birth: date, age: lean.Quantity) -> date | None:
-    if age.value is None or age.value < 0:
+    if age.value is None or not math.isfinite(age.value) or age.value < 0:
         return None
     unit = (age.code or age.unit or "a").strip().lower()
     key = _unit_key(unit)
@@ -128,7 +130,9 @@ def _unit_key(unit: str) -> str | None:
 
 def onset_from_text(text: str, written: date | None, birth: date | None = None) -> Onset:
     """The earliest date or duration in free text ("since 2017", "x 3 weeks", "since childhood,
-    worse for 3 weeks": childhood); nothing if it has neither."""
+    worse for 3 weeks": childhood); nothing if it has neither. An onset is a short phrase: the
+    first 200 characters are read."""
+    text = tidy(text, 200)
     dates = [d for d in _dates_in(text, birth) if d is not None]
     days = _durations_in(text)
     if days and written is not None:

@@ -6,6 +6,7 @@ what the record contains, in the rule's terms.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ from cds_service.rules.facts import (
     Verification,
     combine_sides,
 )
+from cds_service.rules.growth import PLAUSIBLE_BMI
 from fhir_mappings import lean, report_text, text_rules
 from fhir_mappings.onset import condition_onset
 from fhir_mappings.primitives import normalise_reference, parse_date
@@ -602,7 +604,7 @@ class _Mapper:
         when: date,
         source: str,
     ) -> Measurement | None:
-        if quantity.value is None or not kinds:
+        if quantity.value is None or not kinds or not math.isfinite(quantity.value):
             return None
         value = float(quantity.value)
         unit = (quantity.code or quantity.unit or "").strip()
@@ -620,8 +622,10 @@ class _Mapper:
             kind, value = MeasureKind.VITAMIN_D_NG_ML, value / _NMOL_PER_NG if molar else value
         elif "exercise_minutes_per_week" in kinds:
             kind = MeasureKind.EXERCISE_MIN_PER_WEEK
-        if kind is None:
-            return None
+        if kind is None or (
+            kind is MeasureKind.BMI and not PLAUSIBLE_BMI[0] <= value <= PLAUSIBLE_BMI[1]
+        ):
+            return None  # no person has such a BMI: an entry or unit error, not a risk factor
         return Measurement(source, kind, value, when, quantity.comparator)
 
     # ------------------------------------------------------------------ reports

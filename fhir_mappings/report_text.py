@@ -39,10 +39,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from cds_service.rules.facts import ReportReading, Side
-from fhir_mappings.text_rules import side_from_text
+from fhir_mappings.text_rules import side_from_text, tidy, words_after
 
 _I = re.IGNORECASE
 QUOTE_LIMIT = 300
+# Reading is bounded, so no text can stall the service: the first TEXT_LIMIT characters of a
+# conclusion (an impression is a few hundred), and a sentence longer than SENTENCE_LIMIT is not
+# a sentence a radiologist wrote: it is read as saying nothing (when in doubt, say nothing).
+TEXT_LIMIT = 20_000
+SENTENCE_LIMIT = 1_000
+_WINDOW = 300  # characters around a finding that its cues may sit in
 P, U, A, N, H, ELSEWHERE, S = (
     ReportReading.POSITIVE,
     ReportReading.UNCERTAIN,
@@ -95,7 +101,7 @@ def impression_sentences(text: str) -> Iterator[str]:
 
 def impression_sections(text: str) -> list[str]:
     """The text cut before each section label ("Indication:", "Impression:" ...)."""
-    return [part for part in _SECTION_START.split(text) if part and part.strip()]
+    return [part for part in _SECTION_START.split(tidy(text, TEXT_LIMIT)) if part and part.strip()]
 
 
 def _sentences_of(section: str) -> Iterator[str]:
@@ -163,9 +169,7 @@ _NEXT_TO = re.compile(
     _I,
 )
 _NORMAL_AFTER = re.compile(
-    r"^\W*(?:\S+\s+){0,3}?(is\s+|are\s+|appears?\s+|remains?\s+)?(normal|intact|unremarkable|"
-    r"spared|preserved|not involved|uninvolved|negative|clear)\b",
-    _I,
+    r"\b(normal|intact|unremarkable|spared|preserved|not involved|uninvolved|negative|clear)\b", _I
 )
 # Between two bones named together: one group ("the left ilium and sacral ala").
 _SITE_JOIN = re.compile(
@@ -228,14 +232,13 @@ _NEGATION_BEFORE = re.compile(
     r"ruled out|excludes?|rather than|instead of)\b",
     _I,
 )
+# Searched in the first words after the finding (``_after``): no unbounded backtracking.
 _NEGATION_AFTER = re.compile(
-    r"^\W*(?:\S+\s+){0,8}?(?:(?:(?:is|are|was|were|has been|have been)\s+)?(?:not|no longer)\s+"
-    r"(?:been\s+)?(?:demonstrated|seen|identified|present|evident|visible|visuali[sz]ed|"
-    r"appreciated|appreciable|detected|noted|shown|observed|confirmed|apparent|there|"
-    r"a feature)\b|(?:is|are|was|were)\s+absent\b|absent\W*$|"
-    r"(?:(?:has been|have been|is|are|was|were|can be)\s+)?(?:excluded|ruled out)\b|"
-    r"[:\-\u2013]\s*(?:none|nil|no evidence|negative|not seen|absent)\b|"
-    r"none\s+(?:seen|identified|present)\b|(?:is|are)?\s*negative\b)",
+    r"\b(?:not|no longer) (?:been )?(?:demonstrated|seen|identified|present|evident|visible|"
+    r"visuali[sz]ed|appreciated|appreciable|detected|noted|shown|observed|confirmed|apparent|"
+    r"there|a feature)\b|\b(?:is|are|was|were) absent\b|\b(?:excluded|ruled out)\b|"
+    r"[:\-\u2013] ?(?:none|nil|no evidence|negative|not seen|absent)\b|"
+    r"\bnone (?:seen|identified|present)\b|\bnegative\b",
     _I,
 )
 _HISTORY_BEFORE = re.compile(
@@ -260,15 +263,12 @@ _HISTORY_CUE = (
     r"(?:seen|described|demonstrated|noted|identified|diagnosed)|as before|decreased|improved|"
     r"improving|chronic|less conspicuous|similar to (?:the )?prior)"
 )
-_HISTORY_AFTER = re.compile(rf"^\W*(?:\S+\s+){{0,8}}?{_HISTORY_CUE}\b", _I)
-_HISTORY_ANYWHERE = re.compile(rf"\b{_HISTORY_CUE}\b", _I)
+_HISTORY_AFTER = re.compile(rf"\b{_HISTORY_CUE}\b", _I)
+_ABSENT_AT_END = re.compile(r"\babsent\W*$", _I)
 _HISTORY_WINDOW = 6  # words before the finding that a history cue may sit in
+_AFTER_WORDS = 12  # words after the finding that a negation or history cue may sit in
 # "marrow oedema at the (site of the) stress fracture": the second names where the first is.
-_LOCATED_AT = re.compile(
-    r"^\s*(?:at|around|surrounding|about|of|within)\s+(?:the\s+)?(?:site\s+of\s+(?:the\s+)?)?"
-    r"(?:\S+\s+){0,3}$",
-    _I,
-)
+_LOCATED_AT = re.compile(r"^(?:at|around|surrounding|about|of|within)\b", _I)
 # "No other / further / new stress fracture": nothing besides, not a denial of the finding.
 _BESIDES = re.compile(r"\b(other|further|additional|another|second|new|more)\b", _I)
 # Mentions joined into one list ("marrow edema or fracture line ... is not seen").
@@ -314,8 +314,8 @@ _CONNECTOR = re.compile(
     _I,
 )
 _FINDING_NOUN = re.compile(
-    r"^[\s-]*(?:\S+\s+){0,2}?(o?edema|sclerosis|signal|change|changes|fracture|fractures|"
-    r"marrow|stress|origin|etiology|aetiology|nature|type|pattern|appearance)\b",
+    r"\b(o?edema|sclerosis|signal|change|changes|fracture|fractures|marrow|stress|origin|"
+    r"etiology|aetiology|nature|type|pattern|appearance)\b",
     _I,
 )
 
@@ -433,10 +433,12 @@ def _blank(text: str, pattern: re.Pattern[str]) -> str:
 
 
 def _words_before(text: str, count: int) -> str:
-    return " ".join(text.split()[-count:])
+    return " ".join(text[-_WINDOW:].split()[-count:])
 
 
 def _read_sentence(sentence: str, *, sacrum_study: bool, follows_sacral: bool) -> _Sentence:
+    if len(sentence) > SENTENCE_LIMIT:
+        return _Sentence(sentence, S, sacral=False)
     body = _spelled(_NUMBERING.sub("", _LABEL.sub("", sentence)))
     uncertain_phrase = bool(_UNCERTAIN_PHRASES.search(body))
     text = _blank(_blank(body, _UNCERTAIN_PHRASES), _NOT_A_NEGATION)
@@ -492,7 +494,7 @@ def _refers_back(text: str, mentions: list[re.Match[str]]) -> bool:
 def _cue_only(text: str, uncertain_phrase: bool) -> ReportReading:
     """A sentence about the finding before it, without naming one: "This has healed since the
     prior study.", "No longer seen.", "This is likely degenerative."."""
-    if _HISTORY_ANYWHERE.search(text):
+    if _HISTORY_AFTER.search(text):
         return H
     if _NEGATION_AFTER.search(text) or re.match(r"^\W*no longer\b", text, _I):
         return N
@@ -539,7 +541,7 @@ def _bone_groups(text: str) -> list[tuple[int, int, Site]]:
             "elsewhere"
             if _NEXT_TO.search(head)
             else "denied"
-            if _DENIED_HERE.search(head) or _NORMAL_AFTER.match(text[m.end() :])
+            if _DENIED_HERE.search(head) or _NORMAL_AFTER.search(words_after(text[m.end() :], 4))
             else "sacrum"
         )
         named.append((m.start(), m.end(), site))
@@ -547,7 +549,8 @@ def _bone_groups(text: str) -> list[tuple[int, int, Site]]:
     named.sort()
     groups: list[tuple[int, int, Site]] = []
     for start, end, site in named:
-        if groups and _SITE_JOIN.match(text[groups[-1][1] : start]):
+        between = text[groups[-1][1] : start] if groups else ""
+        if groups and len(between) <= 60 and _SITE_JOIN.match(between):
             g_start, _, g_site = groups[-1]
             groups[-1] = (g_start, end, max(g_site, site, key=_SITE_RANK.__getitem__))
         else:
@@ -564,23 +567,26 @@ def _states(text: str, mentions: list[re.Match[str]]) -> list[str]:
     with it ("marrow edema or fracture line is not seen")."""
     states = ["affirmed"] * len(mentions)
     for i, m in enumerate(mentions):
-        before = _scope_before(text[: m.start()])
+        before = _scope_before(text[max(0, m.start() - _WINDOW) : m.start()])
         if before is None or _NEGATION_BEFORE.search(before):
             states[i] = "negated"
-        window = _words_before(before or text[: m.start()], _HISTORY_WINDOW)
+        window = _words_before(before if before is not None else text[: m.start()], _HISTORY_WINDOW)
         cues = list(_HISTORY_BEFORE.finditer(window))
         if cues and not _HISTORY_BROKEN.search(window[cues[-1].end() :]):
             states[i] = "history"
     for i, m in enumerate(mentions):
         following = mentions[i + 1].start() if i + 1 < len(mentions) else len(text)
-        tail = text[m.end() : following]
+        tail = text[m.end() : min(following, m.end() + _WINDOW)]
         stop = _TERMINATION.search(tail)
-        after = tail[: stop.start()] if stop else tail
+        after = words_after(tail[: stop.start()] if stop else tail, _AFTER_WORDS)
+        # "absent" closing the sentence is about the finding before it; closing the gap to
+        # the next finding it is about that one ("with absent fracture line").
+        closes = stop is None and following == len(text) and _ABSENT_AT_END.search(after)
         state = (
             "history"
             if _HISTORY_AFTER.search(after)
             else "negated"
-            if _NEGATION_AFTER.search(after)
+            if _NEGATION_AFTER.search(after) or closes
             else None
         )
         if state is None:
@@ -589,8 +595,12 @@ def _states(text: str, mentions: list[re.Match[str]]) -> list[str]:
             if states[j] != "history":
                 states[j] = state
     for i in range(1, len(mentions)):
-        if states[i - 1] != "affirmed" and _LOCATED_AT.match(
-            text[mentions[i - 1].end() : mentions[i].start()]
+        link = text[mentions[i - 1].end() : mentions[i].start()]
+        if (
+            states[i - 1] != "affirmed"
+            and len(link) <= 60
+            and _LOCATED_AT.match(link.strip())
+            and len(link.split()) <= 6
         ):
             states[i] = states[i - 1]
     return states
@@ -614,7 +624,7 @@ def _list_of(text: str, mentions: list[re.Match[str]], last: int) -> list[int]:
     joined_by_conjunction = False
     for j in range(last - 1, -1, -1):
         link = text[mentions[j].end() : mentions[j + 1].start()]
-        if not _LIST_LINK.match(link):
+        if len(link) > 40 or not _LIST_LINK.match(link):
             break
         if _CONJUNCTION.search(link):
             joined_by_conjunction = True
@@ -640,7 +650,7 @@ def _attribution(text: str, affirmed: list[re.Match[str]]) -> str | None:
         if (
             cause.group("hard")
             or only_edema
-            or _FINDING_NOUN.match(text[cause.end() :])
+            or _FINDING_NOUN.search(words_after(text[cause.end() :], 3))
             or _CONNECTOR.search(_words_before(head, 4))
         ):
             return "attributed"

@@ -21,6 +21,29 @@ _SENTENCE_SPLIT = re.compile(r"(?<=[.!?])\s+|\n+|;\s*")
 _CLAUSE_SPLIT = re.compile(r",|:|\s+but\s+|\s+however\s+|\s+although\s+|\s+now\s+", _I)
 
 
+# Reading is bounded, so no record can stall the service: the first TEXT_LIMIT characters of a
+# text (a note longer than that is read up to there), white space collapsed in one pass, and
+# cues looked for within a window of the term.
+TEXT_LIMIT = 10_000
+_HEAD_LIMIT = 400
+
+
+def tidy(text: str, limit: int = TEXT_LIMIT) -> str:
+    """The first ``limit`` characters, each line's white space collapsed and runs of blank lines
+    made one: no pattern then sees a long run of white space."""
+    out: list[str] = []
+    for line in text[:limit].splitlines():
+        squeezed = " ".join(line.split())
+        if squeezed or (out and out[-1]):
+            out.append(squeezed)
+    return "\n".join(out)
+
+
+def words_after(text: str, count: int) -> str:
+    """The first ``count`` words of ``text`` (looked at no further than 300 characters)."""
+    return " ".join(text[:300].split()[:count])
+
+
 def sentences(text: str) -> Iterator[str]:
     for part in _SENTENCE_SPLIT.split(text):
         if part and part.strip():
@@ -34,6 +57,7 @@ _WINDOW_WORDS = 4
 
 def _after_last(split: re.Pattern[str], head: str) -> str:
     """``head`` from the end of the last match of ``split`` (all of it when none matches)."""
+    head = head[-_HEAD_LIMIT:]
     cuts = [m.end() for m in split.finditer(head)]
     return head[cuts[-1] :] if cuts else head
 
@@ -56,7 +80,7 @@ def _cue_window(sentence: str, position: int, *, narrow: bool = True) -> str:
 def _after_window(text: str, words: int = 5) -> str:
     """The first few words after a term, up to the end of its clause, for postfix cues
     ("... is not seen", "...: none")."""
-    return " ".join(re.split(r"[.;,]", text, maxsplit=1)[0].split()[:words])
+    return " ".join(re.split(r"[.;,]", text[:300], maxsplit=1)[0].split()[:words])
 
 
 def _subject_before(sentence: str, position: int) -> str:
@@ -84,8 +108,8 @@ _IGNORE = re.compile(
 )
 # "parkrun volunteer", "marathon spectator": there, not running.
 _ONLOOKER_AFTER = re.compile(
-    r"^\W*(?:\S+\s+){0,2}?(volunteer\w*|marshal\w*|spectat\w+|officials?|organi[sz]er\w*|"
-    r"timekeep\w*|cheer\w*|medic(al)? (tent|volunteer))\b",
+    r"\b(volunteer\w*|marshal\w*|spectat\w+|officials?|organi[sz]er\w*|timekeep\w*|cheer\w*|"
+    r"medic(al)? (tent|volunteer))\b",
     _I,
 )
 # Intentions and onlookers, anywhere before the term in its clause: "thinking about signing up
@@ -321,7 +345,8 @@ _OTHER_DISTANCE = re.compile(
 
 
 def names_running_distance(text: str | None) -> bool:
-    return bool(text and _RUNNING_DISTANCE.search(text) and not _OTHER_DISTANCE.search(text))
+    short = tidy(text or "", 200)
+    return bool(short and _RUNNING_DISTANCE.search(short) and not _OTHER_DISTANCE.search(short))
 
 
 # In the valueString of a coded exercise-activity Observation the code sets the context, so a
@@ -350,6 +375,7 @@ def runner_mentions(text: str, *, activity_context: bool = False) -> list[Runner
     found: list[RunnerMention] = []
     if not (activity_context or _RUNNER_HINT.search(text)):
         return found  # most text says nothing about running: one cheap scan decides
+    text = tidy(text)
     other_xc_sport = bool(_OTHER_XC_SPORT.search(text))
     for sentence in sentences(text):
         masked = _mask(_mask(sentence, _RUNNER_FALSE), _RUNNER_FALSE_PLACE)
@@ -358,7 +384,7 @@ def runner_mentions(text: str, *, activity_context: bool = False) -> list[Runner
         stopped = _STOPPED_OR_UNABLE.search(masked)
         if (
             stopped is not None
-            and _STOPPED_FOR_PAIN.search(sentence[stopped.end() :])
+            and _STOPPED_FOR_PAIN.search(sentence[stopped.end() : stopped.end() + 200])
             and not _FAMILY.search(_subject_before(sentence, stopped.start()))
         ):
             found.append(
@@ -370,7 +396,7 @@ def runner_mentions(text: str, *, activity_context: bool = False) -> list[Runner
         former = _FORMER_PHRASES.search(masked)
         if former is not None:
             if not _FAMILY.search(_subject_before(sentence, former.start())) and not (
-                _STOPPED_FOR_PAIN.search(sentence[former.end() :])
+                _STOPPED_FOR_PAIN.search(sentence[former.end() : former.end() + 200])
             ):
                 found.append(
                     RunnerMention(Polarity.FORMER, Strength.STRONG, former.group(0), "text:former")
@@ -402,7 +428,7 @@ def _classify(sentence: str, m: re.Match[str], rp: _RunnerPattern) -> RunnerMent
     if (
         _IGNORE.search(before)
         or _NOT_DOING.search(_clause_before(sentence, m.start()))
-        or _ONLOOKER_AFTER.match(sentence[m.end() :])
+        or _ONLOOKER_AFTER.search(words_after(sentence[m.end() :], 3))
     ):
         return None
     return RunnerMention(Polarity.CURRENT, rp.strength, phrase, f"text:{rp.name}")
@@ -469,6 +495,7 @@ def side_from_text(text: str | None, *, about_pain: bool = False) -> Side | None
     """
     if not text:
         return None
+    text = tidy(text)
     if _BILATERAL.search(text):
         return Side.BILATERAL
     left = right = False
@@ -524,6 +551,7 @@ def names_hip_or_buttock(text: str | None) -> bool:
     "no hip pain", does not count; nor do exercises such as "hip hinge")."""
     if not text or not _HIP_OR_BUTTOCK.search(text):
         return False
+    text = tidy(text)
     masked = _mask(text, _HIP_NOT_PAIN)
     return any(
         clause and not _SIDE_NEGATED.search(clause) and _HIP_OR_BUTTOCK.search(clause)
@@ -540,7 +568,7 @@ _HIP_GROIN_PAIN = re.compile(
 
 def names_hip_or_groin_pain(text: str | None) -> bool:
     """A diagnosis text for pain in the hip or groin ("Pain in left hip", "R groin pain")."""
-    return bool(text and _HIP_GROIN_PAIN.search(text))
+    return bool(text and _HIP_GROIN_PAIN.search(tidy(text, 500)))
 
 
 def mentions_sacrum(text: str | None) -> bool:
@@ -562,12 +590,15 @@ def names_sacrum(text: str | None) -> bool:
     """True if the text places something at the sacrum: it names the sacral bone, not as
     normal, intact or uninvolved ("Sacrum intact" and "no sacral involvement" are not sacral
     site evidence)."""
-    return bool(text) and any(_affirms_sacrum(s) for s in sentences(text or ""))
+    return bool(text) and any(_affirms_sacrum(s) for s in sentences(tidy(text or "")))
 
 
 def mri_region_from_text(text: str | None) -> str | None:
     """ "sacrum" | "lumbar" | "other" if the text names an MRI, else None."""
-    if not text or _MRI_EXCLUDE.search(text) or not _MRI_WORD.search(text):
+    if not text:
+        return None
+    text = tidy(text, 500)
+    if _MRI_EXCLUDE.search(text) or not _MRI_WORD.search(text):
         return None
     if _SACRUM_REGION.search(text):
         return "sacrum"
@@ -597,6 +628,7 @@ def grade_from_text(text: str | None) -> tuple[Grade | None, str | None]:
     """(reaction | fracture, the words that said so), from a conclusion (brief 8.5)."""
     if not text:
         return None, None
+    text = tidy(text)
     m = _FREDERICSON.search(text)
     if m:
         number = _grade_number(m.group(2))
@@ -742,11 +774,7 @@ _TOPICS: tuple[tuple[TextTopic, re.Pattern[str], bool], ...] = (
 
 
 # "Previous stress fracture was ruled out on MRI": the topic is denied after it is named.
-_NEGATED_AFTER = re.compile(
-    r"^\W*(?:\S+\s+){0,4}?(?:was|were|is|are|has been|have been)?\s*(?:ruled out|excluded|"
-    r"not confirmed|negative|denied)\b",
-    _I,
-)
+_NEGATED_AFTER = re.compile(r"\b(ruled out|excluded|not confirmed|negative|denied)\b", _I)
 _ANY_TOPIC = re.compile("|".join(f"(?:{pattern.pattern})" for _, pattern, _ in _TOPICS), _I)
 
 
@@ -755,6 +783,7 @@ def topic_mentions(text: str) -> list[tuple[TextTopic, str]]:
     found: dict[TextTopic, str] = {}
     if not _ANY_TOPIC.search(text):
         return []
+    text = tidy(text)
     for sentence in sentences(text):
         for topic, pattern, guarded in _TOPICS:
             if topic in found:
@@ -763,7 +792,7 @@ def topic_mentions(text: str) -> list[tuple[TextTopic, str]]:
                 if guarded and (
                     _FAMILY.search(_subject_before(sentence, m.start()))
                     or _NEGATION.search(_cue_window(sentence, m.start()))
-                    or _NEGATED_AFTER.search(sentence[m.end() :])
+                    or _NEGATED_AFTER.search(words_after(sentence[m.end() :], 6))
                 ):
                     continue
                 found[topic] = m.group(0)

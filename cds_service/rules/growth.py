@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import date
 
 DAYS_PER_MONTH = 30.4375  # CDC: age in months = age in days / 30.4375
+PLAUSIBLE_BMI = (8.0, 100.0)  # kg/m2
 
 
 @dataclass(frozen=True)
@@ -83,8 +84,8 @@ def bmi_for_age(
     """Percentile and percent of median of ``bmi`` measured on ``measured``; None when the age
     is outside the table (under 2 or 20 and over) or the value is not a BMI. When the sex is
     neither male nor female, the higher reading of the two tables: low only if low for both."""
-    if bmi <= 0:
-        return None
+    if not PLAUSIBLE_BMI[0] <= bmi <= PLAUSIBLE_BMI[1]:
+        return None  # not a BMI a person has: a unit or entry error
     agemos = age_in_months(birth, measured)
     sexes = (sex,) if sex in reference.rows else tuple(reference.rows)
     found = [_for_age(reference.lms(s, agemos), bmi) for s in sexes]

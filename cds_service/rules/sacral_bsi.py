@@ -48,7 +48,7 @@ from cds_service.rules.facts import (
     Verification,
     combine_sides,
 )
-from cds_service.rules.growth import bmi_for_age
+from cds_service.rules.growth import PLAUSIBLE_BMI, bmi_for_age
 from cds_service.rules.identity import IDENTIFIER_SYSTEM, plan_identifier
 from cds_service.rules.parameters import RuleParameters
 
@@ -864,6 +864,8 @@ def _computed_bmi(measurements: tuple[Measurement, ...], start: date) -> Measure
     if weight is None or height is None or height.value <= 0:
         return None
     value = weight.value / (height.value / 100.0) ** 2
+    if not PLAUSIBLE_BMI[0] <= value <= PLAUSIBLE_BMI[1]:
+        return None  # a unit or entry error in the weight or the height
     return Measurement(weight.source, MeasureKind.BMI, round(value, 1), weight.when)
 
 
