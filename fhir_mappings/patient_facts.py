@@ -652,9 +652,7 @@ class _Mapper:
                 or sacrum_study
             )
         )
-        grade, grade_text = text_rules.grade_from_text(
-            report_text.grading_text(conclusion, sacrum_study=sacrum_study)
-        )
+        grade, grade_text = text_rules.grade_from_text(read.grading)
         return MriReport(
             source=f"DiagnosticReport/{r.id}",
             label=self._mri_label(r.code),
@@ -669,10 +667,7 @@ class _Mapper:
             coded_sacral_bsi=bool(sacral_evidence),
             grade=grade,
             grade_text=grade_text,
-            side=text_rules.side_from_text(
-                report_text.positive_sentences(conclusion, sacrum_study=sacrum_study)
-            )
-            or Side.UNKNOWN,
+            side=text_rules.side_from_text(read.positive) or Side.UNKNOWN,
             quote=read.quote,
             history_quote=read.history_quote,
         )

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from cds_service.rules.facts import ReportReading, Side
 from fhir_mappings.text_rules import side_from_text, tidy, words_after
@@ -325,6 +325,11 @@ class ImpressionReading:
     reading: ReportReading
     quote: str | None = None  # the POSITIVE (else UNCERTAIN) sentence
     history_quote: str | None = None  # a sentence describing an earlier or healed injury
+    positive: str = ""  # the POSITIVE sentences (for the side of the injury)
+    # The sentences the grade of the current injury may be read from: the positive ones and
+    # those about no finding in particular ("Fredericson grade 4."), not a healed injury's nor
+    # another bone's.
+    grading: str = ""
 
 
 @dataclass(frozen=True)
@@ -352,18 +357,23 @@ def read_impression(text: str | None, *, sacrum_study: bool = False) -> Impressi
     for sentence in read:
         if sentence.reading is not S:
             first.setdefault(sentence.reading, _quote(sentence.text))
-    history = first.get(H)
+    found = ImpressionReading(
+        S,
+        history_quote=first.get(H),
+        positive=" ".join(s.text for s in read if s.reading is P),
+        grading=" ".join(_spelled(s.text) for s in read if s.reading in (P, S, U)),
+    )
     positives = [s for s in read if s.reading is P]
     if positives:
         contested = [c for p in positives for c in _contesting(p, read)]
         if not contested and not _CORRECTION.search(text):
-            return ImpressionReading(P, first[P], history)
+            return replace(found, reading=P, quote=first[P])
         reading = contested[0].reading if contested else U
-        return ImpressionReading(reading, first[P] if reading is U else None, history)
+        return replace(found, reading=reading, quote=first[P] if reading is U else None)
     for reading in _ORDER:
         if reading in first:
-            return ImpressionReading(reading, first[reading] if reading is U else None, history)
-    return ImpressionReading(S)
+            return replace(found, reading=reading, quote=first[reading] if reading is U else None)
+    return found
 
 
 def _read_all(text: str, sacrum_study: bool) -> list[_Sentence]:
@@ -395,25 +405,6 @@ def _contesting(positive: _Sentence, read: list[_Sentence]) -> list[_Sentence]:
 def _side(text: str) -> Side | None:
     found = side_from_text(text)
     return found if found in (Side.LEFT, Side.RIGHT) else None
-
-
-def read_sentence(sentence: str, *, sacrum_study: bool = False) -> ReportReading:
-    """One sentence of an impression, read whole and on its own (module docstring)."""
-    return _read_sentence(sentence, sacrum_study=sacrum_study, follows_sacral=False).reading
-
-
-def positive_sentences(text: str | None, *, sacrum_study: bool = False) -> str:
-    """The sentences of an impression that read POSITIVE (for the side of the injury)."""
-    return " ".join(s.text for s in _read_all(text or "", sacrum_study) if s.reading is P)
-
-
-def grading_text(text: str | None, *, sacrum_study: bool = False) -> str:
-    """The sentences the grade of the current injury may be read from: the positive ones and
-    those about no finding in particular ("Fredericson grade 4."), not a healed injury's nor
-    another bone's."""
-    return " ".join(
-        _spelled(s.text) for s in _read_all(text or "", sacrum_study) if s.reading in (P, S, U)
-    )
 
 
 def _spelled(text: str) -> str:

@@ -660,8 +660,26 @@ def risk_factors(
     def add_coded(category: RiskCategory, c: RiskCondition) -> None:
         add(RiskFactor(category, c.when, c.source, code=c.code, label=c.label))
 
-    def add_measured(category: RiskCategory, m: Measurement) -> None:
-        add(RiskFactor(category, m.when, m.source, measure=m.kind, value=m.value))
+    def add_measured(
+        category: RiskCategory,
+        m: Measurement,
+        *,
+        previous: float | None = None,
+        percentile: float | None = None,
+        percent_of_median: float | None = None,
+    ) -> None:
+        add(
+            RiskFactor(
+                category,
+                m.when,
+                m.source,
+                measure=m.kind,
+                value=m.value,
+                previous=previous,
+                percentile=percentile,
+                percent_of_median=percent_of_median,
+            )
+        )
 
     def active_or_since(c: RiskCondition, start: date) -> bool:
         return c.clinical in _STRICT_ACTIVE or (c.when is not None and c.when >= start)
@@ -744,16 +762,11 @@ def risk_factors(
                 for_age.percentile < t.bmi_percentile_low
                 or for_age.percent_of_median < t.bmi_percent_of_median_low
             ):
-                add(
-                    RiskFactor(
-                        RiskCategory.LOW_BMI,
-                        bmi.when,
-                        bmi.source,
-                        measure=MeasureKind.BMI,
-                        value=bmi.value,
-                        percentile=for_age.percentile,
-                        percent_of_median=for_age.percent_of_median,
-                    )
+                add_measured(
+                    RiskCategory.LOW_BMI,
+                    bmi,
+                    percentile=for_age.percentile,
+                    percent_of_median=for_age.percent_of_median,
                 )
     vit_d = _latest(facts.measurements, MeasureKind.VITAMIN_D_NG_ML, risk_start)
     if vit_d is not None and _below(vit_d, t.vitamin_d_low_ng_ml):
@@ -820,16 +833,7 @@ def risk_factors(
     )
     if rise is not None:
         before, after = rise
-        add(
-            RiskFactor(
-                RiskCategory.TRAINING_INCREASE,
-                after.when,
-                after.source,
-                measure=after.kind,
-                value=after.value,
-                previous=before.value,
-            )
-        )
+        add_measured(RiskCategory.TRAINING_INCREASE, after, previous=before.value)
 
     if facts.gender == "female":
         found[RiskCategory.FEMALE_SEX] = RiskFactor(RiskCategory.FEMALE_SEX, None, None)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 
 from cds_service.rules.facts import ReportReading
-from fhir_mappings.report_text import grading_text, impression_sentences, read_impression
+from fhir_mappings.report_text import impression_sentences, read_impression
 from fhir_mappings.text_rules import grade_from_text
 
 P, U, A, N, H, OTHER, S = (
@@ -510,4 +510,4 @@ def test_impression_grade_is_read_from_the_current_sacral_injury_only(
     text: str, grade: str
 ) -> None:
     """8.5: the grade of a healed injury or of another bone is not this injury's grade."""
-    assert grade_from_text(grading_text(text))[1] == grade
+    assert grade_from_text(read_impression(text).grading)[1] == grade
