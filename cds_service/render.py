@@ -45,6 +45,7 @@ class RenderContext:
     today: date
     now: datetime
     new_uuid: Callable[[], str]
+    fhir_server: str | None = None  # the EHR's FHIR base: where the suggestions are applied
 
 
 @dataclass(frozen=True)
@@ -596,7 +597,7 @@ def _confirmed_card(conf: Confirmation, content: Content, ctx: RenderContext) ->
         # Path 2b: record the diagnosis and create the plan that addresses it, together.
         condition = build_condition(conf.report.source, conf.side, content, ctx)
         with_condition = build_careplan(
-            conf, content, ctx, condition=f"Condition/{condition['id']}"
+            conf, content, ctx, condition=_reference_within_suggestion(ctx, condition)
         )
         actions = (
             _condition_action(content, condition),
@@ -637,6 +638,15 @@ def _confirmed_card(conf: Confirmation, content: Content, ctx: RenderContext) ->
         links=_links(content),
     )
     return Rendered((card,), careplan)
+
+
+def _reference_within_suggestion(ctx: RenderContext, resource: dict[str, Any]) -> str:
+    """How one action's resource refers to another created in the same suggestion. CDS Hooks
+    2.0: a suggestion's actions are applied as one FHIR transaction whose entries' full URLs
+    are the EHR's FHIR base plus type and id; a reference equal to that full URL is the one a
+    server rewrites to the id it assigns. Without a FHIR base, the relative form."""
+    relative = f"{resource['resourceType']}/{resource['id']}"
+    return f"{ctx.fhir_server.rstrip('/')}/{relative}" if ctx.fhir_server else relative
 
 
 def _condition_suggestions(

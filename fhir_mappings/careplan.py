@@ -12,7 +12,7 @@ import msgspec
 from cds_service.rules.identity import IDENTIFIER_SYSTEM
 from fhir_mappings import r4
 from fhir_mappings.coding import CodingSpec
-from fhir_mappings.primitives import is_literal_reference
+from fhir_mappings.primitives import is_literal_reference, is_resource_reference
 
 
 class PhaseSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -127,7 +127,7 @@ def to_careplan(protocol: RehabProtocol, plan: PlanFor) -> dict[str, Any]:
     }
     if plan.encounter_id:
         resource["encounter"] = {"reference": f"Encounter/{plan.encounter_id}"}
-    if plan.condition and is_literal_reference(plan.condition):
+    if plan.condition and is_resource_reference(plan.condition):
         resource["addresses"] = [{"reference": plan.condition}]
     if plan.report and is_literal_reference(plan.report):
         resource["supportingInfo"] = [{"reference": plan.report}]

@@ -36,6 +36,14 @@ def is_literal_reference(reference: str) -> bool:
     return bool(_LITERAL.match(reference))
 
 
+_ABSOLUTE = re.compile(r"^https?://[^\s?#]+/[A-Z][A-Za-z]+/[A-Za-z0-9\-.]{1,64}$")
+
+
+def is_resource_reference(reference: str) -> bool:
+    """A literal reference safe to emit: relative "Type/id", or absolute on a FHIR base."""
+    return is_literal_reference(reference) or bool(_ABSOLUTE.match(reference))
+
+
 _REFERENCE = re.compile(r"(?:^|/)([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/[^/]+)?/?$")
 
 

@@ -183,6 +183,7 @@ class SacralBsiService:
             today=now.date(),
             now=now,
             new_uuid=env.new_uuid,
+            fhir_server=request.fhirServer,
         )
         rendered = render(assessment, self.content, ctx)
         response, note = wire.CdsResponse(cards=rendered.cards), None
