@@ -7,7 +7,6 @@ what the record contains, in the rule's terms.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date
@@ -88,8 +87,17 @@ _OBSERVATION_VOID = frozenset({"entered-in-error", "cancelled"})
 _REPORT_FINAL = frozenset({"final", "amended", "corrected", "appended"})
 _REPORT_VOID = frozenset({"entered-in-error", "cancelled"})
 _ORDER_OPEN = frozenset({"draft", "active", "on-hold"})
-# Units of distance, for a numeric running-distance Observation (R6, 14.6).
-_DISTANCE_UNIT = re.compile(r"\b(mi|mile|miles|\[mi_i\]|km|kms|kilomet(er|re)s?)\b|\[mi_i\]", re.I)
+# Units of distance, for a numeric running-distance Observation (R6, 14.6): the unit as sent,
+# so that one set lookup tells most values (a vital sign, a lab) apart at once.
+_DISTANCE = ("mi", "mile", "miles", "[mi_i]", "km", "kms", "kilometer", "kilometers", "kilometre",
+             "kilometres")  # fmt: skip
+_PER_WEEK = ("", "/wk", "/week", "/(7.d)", "/7d", "/wk)", " per week", "/w")
+_DISTANCE_UNITS = frozenset(
+    variant
+    for unit in _DISTANCE
+    for per in _PER_WEEK
+    for variant in (unit + per, (unit + per).upper(), (unit + per).capitalize())
+)
 _SIDES = {s.value: s for s in Side}
 _CLINICAL = {s.value: s for s in ClinicalStatus}
 _VERIFICATION = {s.value: s for s in Verification}
@@ -244,10 +252,7 @@ class _Mapper:
         if (
             when is not None
             and clinical.is_active
-            and (
-                "hip_groin_pain" in kinds
-                or text_rules.names_hip_or_groin_pain(" ; ".join(_concept_texts(c.code)))
-            )
+            and ("hip_groin_pain" in kinds or text_rules.names_hip_or_groin_pain(label))
         ):
             self.hip_pain.append(when)
         pregnancy = self.terms.match("pregnancy", c.code) if "pregnancy" in kinds else None
@@ -449,11 +454,12 @@ class _Mapper:
 
     def _mri_region(self, code: lean.CodeableConcept | None) -> ImagingRegion | None:
         """What an MRI code covers (8.1b): by code, else by its text; None if not an MRI."""
-        if self.terms.match("mri_covers_sacrum", code):
+        kinds = self.terms.valuesets_of(code)
+        if "mri_covers_sacrum" in kinds:
             return ImagingRegion.SACRUM
-        if self.terms.match("mri_lumbar_only", code):
+        if "mri_lumbar_only" in kinds:
             return ImagingRegion.LUMBAR
-        generic = self.terms.match("mri_generic", code) is not None
+        generic = "mri_generic" in kinds
         for text in _concept_texts(code):
             found = text_rules.mri_region_from_text(text)
             if found is None and generic:
@@ -468,7 +474,8 @@ class _Mapper:
         if o.status in _OBSERVATION_VOID:
             return []
         if not (kinds or o.valueString or o.note or o.component):
-            if o.valueQuantity is not None and not kinds:
+            q = o.valueQuantity
+            if q is not None and (q.code in _DISTANCE_UNITS or q.unit in _DISTANCE_UNITS):
                 self._running_distance(o)
             return []  # a vital sign or lab the rule does not read: most of a record
         source = f"Observation/{o.id}"
@@ -539,8 +546,6 @@ class _Mapper:
         if quantity is None or not quantity.value or quantity.value <= 0:
             return
         unit = quantity.unit or quantity.code or ""
-        if not _DISTANCE_UNIT.search(f"{unit} {quantity.code or ''}"):
-            return
         texts = _concept_texts(o.code)
         if not any(text_rules.names_running_distance(t) for t in texts):
             return

@@ -560,15 +560,19 @@ def names_hip_or_buttock(text: str | None) -> bool:
 
 
 _HIP_GROIN_PAIN = re.compile(
-    r"\b(hip|groin|inguinal)\s+(pain|ache)\b|\bpain\s+(in|of)\s+(the\s+)?"
-    r"((left|right|l|r)\s+)?(hip|groin)\b",
+    r"\b(hip|groin|inguinal) (pain|ache)\b|\bpain (in|of) (the )?((left|right|l|r) )?(hip|groin)\b",
     _I,
 )
 
 
 def names_hip_or_groin_pain(text: str | None) -> bool:
     """A diagnosis text for pain in the hip or groin ("Pain in left hip", "R groin pain")."""
-    return bool(text and _HIP_GROIN_PAIN.search(tidy(text, 500)))
+    if not text:
+        return False
+    lower = text[:500].lower()
+    if "hip" not in lower and "groin" not in lower and "inguinal" not in lower:
+        return False  # most diagnoses: one look decides
+    return bool(_HIP_GROIN_PAIN.search(" ".join(lower.split())))
 
 
 def mentions_sacrum(text: str | None) -> bool:
@@ -595,8 +599,8 @@ def names_sacrum(text: str | None) -> bool:
 
 def mri_region_from_text(text: str | None) -> str | None:
     """ "sacrum" | "lumbar" | "other" if the text names an MRI, else None."""
-    if not text:
-        return None
+    if not text or not _MRI_WORD.search(text[:500]):
+        return None  # most report and order names: not an MRI
     text = tidy(text, 500)
     if _MRI_EXCLUDE.search(text) or not _MRI_WORD.search(text):
         return None

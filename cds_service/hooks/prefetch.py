@@ -235,8 +235,13 @@ def _record(patient_id: str, resources: list[msgspec.Struct], stats: ResolveStat
         resource_id = getattr(resource, "id", None) or f"#anonymous-{number}"
         unique[(type(resource), resource_id)] = resource
 
+    by_type: dict[type, list[msgspec.Struct]] = {}
+    for resource in unique.values():  # one pass, whatever the number of types
+        by_type.setdefault(type(resource), []).append(resource)
+
     def of(model: type[_R]) -> tuple[_R, ...]:
-        return tuple(r for r in unique.values() if isinstance(r, model))
+        found: list[_R] = by_type.get(model, [])  # type: ignore[assignment]
+        return tuple(found)
 
     patients = of(lean.Patient)
     return PatientRecord(
