@@ -772,10 +772,13 @@ def risk_factors(
     if vit_d is not None and _below(vit_d, t.vitamin_d_low_ng_ml):
         add_measured(RiskCategory.LOW_VITAMIN_D, vit_d)
 
-    # An MRI that describes a healed or earlier sacral injury (14.1): a previous BSI.
+    # An MRI that describes a healed or earlier sacral injury (14.1), or that showed one before
+    # this pain began: a previous BSI.
     for r in facts.reports:
         if r.final and r.history_quote:
             add(RiskFactor(RiskCategory.PRIOR_BSI, r.when, r.source, phrase=r.history_quote))
+        elif r.final and _confirms(r) and r.when is not None and r.when < earliest_pain:
+            add(RiskFactor(RiskCategory.PRIOR_BSI, r.when, r.source, phrase=r.quote or r.label))
 
     # SI-joint label not improving with usual care (row 7).
     for q in pains:

@@ -217,3 +217,21 @@ def test_stale_day0_is_the_mri_not_the_recorded_date(content: Content) -> None:
         "bsi", coding(ICD10CM, "M48.48XA"), recorded=days_ago(20), evidence=["DiagnosticReport/mri"]
     )
     assert isinstance(assess_case(cases.runner_with(mri, dx), content, TODAY), NoCard)
+
+
+def test_stale_positive_mri_before_a_new_pain_is_a_previous_bsi(content: Content) -> None:
+    """An MRI that showed a sacral stress fracture three years ago, and nothing since: too old
+    for a plan (14.3); a new one-sided pain now gets card A, the old injury a risk factor."""
+    old = report(
+        "mri-old",
+        coding(LOINC, "24867-4"),
+        effective=days_ago(3 * 365),
+        conclusion="Right sacral ala stress fracture.",
+        conclusion_codes=[coding(SNOMED, "240197007")],
+    )
+    pain = condition("lbp", coding(ICD10CM, "M54.42"), onset=days_ago(15))
+    result = assess_case(cases.runner_with(old, pain, runner_date=days_ago(30)), content, TODAY)
+    assert isinstance(result, Suspicion)
+    (prior,) = [r for r in result.risks if r.category.value == "prior_bsi"]
+    assert prior.source == "DiagnosticReport/mri-old"
+    assert prior.phrase == "Right sacral ala stress fracture."
