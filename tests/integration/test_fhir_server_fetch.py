@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 from datetime import date
 from typing import Any
@@ -226,19 +227,29 @@ async def both_ways(
         transport=httpx.ASGITransport(app=app), base_url="http://cds.test"
     ) as client:
         fetched = await client.post(SERVICE_URL, json=hook_request(pid=pid, fhir_server=base))
-        prefetched = await client.post(SERVICE_URL, json=hook_request(resources, pid=pid))
+        # The same EHR (fhirServer set) with the record prefetched: a path-2b plan addresses
+        # the Condition proposed beside it by a full URL on that server in both calls.
+        prefetched = await client.post(
+            SERVICE_URL, json=hook_request(resources, pid=pid, fhir_server=base)
+        )
     return fetched, prefetched
 
 
 @pytest.mark.parametrize("name", list(clinical_patients()))
-def test_fhir_server_clinical_patient_fetch_equals_prefetch(fhir_server: str, name: str) -> None:
+def test_fhir_server_clinical_patient_fetch_equals_prefetch(
+    fhir_server: str, name: str, caplog: pytest.LogCaptureFixture
+) -> None:
     resources, day, expected_cards = clinical_patients()[name]
     pid, resources = with_ids(name, resources)
     load(fhir_server, put_transaction(resources))
-    fetched, prefetched = asyncio.run(both_ways(fhir_server, pid, resources, day))
+    with caplog.at_level(logging.INFO, logger="cds_service"):
+        fetched, prefetched = asyncio.run(both_ways(fhir_server, pid, resources, day))
     assert fetched.status_code == prefetched.status_code == 200, fetched.text
     assert len(fetched.json()["cards"]) == expected_cards
     assert normalised(fetched.json()) == normalised(prefetched.json())
+    # The first call read the server, the second only its prefetch (fhirServer set in both).
+    calls = [r.fields for r in caplog.records if r.getMessage() == "hook_call"]  # type: ignore[attr-defined]
+    assert [(c["fetched"], c["prefetched"]) for c in calls] == [(7, 0), (0, 7)]
 
 
 def test_fhir_server_every_synthea_patient_fetch_equals_prefetch(fhir_server: str) -> None:
