@@ -15,6 +15,7 @@ from cds_service.rules.facts import (
     Code,
     Grade,
     MeasureKind,
+    MriReport,
     PainGroup,
     RunnerEvidence,
     RunnerKind,
@@ -33,6 +34,7 @@ from cds_service.rules.sacral_bsi import (
 from fhir_mappings.careplan import PlanFor, to_careplan
 from fhir_mappings.conditions import DiagnosisFor, to_condition
 from fhir_mappings.orders import to_service_request
+from fhir_mappings.primitives import is_literal_reference
 from fhir_mappings.report_text import QUOTE_LIMIT
 
 SUMMARY_LIMIT = 140  # CDS Hooks: summary SHOULD be under 140 characters
@@ -96,11 +98,20 @@ _AUTOLINK = re.compile(r"(://|\bwww\.)", re.IGNORECASE)
 TEXT_SHOWN = 160  # characters of any one piece of record text shown in a card
 
 
+# Characters that change how text around them is shown but show nothing themselves: bidi
+# controls (which could turn the rest of a card line around), zero-width and other format marks.
+_INVISIBLE = re.compile(
+    "[\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff"
+    "\ufff9-\ufffb\U000e0001\U000e0020-\U000e007f]"
+)
+
+
 def quote_text(text: str, limit: int = TEXT_SHOWN) -> str:
     """Record text shown in a card's markdown, inert: on one line, at most ``limit``
-    characters, markdown and HTML characters escaped, no list or heading at its start, and no
-    address a renderer would turn into a link."""
-    flat = " ".join(text.split())
+    characters, no invisible format characters (bidi controls, zero-width marks), markdown and
+    HTML characters escaped, no list or heading at its start, and no address a renderer would
+    turn into a link."""
+    flat = " ".join(_INVISIBLE.sub("", text).split())
     if len(flat) > limit:
         flat = flat[: limit - 1].rstrip() + "\u2026"
     escaped = _MARKDOWN.sub(r"\\\1", flat)
@@ -194,6 +205,8 @@ def _risk_evidence(words: Words, r: RiskFactor) -> str:
         text = _coded(words, r.label, r.code)
     elif r.phrase is not None:
         text = words.noted.format(phrase=quote_text(r.phrase))
+    elif r.label is not None:  # a record item named by its label (an MRI coded, not worded)
+        text = quote_text(r.label)
     elif r.measure is not None and r.value is not None and r.percentile is not None:
         text = words.measure_bmi_for_age.format(
             value=r.value,
@@ -501,13 +514,7 @@ def build_condition(
 def _confirmed_detail(conf: Confirmation, content: Content, *, written: bool = False) -> str:
     c, words, protocol = content.cards, content.cards.words, content.protocol
     t = c.confirmed
-    report_label = (
-        words.report.format(
-            label=quote_text(conf.report.label), source=quote_text(conf.report.source, 80)
-        )
-        if conf.report
-        else ""
-    )
+    report_label = _report_label(conf.report, words) if conf.report else ""
     report_date = conf.report.when.isoformat() if conf.report and conf.report.when else "-"
     if conf.diagnosis is not None:
         report_part = (
@@ -726,14 +733,20 @@ def _condition_action(content: Content, condition: dict[str, Any]) -> wire.Actio
     )
 
 
+def _report_label(report: MriReport, words: Words) -> str:
+    """The report as a card names it: its label and reference ("MRI sacrum (DiagnosticReport/7)"),
+    the label alone when it was sent without an id."""
+    if not is_literal_reference(report.source):
+        return quote_text(report.label)
+    return words.report.format(label=quote_text(report.label), source=quote_text(report.source, 80))
+
+
 # ---------------------------------------------------------------------------- card B'
 def _confirm_first_card(cf: ConfirmFirst, content: Content, ctx: RenderContext) -> wire.Card:
     c, words = content.cards, content.cards.words
     report = cf.report
     detail = c.confirm_first.detail.format(
-        report=words.report.format(
-            label=quote_text(report.label), source=quote_text(report.source, 80)
-        ),
+        report=_report_label(report, words),
         report_date=report.when.isoformat() if report.when else "-",
         quote=quote_text(report.quote or "", QUOTE_LIMIT),
         version=content.version,

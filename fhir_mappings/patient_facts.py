@@ -6,11 +6,16 @@ what the record contains, in the rule's terms.
 
 from __future__ import annotations
 
+import hashlib
 import math
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date
+from functools import lru_cache
 from typing import TypeVar
+
+import msgspec
 
 from cds_service.rules.facts import (
     BsiDiagnosis,
@@ -87,17 +92,20 @@ _OBSERVATION_VOID = frozenset({"entered-in-error", "cancelled"})
 _REPORT_FINAL = frozenset({"final", "amended", "corrected", "appended"})
 _REPORT_VOID = frozenset({"entered-in-error", "cancelled"})
 _ORDER_OPEN = frozenset({"draft", "active", "on-hold"})
-# Units of distance, for a numeric running-distance Observation (R6, 14.6): the unit as sent,
-# so that one set lookup tells most values (a vital sign, a lab) apart at once.
-_DISTANCE = ("mi", "mile", "miles", "[mi_i]", "km", "kms", "kilometer", "kilometers", "kilometre",
-             "kilometres")  # fmt: skip
-_PER_WEEK = ("", "/wk", "/week", "/(7.d)", "/7d", "/wk)", " per week", "/w")
-_DISTANCE_UNITS = frozenset(
-    variant
-    for unit in _DISTANCE
-    for per in _PER_WEEK
-    for variant in (unit + per, (unit + per).upper(), (unit + per).capitalize())
+# Units of distance, for a numeric running-distance Observation (R6, 14.6): any distance unit,
+# per any time or none ("km", "mi/wk", "Miles/Week", "[mi_i]/(7.d)", "km per month", "m").
+_DISTANCE_UNIT = re.compile(
+    r"(mi|mile|miles|\[mi_i\]|\[mi_us\]|km|kms|kilomet(er|re)s?|m|meters?|metres?)"
+    r"(\s*(/|per\b).*)?",
+    re.I,
 )
+
+
+@lru_cache(maxsize=512)
+def _is_distance_unit(unit: str | None) -> bool:
+    return bool(unit and _DISTANCE_UNIT.fullmatch(unit.strip()[:40]))
+
+
 _SIDES = {s.value: s for s in Side}
 _CLINICAL = {s.value: s for s in ClinicalStatus}
 _VERIFICATION = {s.value: s for s in Verification}
@@ -173,7 +181,7 @@ class _Mapper:
         risks: list[RiskCondition],
         diagnoses: list[BsiDiagnosis],
     ) -> None:
-        source = f"Condition/{c.id}"
+        source = _source("Condition", c)
         clinical = _status(
             c.clinicalStatus, _CLINICAL, ClinicalStatus.MISSING, ClinicalStatus.OTHER
         )
@@ -252,7 +260,10 @@ class _Mapper:
         if (
             when is not None
             and clinical.is_active
-            and ("hip_groin_pain" in kinds or text_rules.names_hip_or_groin_pain(label))
+            and (
+                "hip_groin_pain" in kinds
+                or any(text_rules.names_hip_or_groin_pain(t) for t in _concept_texts(c.code))
+            )
         ):
             self.hip_pain.append(when)
         pregnancy = self.terms.match("pregnancy", c.code) if "pregnancy" in kinds else None
@@ -437,7 +448,7 @@ class _Mapper:
         if region is None or region is ImagingRegion.OTHER:
             return None
         return ImagingOrder(
-            source=f"ServiceRequest/{o.id}",
+            source=_source("ServiceRequest", o),
             label=self._mri_label(o.code),
             status=o.status or "",
             region=region,
@@ -473,12 +484,12 @@ class _Mapper:
         kinds = self.terms.valuesets_of(o.code)
         if o.status in _OBSERVATION_VOID:
             return []
+        q = o.valueQuantity
+        if not kinds and q is not None and (_is_distance_unit(q.code) or _is_distance_unit(q.unit)):
+            self._running_distance(o)
         if not (kinds or o.valueString or o.note or o.component):
-            q = o.valueQuantity
-            if q is not None and (q.code in _DISTANCE_UNITS or q.unit in _DISTANCE_UNITS):
-                self._running_distance(o)
             return []  # a vital sign or lab the rule does not read: most of a record
-        source = f"Observation/{o.id}"
+        source = _source("Observation", o)
         when = (
             parse_date(o.effectiveDateTime)
             or parse_date(o.effectivePeriod.start if o.effectivePeriod else None)
@@ -561,7 +572,7 @@ class _Mapper:
                 Strength.STRONG,
                 Polarity.CURRENT,
                 when,
-                f"Observation/{o.id}",
+                _source("Observation", o),
                 "running distance value",
                 phrase=f"{texts[0]}: {quantity.value:g} {unit.strip()}",
             )
@@ -659,7 +670,7 @@ class _Mapper:
         )
         grade, grade_text = text_rules.grade_from_text(read.grading)
         return MriReport(
-            source=f"DiagnosticReport/{r.id}",
+            source=_source("DiagnosticReport", r),
             label=self._mri_label(r.code),
             final=status in _REPORT_FINAL,
             status=status,
@@ -680,7 +691,7 @@ class _Mapper:
     # ------------------------------------------------------------------ care plans / text
     def _care_plan(self, p: lean.CarePlan) -> ExistingCarePlan:
         return ExistingCarePlan(
-            source=f"CarePlan/{p.id}",
+            source=_source("CarePlan", p),
             status=p.status or "unknown",
             addresses=_refs(p.addresses),
             supporting=_refs(p.supportingInfo),
@@ -742,6 +753,20 @@ def _label(concept: lean.CodeableConcept | None) -> str | None:
     if concept.text:
         return concept.text
     return next((c.display for c in concept.coding if c.display), None)
+
+
+_Identified = (
+    lean.Condition | lean.Observation | lean.DiagnosticReport | lean.CarePlan | lean.ServiceRequest
+)
+
+
+def _source(kind: str, resource: _Identified) -> str:
+    """How the rule names a resource: "Type/id". One sent without an id (a malformed prefetch)
+    is still read, under a name that no reference is ever built from, stable for its content."""
+    if resource.id:
+        return f"{kind}/{resource.id}"
+    digest = hashlib.sha256(msgspec.json.encode(resource)).hexdigest()[:12]
+    return f"{kind} without id {digest}"
 
 
 def _concept_texts(concept: lean.CodeableConcept | None) -> list[str]:

@@ -36,7 +36,7 @@ def is_literal_reference(reference: str) -> bool:
     return bool(_LITERAL.match(reference))
 
 
-_ABSOLUTE = re.compile(r"^https?://[^\s?#]+/[A-Z][A-Za-z]+/[A-Za-z0-9\-.]{1,64}$")
+_ABSOLUTE = re.compile(r"^(?i:https?)://[^\s?#]+/[A-Z][A-Za-z]+/[A-Za-z0-9\-.]{1,64}$")
 
 
 def is_resource_reference(reference: str) -> bool:

@@ -442,7 +442,8 @@ def _read_sentence(sentence: str, *, sacrum_study: bool, follows_sacral: bool) -
         return _Sentence(sentence, S, sacral=False)
     if _QUESTION.search(text[: mentions[0].start()]):
         return _Sentence(sentence, S, sacral=False)  # the question asked, not the answer
-    sites = [_at_sacrum(text, m, implied) for m in mentions]
+    groups = _bone_groups(text)
+    sites = [_at_sacrum(groups, m, implied) for m in mentions]
     sacral = [m for m, at in zip(mentions, sites, strict=True) if at in ("sacrum", "denied")]
     if not sacral:
         elsewhere = "elsewhere" in sites
@@ -500,11 +501,10 @@ def _cue_only(text: str, uncertain_phrase: bool) -> ReportReading:
 Site = str  # "sacrum" | "denied" (the sacrum named to deny it) | "elsewhere" | "none"
 
 
-def _at_sacrum(text: str, mention: re.Match[str], implied: bool) -> Site:
+def _at_sacrum(groups: list[tuple[int, int, Site]], mention: re.Match[str], implied: bool) -> Site:
     """Where the finding is: the nearest bone named decides (a group of bones named together
-    counts as one: "the left ilium and sacral ala"); "none" when no bone is named and the
-    sacrum is not implied."""
-    groups = _bone_groups(text)
+    counts as one: "the left ilium and sacral ala"; ``groups`` from ``_bone_groups``); "none"
+    when no bone is named and the sacrum is not implied."""
     if not groups:
         return "sacrum" if implied else "none"
 

@@ -531,7 +531,7 @@ _SACRUM_NEGATED = re.compile(r"\b(no|not|without|negative for|free of|spares|spa
 _SACRUM_NORMAL = re.compile(
     r"\b(normal|intact|unremarkable|spared|preserved|not involved|uninvolved|negative)\b", _I
 )
-_MRI_WORD = re.compile(r"\b(MR|MRI|magnetic resonance)\b", _I)
+_MRI_WORD = re.compile(r"\b(MR|MRI|magnetic\s+resonance)\b", _I)
 _MRI_EXCLUDE = re.compile(r"\b(MRA|MRCP|MR angiograph(y|ic)|angiogra(m|phy))\b", _I)
 _SACRUM_REGION = re.compile(
     r"\b(sacrum|sacral|sacroiliac|SI joints?|SIJs?|pelvis|pelvic|lumbosacral|L[-/]?S spine)\b",

@@ -147,8 +147,8 @@ class SacralBsiService:
         if request.fhirServer is not None:
             if not valid_base_url(request.fhirServer):
                 raise BadRequestError(
-                    "fhirServer must be an absolute http(s) URL with a host (no credentials, no "
-                    "query), and a valid port.",
+                    "fhirServer must be an absolute http(s) URL with a host (no credentials, "
+                    "query, fragment or white space), and a valid port.",
                     field="fhirServer",
                 )
         elif request.fhirAuthorization is not None:
@@ -210,7 +210,10 @@ class SacralBsiService:
 
 def valid_base_url(url: str) -> bool:
     """A FHIR base URL the service may call: http(s), a host, a port in range, no user info,
-    query or fragment, nothing unprintable."""
+    query or fragment (not even an empty "?" or "#"), no white space, nothing unprintable. The
+    service refers to resources on it by ``{base}/{type}/{id}``, which must stay one URL."""
+    if any(ch.isspace() or not ch.isprintable() or ch in "?#" for ch in url):
+        return False
     try:
         parsed = httpx.URL(url)
     except (httpx.InvalidURL, ValueError, TypeError):

@@ -57,6 +57,9 @@ class ConfirmationParameters:
     report_max_age_days: int = 182
     # 14.3: from this many days after Day 0 the card says how many weeks ago it was diagnosed.
     late_plan_days: int = 56
+    # 14.2: a qualifying pain episode that began more than this many days after an injury's
+    # Day 0 is a new episode: no plan for the old injury, which counts as a previous BSI.
+    new_pain_episode_days: int = 56
     plan_statuses_in_chart: tuple[str, ...] = ("draft", "active", "on-hold")
     referral_on_fracture_line: bool = True
 

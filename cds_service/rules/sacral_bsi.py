@@ -64,7 +64,7 @@ class RiskFactor:
     when: date | None
     source: str | None  # "Condition/1"; None for Patient.gender
     code: Code | None = None  # a coded condition ...
-    label: str | None = None  # ... and its text
+    label: str | None = None  # ... and its text; alone: a record item named by its label
     phrase: str | None = None  # matched free text
     measure: MeasureKind | None = None  # a measurement ...
     value: float | None = None  # ... its value (BMI kg/m2, vitamin D ng/mL, percentile, min/week)
@@ -172,6 +172,10 @@ def assess(facts: PatientFacts, params: RuleParameters, today: date) -> Assessme
     if any(d.insufficiency and d.clinical.is_active for d in facts.diagnoses):
         return NoCard("insufficiency_fracture")
     confirmation = _confirmation(facts, params, today)
+    if confirmation is not None and _before_new_pain(confirmation.day0, facts, params, today):
+        # 14.2: this pain began well after that injury was confirmed: a new episode, for card A
+        # (the old injury is a previous BSI), not a plan for the old one.
+        confirmation = None
     stale = (
         confirmation is not None
         and confirmation.days_since_day0 > params.confirmation.report_max_age_days
@@ -181,13 +185,23 @@ def assess(facts: PatientFacts, params: RuleParameters, today: date) -> Assessme
             return NoCard("care_plan_in_chart")
         return confirmation
     report = _positive_report_text(facts, params, today)
-    if report is not None:
+    if report is not None and not _before_new_pain(report.when or today, facts, params, today):
         return ConfirmFirst(report, facts.gender)
     suspicion = _suspicion(facts, params, today)
     if stale and isinstance(suspicion, NoCard):
         # The whole plan would lie in the past (14.3): nothing to propose.
         return NoCard("diagnosis_too_old_for_a_plan")
     return suspicion
+
+
+def _before_new_pain(day0: date, facts: PatientFacts, params: RuleParameters, today: date) -> bool:
+    """An injury confirmed on ``day0`` belongs to an earlier episode than the current episode of
+    qualifying pain (card A's episode) when that pain began more than ``new_pain_episode_days``
+    after it (14.2)."""
+    pains = current_episode(qualifying_pains(facts.pains, params, today), params)
+    began = min((q.since for q in pains), default=None)
+    gap = params.confirmation.new_pain_episode_days
+    return began is not None and began > day0 + timedelta(days=gap)
 
 
 # ---------------------------------------------------------------------------- card B (8, 14.2-3)
@@ -778,7 +792,8 @@ def risk_factors(
         if r.final and r.history_quote:
             add(RiskFactor(RiskCategory.PRIOR_BSI, r.when, r.source, phrase=r.history_quote))
         elif r.final and _confirms(r) and r.when is not None and r.when < earliest_pain:
-            add(RiskFactor(RiskCategory.PRIOR_BSI, r.when, r.source, phrase=r.quote or r.label))
+            quoted, named = (r.quote, None) if r.quote else (None, r.label)
+            add(RiskFactor(RiskCategory.PRIOR_BSI, r.when, r.source, label=named, phrase=quoted))
 
     # SI-joint label not improving with usual care (row 7).
     for q in pains:

@@ -172,3 +172,15 @@ async def test_hostile_many_pains_are_counted_not_all_listed(client_at: ClientFa
     (card,) = await cards(client_at, runner(*pains))
     assert "and 37 more" in card["detail"]
     assert len(card["detail"].split()) <= 150
+
+
+async def test_hostile_invisible_characters_do_not_reach_the_card(client_at: ClientFactory) -> None:
+    """Bidi controls and zero-width marks in record text could turn the rest of a card line
+    around or hide words: they are dropped, the words kept."""
+    pain = left_lbp()
+    pain["code"]["text"] = "Left \u202eSI joint pain\u202c \u200bsince\u2066 March\u2069\ufeff"
+    (card,) = await cards(client_at, runner(pain))
+    detail = card["detail"]
+    for mark in ("\u202e", "\u202c", "\u2066", "\u2069", "\ufeff"):
+        assert mark not in detail
+    assert "Left SI joint pain since March" in detail

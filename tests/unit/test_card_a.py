@@ -263,6 +263,25 @@ def test_card_a_low_back_or_si_pain_keeps_the_sacrum(
         condition("hip", coding(ICD10CM, "M25.552", "Pain in left hip"), onset=days_ago(15)),
         condition("hip", coding(SNOMED, "49218002"), onset=days_ago(15)),
         condition("groin", text="L groin pain", onset=days_ago(15)),
+        # the hip named only in a coding's display, whatever the text or first coding says
+        condition(
+            "hip",
+            coding(SNOMED, "x-hip", "Pain of left hip joint"),
+            text="L hip",
+            onset=days_ago(15),
+        ),
+        condition(
+            "hip",
+            coding("urn:oid:1.2.3", "77", "Pain in right hip"),
+            text="Arthralgia",
+            onset=days_ago(15),
+        ),
+        condition(
+            "hip",
+            coding(ICD10CM, "M25.50", "Pain in unspecified joint"),
+            coding(SNOMED, "x-hip", "Pain of left hip joint"),
+            onset=days_ago(15),
+        ),
     ],
 )
 def test_card_a_hip_or_groin_pain_recorded_apart_proposes_mri_pelvis(
@@ -422,3 +441,22 @@ def test_card_a_postpartum_beyond_12_months_or_not_breastfeeding_is_not(
 ) -> None:
     s = suspect(runner(left_lbp(), evidence, gender="female"), content)
     assert RiskCategory.POSTPARTUM_LACTATION not in {r.category for r in s.risks}
+
+
+def test_card_a_previous_bsi_from_a_coded_mri_names_the_study_not_a_quote(
+    content: Content,
+) -> None:
+    """A sacral stress fracture coded on an MRI a year before this pain, its impression silent:
+    the card names the study (no quotation marks: nothing was quoted from the report)."""
+    old = report(
+        "mri-old",
+        coding(SNOMED, "388321000119101", "MRI of sacrum"),
+        text="MR Sacrum",
+        effective=days_ago(400),
+        conclusion="See coded findings.",
+        conclusion_codes=[coding(SNOMED, "240197007")],
+    )
+    shown = card(runner(left_lbp(), old), content)
+    assert shown.detail is not None
+    assert "MR Sacrum, " in shown.detail
+    assert "\u201cMR Sacrum\u201d" not in shown.detail

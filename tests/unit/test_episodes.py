@@ -235,3 +235,93 @@ def test_stale_positive_mri_before_a_new_pain_is_a_previous_bsi(content: Content
     (prior,) = [r for r in result.risks if r.category.value == "prior_bsi"]
     assert prior.source == "DiagnosticReport/mri-old"
     assert prior.phrase == "Right sacral ala stress fracture."
+
+
+# ---------------------------------------------------------------------------- 14.2: a new pain
+def june_mri(days: int, *, coded: bool = True) -> dict[str, Any]:
+    return report(
+        "mri-june",
+        coding(LOINC, "24867-4"),
+        effective=days_ago(days),
+        conclusion="Left sacral ala stress fracture.",
+        conclusion_codes=[coding(SNOMED, "240197007")] if coded else (),
+    )
+
+
+def left_pain(onset_days_ago: int) -> dict[str, Any]:
+    return condition("lbp", coding(ICD10CM, "M54.42"), onset=days_ago(onset_days_ago))
+
+
+def test_new_pain_months_after_a_coded_mri_is_a_new_episode(content: Content) -> None:
+    """A sacral BSI coded on an MRI 170 days ago, a left low back pain that began 18 days ago:
+    not a plan for the old injury ("diagnosed 24 weeks ago") but card A for the new pain, the
+    old MRI a previous BSI."""
+    result = assess_case(
+        cases.runner_with(june_mri(170), left_pain(18), runner_date=days_ago(30)), content, TODAY
+    )
+    assert isinstance(result, Suspicion)
+    (prior,) = [r for r in result.risks if r.category.value == "prior_bsi"]
+    assert prior.source == "DiagnosticReport/mri-june"
+
+
+def test_new_pain_months_after_a_confirmed_condition_is_a_new_episode(content: Content) -> None:
+    dx = bsi_recorded(120)
+    result = assess_case(
+        cases.runner_with(dx, left_pain(20), runner_date=days_ago(30)), content, TODAY
+    )
+    assert isinstance(result, Suspicion)
+    assert "prior_bsi" in {r.category.value for r in result.risks}
+
+
+def test_new_pain_months_after_an_uncoded_positive_mri_does_not_ask_to_confirm_it(
+    content: Content,
+) -> None:
+    result = assess_case(
+        cases.runner_with(june_mri(150, coded=False), left_pain(18), runner_date=days_ago(30)),
+        content,
+        TODAY,
+    )
+    assert isinstance(result, Suspicion)
+
+
+def test_pain_recorded_soon_after_the_mri_is_the_same_episode(content: Content) -> None:
+    """Near miss: a pain Condition dated 56 days after the MRI (a follow-up entry, or pain the
+    clinician recorded late) is still this injury: card B. From 57 days, a new episode."""
+    at_56 = assess_case(
+        cases.runner_with(june_mri(80), left_pain(80 - 56), runner_date=days_ago(30)),
+        content,
+        TODAY,
+    )
+    at_57 = assess_case(
+        cases.runner_with(june_mri(80), left_pain(80 - 57), runner_date=days_ago(30)),
+        content,
+        TODAY,
+    )
+    assert isinstance(at_56, Confirmation)
+    assert at_56.report is not None
+    assert at_56.report.source == "DiagnosticReport/mri-june"
+    assert isinstance(at_57, Suspicion)
+
+
+def test_pain_that_began_before_the_mri_keeps_the_plan(content: Content) -> None:
+    """The usual story: pain for weeks, then the MRI: card B, whatever the pain's age."""
+    result = assess_case(
+        cases.runner_with(june_mri(100), left_pain(140), runner_date=days_ago(150)),
+        content,
+        TODAY,
+    )
+    assert isinstance(result, Confirmation)
+
+
+def test_new_pain_after_an_old_injury_on_both_sides_stays_quiet(content: Content) -> None:
+    """New pain on both sides months after the injury: no plan for the old one, and card A's own
+    rule (one-sided pain) keeps it quiet."""
+    both = condition(
+        "lbp", coding(ICD10CM, "M54.50"), onset=days_ago(18), text="Low back pain, both sides"
+    )
+    result = assess_case(
+        cases.runner_with(june_mri(170), left_pain(18), both, runner_date=days_ago(30)),
+        content,
+        TODAY,
+    )
+    assert not isinstance(result, (Confirmation, ConfirmFirst))

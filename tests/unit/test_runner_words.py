@@ -160,6 +160,20 @@ def distance(text: str, value: float, unit: str, days: int = 10) -> dict[str, An
         ("Weekly running mileage", "[mi_i]"),
         ("Weekly mileage", "km"),
         ("Jogging distance", "km"),
+        # any distance unit, per any time, as EHRs spell them (14.6)
+        ("Weekly running distance", "km/d"),
+        ("Weekly running distance", "km/mo"),
+        ("Weekly running distance", "mi/month"),
+        ("Weekly running distance", "Miles/Week"),
+        ("Weekly running distance", "Km/Wk"),
+        ("Weekly running distance", "miles per wk"),
+        ("Weekly running distance", "km / wk"),
+        ("Weekly running distance", " km "),
+        ("Weekly running distance", "[mi_i]/(7.d)"),
+        ("Weekly running distance", "[mi_us]"),
+        ("Weekly running distance", "m"),
+        ("Weekly running distance", "METRES"),
+        ("Weekly running distance", "kilometres per week"),
     ],
 )
 def test_running_distance_value_is_strong_mileage(content: Content, text: str, unit: str) -> None:
@@ -176,6 +190,9 @@ def test_running_distance_value_is_strong_mileage(content: Content, text: str, u
         ("Walking distance", 3, "mi"),
         ("Weekly mileage driven", 300, "mi"),
         ("Running distance per week", 25, "min"),  # not a distance unit
+        ("Running distance per week", 25, "mmol/L"),
+        ("Running distance per week", 25, "kg/m"),
+        ("Running distance per week", 25, "mile-ish"),
         ("Running distance per week", 0, "mi"),
         ("Body weight", 60, "kg"),
     ],
@@ -193,3 +210,12 @@ def test_running_distance_in_a_loinc_coded_observation_is_read_too(content: Cont
     obs["code"]["text"] = "Running distance last week"
     result = assess_case(record(obs), content, TODAY)
     assert isinstance(result, Suspicion)
+
+
+def test_running_distance_with_a_note_is_still_read(content: Content) -> None:
+    """A note on the value (a common EHR habit) does not hide the number."""
+    obs = distance("Weekly running distance", 40, "km")
+    obs["note"] = [{"text": "self-reported"}]
+    result = assess_case(record(obs), content, TODAY)
+    assert isinstance(result, Suspicion)
+    assert result.runner.kind is RunnerKind.MILEAGE

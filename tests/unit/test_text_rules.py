@@ -176,6 +176,11 @@ def test_text_grade(conclusion: str, grade: Grade | None, label: str | None) -> 
         ("MRI sacrum without contrast", "sacrum"),
         ("MR pelvis", "sacrum"),
         ("Magnetic resonance imaging of sacroiliac joints", "sacrum"),
+        # white space as EHRs send it: doubled, a line break, a no-break space
+        ("Magnetic  resonance imaging pelvis", "sacrum"),
+        ("Magnetic\nresonance imaging pelvis", "sacrum"),
+        ("Magnetic\u00a0resonance imaging pelvis", "sacrum"),
+        ("Magnetic resonance\u00a0imaging of the knee", "other"),
         ("MRI lumbosacral spine", "sacrum"),
         ("MRI lumbar spine", "lumbar"),
         ("MRI knee", "other"),
