@@ -96,7 +96,7 @@ _ORDER_OPEN = frozenset({"draft", "active", "on-hold"})
 # per any time or none ("km", "mi/wk", "Miles/Week", "[mi_i]/(7.d)", "km per month", "m").
 _DISTANCE_UNIT = re.compile(
     r"(mi|mile|miles|\[mi_i\]|\[mi_us\]|km|kms|kilomet(er|re)s?|m|meters?|metres?)"
-    r"(\s*(/|per\b).*)?",
+    r"(\s*(/|per\b).*)?|mpw|kpw",  # miles / km per week, as runners write them
     re.I,
 )
 

@@ -174,6 +174,8 @@ def distance(text: str, value: float, unit: str, days: int = 10) -> dict[str, An
         ("Weekly running distance", "m"),
         ("Weekly running distance", "METRES"),
         ("Weekly running distance", "kilometres per week"),
+        ("Weekly running distance", "mpw"),
+        ("Weekly running distance", "KPW"),
     ],
 )
 def test_running_distance_value_is_strong_mileage(content: Content, text: str, unit: str) -> None:
