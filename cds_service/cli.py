@@ -47,8 +47,8 @@ Token = Annotated[
 def serve() -> None:
     """Start the service on CDS_HOST:CDS_PORT (default 127.0.0.1:8080)."""
     settings = Settings()
-    if settings.insecure_start_refusal:
-        err.print(f"[bold red]Error:[/bold red] {escape(settings.insecure_start_refusal)}")
+    if settings.start_refusal:
+        err.print(f"[bold red]Error:[/bold red] {escape(settings.start_refusal)}")
         raise typer.Exit(2)
     uvicorn.run(
         "cds_service.main:app",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -23,12 +24,13 @@ from cds_service.content import load_content
 from cds_service.hooks.delivery import Writer
 from cds_service.hooks.service import SacralBsiService, ServiceRegistry
 from cds_service.http_client import SharedHttp
-from cds_service.settings import Settings
+from cds_service.settings import Settings, unknown_environment_settings
 from cds_service.store import CardLedger, ClaimStore, ReplayStore, close_engine, open_engine
 
 
-class InsecureSettingsError(RuntimeError):
-    """The settings would expose an unauthenticated service beyond loopback."""
+class SettingsRefusedError(RuntimeError):
+    """The settings would start an unsafe service (unauthenticated beyond loopback, or JWT on
+    with no public base URL to check token audiences against); the message says what to set."""
 
 
 def utc_now() -> datetime:
@@ -40,8 +42,8 @@ def create_app(
 ) -> FastAPI:
     settings = settings or Settings()
     logs.configure(settings.log_level)
-    if settings.insecure_start_refusal:
-        raise InsecureSettingsError(settings.insecure_start_refusal)
+    if settings.start_refusal:
+        raise SettingsRefusedError(settings.start_refusal)
     issuers = load_issuers(settings.trusted_issuers_file) if settings.trusted_issuers_file else {}
     content = load_content(settings.content_dir)
     registry = ServiceRegistry(SacralBsiService(content))
@@ -64,6 +66,13 @@ def create_app(
             requireJwt=settings.require_jwt,
             trustedIssuers=len(issuers),
         )
+        unknown = unknown_environment_settings(os.environ)
+        if unknown:
+            logs.log_event(
+                "environment variables that are not settings, ignored (a typo?)",
+                level=logging.WARNING,
+                variables=unknown,
+            )
         if not settings.require_jwt:
             logs.log_event(
                 "JWT VERIFICATION IS OFF: any caller that reaches this port can call the "

@@ -6,9 +6,11 @@ Every setting is documented in the README with its default.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal
 
+import httpx
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -31,16 +33,17 @@ class Settings(BaseSettings):
     trusted_issuers_file: Path | None = None
     # Clock skew tolerated on exp / iat / nbf (seconds).
     jwt_leeway_seconds: int = Field(default=60, ge=0, le=600)
-    # Longest token lifetime accepted (exp - iat); the spec asks for at most 5 minutes.
-    jwt_max_lifetime_seconds: int = Field(default=3600, ge=60, le=86400)
+    # Longest token lifetime accepted (exp - iat), plus the leeway; the spec asks EHRs for at
+    # most 5 minutes.
+    jwt_max_lifetime_seconds: int = Field(default=300, ge=60, le=86400)
     # How long a fetched JWKS is trusted before it is fetched again (seconds).
     jwks_cache_seconds: int = Field(default=3600, ge=0)
     # A token naming a key id the cached JWKS lacks fetches the JWKS again (key rotation), at
     # most once per this many seconds per issuer.
     jwks_refetch_seconds: int = Field(default=10, ge=0)
     # The service's public base URL (scheme, host, port, path prefix) as EHRs call it, e.g.
-    # https://cds.example.org; the JWT audience must equal it plus the service path. Default:
-    # the URL of the request as the server sees it.
+    # https://cds.example.org; the JWT audience must equal it plus the service path. Required
+    # when JWT verification is on: the audience is never taken from the request's headers.
     public_base_url: str | None = None
     # Comma-separated origins allowed by CORS ("*" = any), for browser clients such as the sandbox.
     cors_allow_origins: Annotated[tuple[str, ...], NoDecode] = ("*",)
@@ -65,17 +68,57 @@ class Settings(BaseSettings):
     def loopback(self) -> bool:
         return is_loopback(self.host)
 
+    @field_validator("public_base_url")
+    @classmethod
+    def _absolute_base(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not _is_base_url(value):
+            raise ValueError(
+                "must be the absolute http(s) URL EHRs call the service at, with no query, "
+                "fragment or credentials, e.g. https://cds.example.org"
+            )
+        return value.rstrip("/")
+
     @property
-    def insecure_start_refusal(self) -> str | None:
-        """Why the service must not start with these settings (JWT verification off beyond
-        loopback without CDS_ALLOW_INSECURE), or None."""
+    def start_refusal(self) -> str | None:
+        """Why the service must not start with these settings, in one line, or None: JWT
+        verification off beyond loopback without CDS_ALLOW_INSECURE, or on without the public
+        base URL the token audience is checked against."""
+        if self.require_jwt and not self.public_base_url:
+            return (
+                "CDS_PUBLIC_BASE_URL is required when JWT verification is on: set it to the URL "
+                "EHRs call this service at (e.g. https://cds.example.org); token audiences are "
+                "checked against it, never against the request's Host header."
+            )
         if self.require_jwt or self.loopback or self.allow_insecure:
             return None
         return (
             f"Refusing to start on {self.host} with JWT verification off. Set "
-            "CDS_REQUIRE_JWT=true and CDS_TRUSTED_ISSUERS_FILE, or (never in production) "
-            "CDS_ALLOW_INSECURE=true."
+            "CDS_REQUIRE_JWT=true, CDS_PUBLIC_BASE_URL and CDS_TRUSTED_ISSUERS_FILE, or (never "
+            "in production) CDS_ALLOW_INSECURE=true."
         )
+
+
+def unknown_environment_settings(environ: Mapping[str, str]) -> list[str]:
+    """``CDS_*`` variables that name no setting (a typo such as CDS_PUBLIC_BASE_URI would
+    otherwise be ignored without a word)."""
+    known = {f"CDS_{name.upper()}" for name in Settings.model_fields} | NOT_SETTINGS
+    return sorted(k for k in environ if k.upper().startswith("CDS_") and k.upper() not in known)
+
+
+# CDS_* variables read by the project's own tools, not by the service.
+NOT_SETTINGS = frozenset({"CDS_TEST_REQUIRE_FHIR_SERVER"})
+
+
+def _is_base_url(value: str) -> bool:
+    if any(ch.isspace() or not ch.isprintable() or ch in "?#" for ch in value):
+        return False
+    try:
+        url = httpx.URL(value)
+    except (httpx.InvalidURL, ValueError, TypeError):
+        return False
+    return url.scheme in ("http", "https") and bool(url.host) and not url.userinfo
 
 
 def is_loopback(host: str) -> bool:

@@ -29,10 +29,11 @@ class InsecureBindingError(CdsError):
     kind = "insecure_binding"
 
 
-def expected_audience(request: Request, public_base_url: str | None) -> str:
-    if public_base_url:
-        return public_base_url.rstrip("/") + request.url.path
-    return str(request.url.replace(query=None, fragment=None))
+def expected_audience(request: Request, public_base_url: str) -> str:
+    """The audience a token for this call must name: the service's configured public base URL
+    plus the path called. Never built from the request's Host or X-Forwarded-* headers, which
+    the caller controls (a token minted for another service would otherwise get in)."""
+    return public_base_url.rstrip("/") + request.url.path
 
 
 async def authenticate(request: Request) -> VerifiedToken | None:
@@ -48,12 +49,16 @@ async def authenticate(request: Request) -> VerifiedToken | None:
     if scheme.lower() != "bearer" or not token.strip():
         log_event("auth_failed", level=logging.WARNING, reason="no bearer token")
         raise UnauthorizedError
+    public_base_url = settings.public_base_url
+    if not public_base_url:  # refused at start; a backstop for apps built another way
+        log_event("auth_failed", level=logging.WARNING, reason="CDS_PUBLIC_BASE_URL not set")
+        raise UnauthorizedError
     try:
         verified = await verifier.verify(
-            token.strip(), expected_audience(request, settings.public_base_url), state.clock()
+            token.strip(), expected_audience(request, public_base_url), state.clock()
         )
     except AuthFailure as failure:
-        log_event("auth_failed", level=logging.WARNING, reason=failure.reason)
+        log_event("auth_failed", level=logging.WARNING, reason=failure.reason, **failure.details)
         raise UnauthorizedError from None
     if verified.development_only:
         log_event("auth_development_issuer", level=logging.WARNING, issuer=verified.iss)

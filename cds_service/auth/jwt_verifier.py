@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 import jwt
+from jwt.exceptions import InvalidJTIError
 
 from cds_service.auth.issuers import TrustedIssuer
 from cds_service.http_client import SharedHttp
@@ -30,11 +31,31 @@ ReplayCheck = Callable[[str, str, datetime, datetime], Awaitable[bool]]
 
 
 class AuthFailure(Exception):  # noqa: N818 - a failure of the caller, not of the service
-    """The token is not acceptable; ``reason`` is for the log, never for the response."""
+    """The token is not acceptable; ``reason`` and ``details`` (what was expected and what was
+    presented: issuers, audiences, claim types; never the token) are for the log, never for
+    the response."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, **details: object) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.details: dict[str, Any] = {key: _shown(value) for key, value in details.items()}
+
+
+def _shown(value: object) -> object:
+    """A claim value fit for a log line: strings cut to 200 characters, at most 5 list items,
+    anything else by its JSON type."""
+    if isinstance(value, str):
+        return value[:200]
+    if isinstance(value, list | tuple):
+        return [_shown(v) for v in value[:5]]
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    return f"<{type(value).__name__}>"
+
+
+def _json_type(value: object) -> str:
+    return {str: "string", bool: "boolean", int: "number", float: "number", list: "array",
+            dict: "object", type(None): "null"}.get(type(value), type(value).__name__)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -204,9 +225,17 @@ class JwtVerifier:
         iss = unverified.get("iss")
         issuer = self.issuers.get(iss) if isinstance(iss, str) else None
         if issuer is None:
-            raise AuthFailure("issuer not trusted")
+            raise AuthFailure(
+                "issuer not trusted",
+                presentedIss=iss if isinstance(iss, str) else f"<{_json_type(iss)}>",
+                trustedIss=sorted(self.issuers)[:5],
+            )
         if alg not in issuer.algorithms:
-            raise AuthFailure(f"algorithm {alg} not configured for this issuer")
+            raise AuthFailure(
+                f"algorithm {alg} not configured for this issuer",
+                presentedIss=issuer.iss,
+                configuredAlgorithms=list(issuer.algorithms),
+            )
         kid = header.get("kid")
         if kid is not None and not isinstance(kid, str):
             raise AuthFailure("kid is not a string")
@@ -225,14 +254,27 @@ class JwtVerifier:
                 },
             )
         except jwt.MissingRequiredClaimError as exc:
-            raise AuthFailure(f"missing claim {exc.claim}") from None
+            raise AuthFailure(f"missing claim {exc.claim}", presentedIss=issuer.iss) from None
+        except jwt.InvalidSignatureError:
+            raise AuthFailure("signature not valid", presentedIss=issuer.iss) from None
+        except InvalidJTIError:
+            jti_type = _json_type(unverified.get("jti"))
+            raise AuthFailure(
+                "jti is not a non-empty string", presentedIss=issuer.iss, jtiType=jti_type
+            ) from None
         except jwt.PyJWTError as exc:
-            raise AuthFailure(f"signature not valid: {type(exc).__name__}") from None
+            # After the signature: a registered claim of the wrong type or value ("jti must
+            # be a string", "sub must be a string"). Named as such, not as a bad signature.
+            raise AuthFailure(
+                f"claim not acceptable: {exc}", presentedIss=issuer.iss, error=type(exc).__name__
+            ) from None
         self._check_audience(claims.get("aud"), audience)
         expires = self._check_times(claims, now)
         jti = claims.get("jti")
         if not isinstance(jti, str) or not jti:
-            raise AuthFailure("jti is not a string")
+            raise AuthFailure(
+                "jti is not a non-empty string", presentedIss=issuer.iss, jtiType=_json_type(jti)
+            )
         if not await self.replay(issuer.iss, jti, expires, now):
             raise AuthFailure("jti replayed")
         sub = claims.get("sub")
@@ -258,7 +300,11 @@ class JwtVerifier:
         wanted = expected.rstrip("/")
         values = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
         if not any(isinstance(v, str) and v.rstrip("/") == wanted for v in values):
-            raise AuthFailure("audience is not this service's URL")
+            raise AuthFailure(
+                "audience is not this service's URL",
+                expectedAud=wanted,
+                presentedAud=values if values else f"<{_json_type(aud)}>",
+            )
 
     def _check_times(self, claims: Mapping[str, Any], now: datetime) -> datetime:
         moment = now.timestamp()
@@ -267,8 +313,11 @@ class JwtVerifier:
             raise AuthFailure("time claims are not numbers")
         exp, iat = float(claims["exp"]), float(claims["iat"])
         nbf = float(claims["nbf"]) if "nbf" in claims else None
-        if exp - iat > self.max_lifetime_seconds or exp > moment + self.max_lifetime_seconds:
-            raise AuthFailure("token lifetime too long")
+        allowed = self.max_lifetime_seconds + self.leeway_seconds
+        if exp - iat > allowed or exp > moment + allowed:
+            raise AuthFailure(
+                "token lifetime too long", lifetimeSeconds=exp - iat, allowedSeconds=allowed
+            )
         if exp < moment - self.leeway_seconds:
             raise AuthFailure("token expired")
         if iat > moment + self.leeway_seconds:

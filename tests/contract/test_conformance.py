@@ -116,7 +116,10 @@ ERROR_RESPONSES: dict[str, tuple[Call, int]] = {
     "nothing prefetched, no fhirServer": error(hook_request(pid="p1"), 412),
     "body too large": error(b" " * 5000, 413, max_body_bytes=1024),
     "no token when one is required": error(
-        hook_request(cases.daniel(), pid="daniel"), 401, require_jwt=True
+        hook_request(cases.daniel(), pid="daniel"),
+        401,
+        require_jwt=True,
+        public_base_url="http://cds.test",
     ),
     "invalid feedback": error({"feedback": []}, 400, SERVICE_URL + "/feedback"),
 }

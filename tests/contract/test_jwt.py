@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from cds_service.auth.issuers import IssuerConfigError, load_issuers
-from cds_service.main import InsecureSettingsError, create_app
+from cds_service.main import SettingsRefusedError, create_app
 from tests import cases
 from tests.builders import hook_request
 from tests.conftest import SERVICE_URL, ClientFactory, record_figure, settings_for_tests, shared
@@ -252,6 +252,7 @@ def jwt_client(
         require_jwt=True,
         trusted_issuers_file=issuers_file,
         jwks_refetch_seconds=refetch_seconds,
+        public_base_url=BASE,
     )
     client._transport.app.state.clock = lambda: NOW  # type: ignore[attr-defined]
     return client
@@ -396,7 +397,7 @@ async def test_jwt_many_jku_urls_under_an_allowed_prefix_do_not_cause_many_fetch
 async def test_jwt_discovery_and_preflight_need_no_token(
     client_at: ClientFactory, issuers_file: Path
 ) -> None:
-    client = client_at(require_jwt=True, trusted_issuers_file=issuers_file)
+    client = client_at(require_jwt=True, trusted_issuers_file=issuers_file, public_base_url=BASE)
     assert (await client.get("/cds-services")).status_code == 200
     preflight = await client.options(
         SERVICE_URL,
@@ -486,10 +487,10 @@ def test_jwt_bad_issuer_files_stop_the_service(tmp_path: Path, text: str) -> Non
 
 
 def test_jwt_off_on_a_non_loopback_address_refuses_to_start() -> None:
-    with pytest.raises(InsecureSettingsError, match="CDS_ALLOW_INSECURE"):
+    with pytest.raises(SettingsRefusedError, match="CDS_ALLOW_INSECURE"):
         create_app(settings_for_tests(host="0.0.0.0", require_jwt=False))
     assert create_app(settings_for_tests(host="0.0.0.0", require_jwt=False, allow_insecure=True))
-    assert create_app(settings_for_tests(host="0.0.0.0", require_jwt=True))
+    assert create_app(settings_for_tests(host="0.0.0.0", require_jwt=True, public_base_url=BASE))
 
 
 async def test_jwt_off_refuses_calls_arriving_on_a_non_loopback_address() -> None:
@@ -533,8 +534,109 @@ async def test_jwt_development_issuer_is_warned_about(
     config.write_text(
         f'issuer = [{{ iss = "{CERNER}", jwks_url = "{CERNER_JWKS}", development_only = true }}]\n'
     )
-    app = create_app(settings_for_tests(require_jwt=True, trusted_issuers_file=config))
+    app = create_app(
+        settings_for_tests(require_jwt=True, trusted_issuers_file=config, public_base_url=BASE)
+    )
     with caplog.at_level(logging.WARNING, logger="cds_service"):
         async with app.router.lifespan_context(app):
             pass
     assert any(getattr(r, "fields", {}).get("issuer") == CERNER for r in caplog.records)
+
+
+# ---------------------------------------------------------------------------- issue 9, items 1-3
+async def test_jwt_token_for_another_service_named_through_the_host_header_is_refused(
+    post: Post, client_at: ClientFactory, issuers_file: Path, jwks_served: Any
+) -> None:
+    """The audience is the configured public URL, never one built from Host or
+    X-Forwarded-Proto: a token another CDS service received from the same EHR gets nothing."""
+    client = jwt_client(client_at, issuers_file, refetch_seconds=0)
+    body = hook_request(cases.maya_before_mri(), pid="maya")
+    for scheme in ("http", "https"):
+        token = sign(claims(aud=f"{scheme}://other-vendor.example{SERVICE_URL}"))
+        response = await client.post(
+            SERVICE_URL,
+            json=body,
+            headers={
+                "Authorization": f"Bearer {token}",
+                "Host": "other-vendor.example",
+                "X-Forwarded-Proto": scheme,
+                "X-Forwarded-Host": "other-vendor.example",
+            },
+        )
+        assert response.status_code == 401, scheme
+    assert (await post(sign(claims()))).status_code == 200  # its own audience still works
+
+
+def test_jwt_on_without_a_public_base_url_refuses_to_start_in_one_line() -> None:
+    with pytest.raises(SettingsRefusedError, match="CDS_PUBLIC_BASE_URL is required") as refused:
+        create_app(settings_for_tests(require_jwt=True))
+    assert "\n" not in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "cds.example.org",
+        "ftp://cds.example.org",
+        "https://cds.example.org/?x=1",
+        "https://u:p@cds.example.org",
+    ],
+)
+def test_jwt_public_base_url_must_be_an_absolute_http_url(url: str) -> None:
+    with pytest.raises(ValueError, match="public_base_url"):
+        settings_for_tests(require_jwt=True, public_base_url=url)
+
+
+async def test_jwt_unknown_cds_environment_variables_are_warned_about(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("CDS_PUBLIC_BASE_URI", "https://cds.example.org")  # the typo
+    monkeypatch.setenv("CDS_PORT", "8080")  # a real setting: not listed
+    app = create_app(settings_for_tests(require_jwt=False))
+    with caplog.at_level(logging.WARNING, logger="cds_service"):
+        async with app.router.lifespan_context(app):
+            pass
+    (warning,) = [r for r in caplog.records if "not settings" in r.getMessage()]
+    assert warning.fields["variables"] == ["CDS_PUBLIC_BASE_URI"]  # type: ignore[attr-defined]
+
+
+async def test_jwt_lifetime_is_five_minutes_plus_the_leeway_by_default(post: Post) -> None:
+    start = int(NOW.timestamp()) - 30
+    assert (await post(sign(claims(iat=start, exp=start + 360)))).status_code == 200
+    assert (await post(sign(claims(iat=start, exp=start + 361)))).status_code == 401
+    assert (await post(sign(claims(iat=start, exp=start + 3600)))).status_code == 401
+
+
+async def auth_log(post: Post, caplog: pytest.LogCaptureFixture, token: str) -> dict[str, Any]:
+    with caplog.at_level(logging.WARNING, logger="cds_service"):
+        assert (await post(token)).status_code == 401
+    (line,) = [r.fields for r in caplog.records if r.getMessage() == "auth_failed"]  # type: ignore[attr-defined]
+    assert token not in json.dumps(line)
+    assert token.split(".")[2] not in caplog.text  # nor its signature anywhere in the log
+    fields: dict[str, Any] = line
+    return fields
+
+
+async def test_jwt_auth_failure_log_names_expected_and_presented_audience(
+    post: Post, caplog: pytest.LogCaptureFixture
+) -> None:
+    line = await auth_log(post, caplog, sign(claims(aud="https://cds.example/other")))
+    assert line["expectedAud"] == AUDIENCE
+    assert line["presentedAud"] == ["https://cds.example/other"]
+
+
+async def test_jwt_auth_failure_log_names_the_untrusted_issuer_and_the_trusted_ones(
+    post: Post, caplog: pytest.LogCaptureFixture
+) -> None:
+    line = await auth_log(post, caplog, sign(claims(iss="https://evil.example")))
+    assert line["presentedIss"] == "https://evil.example"
+    assert EHR in line["trustedIss"]
+
+
+@pytest.mark.parametrize("jti", [123, ["a"], {"x": 1}])
+async def test_jwt_non_string_jti_is_named_as_such(
+    post: Post, caplog: pytest.LogCaptureFixture, jti: Any
+) -> None:
+    line = await auth_log(post, caplog, sign(claims(jti=jti)))
+    assert "jti" in line["reason"]
+    assert "signature" not in line["reason"]
