@@ -9,7 +9,7 @@ FHIR_VENV := .venv-fhir
 FHIR_STAMP := $(FHIR_VENV)/.installed
 FHIR_PORT ?= 8090
 
-.PHONY: install fhir-server-install fhir-server run test lint typecheck contracts pytest bench lock clean
+.PHONY: install fhir-server-install fhir-server run test lint typecheck contracts pytest fuzz bench lock clean
 
 ## install: create .venv with the project and its locked dependencies (no network when up to date)
 install: $(STAMP)
@@ -57,6 +57,10 @@ contracts: install
 
 pytest: install fhir-server-install
 	CDS_TEST_REQUIRE_FHIR_SERVER=1 $(BIN)/pytest
+
+## fuzz: the fuzzing tests at full length (10,000 byte-mutated requests; make test runs 400)
+fuzz: install
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-10000} $(BIN)/pytest -q tests/contract/test_fuzz.py
 
 ## bench: the service against a bare FastAPI app, same run, interleaved
 bench: install

@@ -75,6 +75,16 @@ _T = TypeVar("_T")
 
 def _decode(decoder: msgspec.json.Decoder[_T], body: bytes) -> _T:
     try:
+        # JSON is UTF-8 (RFC 8259): checked whole, because the prefetch is kept raw and read
+        # later, where a stray Latin-1 byte would otherwise surface as a server error.
+        body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RequestError(
+            f"Request body is not valid UTF-8 (JSON must be): byte 0x{body[exc.start]:02x} at "
+            f"offset {exc.start}.",
+            None,
+        ) from None
+    try:
         return decoder.decode(body)
     except msgspec.ValidationError as exc:
         text = str(exc)

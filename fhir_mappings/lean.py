@@ -273,7 +273,7 @@ def decode_fast(raw: bytes | msgspec.Raw) -> TypedBundle | ReadResource | None:
     """The value decoded in one strict pass, or None when it needs the lenient path."""
     try:
         decoded: TypedBundle | ReadResource = _FAST.decode(raw)
-    except (msgspec.DecodeError, RecursionError):
+    except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):
         return None
     return decoded
 
@@ -283,6 +283,8 @@ def decode_envelope(raw: bytes | msgspec.Raw) -> Envelope:
         return _ENVELOPE.decode(raw)
     except msgspec.DecodeError as exc:
         raise LeanDecodeError(str(exc)) from None
+    except UnicodeDecodeError:
+        raise LeanDecodeError("not valid UTF-8") from None
     except RecursionError:
         raise LeanDecodeError("JSON nested too deeply") from None
 
@@ -296,6 +298,8 @@ def decode_resource(resource_type: str, raw: bytes | msgspec.Raw) -> msgspec.Str
         decoded: msgspec.Struct = decoder.decode(raw)
     except msgspec.DecodeError as exc:
         raise LeanDecodeError(str(exc)) from None
+    except UnicodeDecodeError:
+        raise LeanDecodeError("not valid UTF-8") from None
     except RecursionError:
         raise LeanDecodeError("JSON nested too deeply") from None
     return decoded

@@ -8,6 +8,7 @@ leaves for another host. Redirects are not followed for the same reason.
 
 from __future__ import annotations
 
+import codecs
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit, urlunsplit
 
@@ -166,7 +167,7 @@ class FhirClient:
             raise FhirNotFoundError(f"The FHIR server has no {what} (HTTP {status}).")
         if status != 200:
             raise FhirBadResponseError(f"The FHIR server answered HTTP {status} ({what}).")
-        return response.content
+        return utf8_body(response, what)
 
     async def transaction(self, bundle: dict[str, object], *, what: str) -> list[str]:
         """POST a transaction Bundle; the ``response.location`` of each entry, as absolute URLs.
@@ -177,8 +178,8 @@ class FhirClient:
                 f"The FHIR server answered HTTP {response.status_code} ({what})."
             )
         try:
-            reply = msgspec.json.decode(response.content, type=_TransactionResponse)
-        except msgspec.DecodeError:
+            reply = msgspec.json.decode(utf8_body(response, what), type=_TransactionResponse)
+        except (msgspec.DecodeError, UnicodeDecodeError):
             raise FhirBadResponseError(
                 f"The FHIR server's answer is not a Bundle ({what})."
             ) from None
@@ -232,7 +233,24 @@ class FhirClient:
     def _read(self, body: bytes, what: str) -> Page:
         try:
             return read_page(body, self.stats)
-        except lean.LeanDecodeError:
+        except lean.LeanDecodeError as exc:
+            because = " (not valid UTF-8)" if "UTF-8" in str(exc) else ""
             raise FhirBadResponseError(
-                f"The FHIR server sent a body that is not FHIR JSON ({what})."
+                f"The FHIR server sent a body that is not FHIR JSON{because} ({what})."
             ) from None
+
+
+def utf8_body(response: httpx.Response, what: str) -> bytes:
+    """The body as UTF-8 bytes: as sent when it declares UTF-8 or no charset (FHIR JSON is
+    UTF-8), else decoded by the charset it declares (a server answering ISO-8859-1)."""
+    charset = response.charset_encoding
+    if charset is None:
+        return response.content
+    try:
+        if codecs.lookup(charset).name == "utf-8":
+            return response.content
+        return response.content.decode(charset).encode("utf-8")
+    except (LookupError, UnicodeDecodeError):
+        raise FhirBadResponseError(
+            f"The FHIR server's answer is not readable in the charset it declares ({what})."
+        ) from None

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 from typing import Any
 
 import httpx
@@ -26,6 +27,8 @@ from tests.response_rules import assert_operation_outcome, assert_spec_response
 APP = create_app(settings_for_tests())
 CLIENT = TestClient(APP, raise_server_exceptions=False)
 EXAMPLES = 300
+# Byte-level mutations: `make test` runs this many; `make fuzz` runs 10,000 (FUZZ_EXAMPLES).
+BYTE_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "400"))
 ALLOWED = {200, 400, 404, 405, 412, 413}
 
 json_values = st.recursive(
@@ -139,3 +142,67 @@ def test_fuzz_openapi_operations_never_answer_500(case: schemathesis.Case[Any]) 
     if case.operation.method.upper() == "POST" and response.status_code == 200 and response.content:
         assert_spec_response(response.json())
     record_figure("fuzz: schemathesis cases")
+
+
+VALID_BYTES = json.dumps(VALID, ensure_ascii=False).encode()
+FEEDBACK_BYTES = json.dumps(
+    {
+        "feedback": [
+            {
+                "card": "3b5b3e0c-0000-4000-8000-000000000000",
+                "outcome": "overridden",
+                "outcomeTimestamp": "2025-09-30T12:00:00Z",
+                "overrideReason": {
+                    "reason": {"code": "already-imaged", "system": "http://example.org"},
+                    "userComment": "Déjà vu: MRI done last week",
+                },
+            }
+        ]
+    },
+    ensure_ascii=False,
+).encode()
+
+
+@st.composite
+def byte_mutations(draw: st.DrawFn, base: bytes) -> bytes:
+    """``base`` with one to four byte edits: a byte replaced (often by one above 0x7f, which is
+    not UTF-8 on its own), a Latin-1 or odd sequence inserted, a run deleted, or the body cut."""
+    data = bytearray(base)
+    for _ in range(draw(st.integers(min_value=1, max_value=4))):
+        if not data:
+            break
+        at = draw(st.integers(min_value=0, max_value=len(data) - 1))
+        edit = draw(st.sampled_from(["replace", "high", "insert", "delete", "cut"]))
+        if edit == "replace":
+            data[at] = draw(st.integers(min_value=0, max_value=255))
+        elif edit == "high":
+            data[at] = draw(st.integers(min_value=0x80, max_value=0xFF))
+        elif edit == "insert":
+            data[at:at] = draw(
+                st.sampled_from([b"\xe9", b"\xc3", b"\xed\xa0\x80", b"\xf4\x90\x80\x80", b"\x00"])
+                | st.binary(min_size=1, max_size=4)
+            )
+        elif edit == "delete":
+            del data[at : at + draw(st.integers(min_value=1, max_value=16))]
+        else:
+            del data[at:]
+    return bytes(data)
+
+
+@settings(max_examples=BYTE_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
+@given(body=byte_mutations(VALID_BYTES))
+def test_fuzz_byte_mutations_of_a_valid_request_are_never_a_500(body: bytes) -> None:
+    with respx.mock(assert_all_called=False) as mock:
+        mock.route().mock(side_effect=fake_fhir_server)
+        check(CLIENT.post(SERVICE_URL, content=body))
+    record_figure("fuzz: byte-mutated hook requests")
+
+
+@settings(max_examples=BYTE_EXAMPLES // 2, deadline=None, suppress_health_check=list(HealthCheck))
+@given(body=byte_mutations(FEEDBACK_BYTES))
+def test_fuzz_byte_mutations_of_valid_feedback_are_never_a_500(body: bytes) -> None:
+    response = CLIENT.post(SERVICE_URL + "/feedback", content=body)
+    assert response.status_code in ALLOWED, (response.status_code, response.text[:500])
+    if response.status_code != 200:
+        assert_operation_outcome(response.json())
+    record_figure("fuzz: byte-mutated feedback requests")
