@@ -379,8 +379,9 @@ class CardLedger:
     def overridden_evidence(
         self, patient: str, finding: str, since: datetime
     ) -> list[frozenset[str]]:
-        """The evidence of each card of this kind a clinician overrode for this patient since
-        ``since``."""
+        """The evidence of each card of this kind a clinician overrode for this patient, in
+        feedback the service received since ``since`` (its own clock: the caller's
+        ``outcomeTimestamp`` cannot stretch a snooze)."""
         with serialised(self.engine), Session(self.engine) as session:
             rows = session.scalars(
                 select(IssuedCard.evidence)
@@ -389,7 +390,7 @@ class CardLedger:
                     IssuedCard.patient_key == patient,
                     IssuedCard.finding == finding,
                     Feedback.outcome == "overridden",
-                    Feedback.outcome_timestamp >= _naive(since),
+                    Feedback.received_at >= _naive(since),
                 )
             )
             return [frozenset(json.loads(evidence)) for evidence in rows]

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request
@@ -161,6 +162,7 @@ async def feedback(service_id: str, request: Request) -> Response:
         state.registry.get(service_id)
         await authenticate(request)
         received = await _decoded_body(request, wire.decode_feedback)
+        _refuse_future_outcomes(received, state.clock(), state.settings.jwt_leeway_seconds)
         records = [
             FeedbackRecord(
                 service_id=service_id,
@@ -194,6 +196,21 @@ async def feedback(service_id: str, request: Request) -> Response:
         unknownCards=known.count(False),
     )
     return Response(status_code=200)
+
+
+def _refuse_future_outcomes(received: wire.FeedbackRequest, now: datetime, leeway: int) -> None:
+    """An outcome cannot come from the future: beyond the clock leeway is a 400 naming it."""
+    latest = now + timedelta(seconds=leeway)
+    for n, item in enumerate(received.feedback):
+        moment = item.outcomeTimestamp
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)  # no offset given: read as UTC
+        if moment > latest:
+            raise BadRequestError(
+                f"outcomeTimestamp {item.outcomeTimestamp.isoformat()} is in the future (the "
+                f"service's clock is {now.isoformat(timespec='seconds')}).",
+                field=f"feedback[{n}].outcomeTimestamp",
+            )
 
 
 def _reason(item: wire.FeedbackItem, part: str) -> str | None:

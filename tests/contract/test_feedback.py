@@ -33,7 +33,7 @@ def feedback(card: str, outcome: str = "overridden", **extra: Any) -> dict[str, 
     item: dict[str, Any] = {
         "card": card,
         "outcome": outcome,
-        "outcomeTimestamp": "2025-09-30T12:05:00Z",
+        "outcomeTimestamp": "2025-09-30T11:55:00Z",  # the service's clock: 12:00
     }
     item.update(extra)
     return {"feedback": [item]}
@@ -65,7 +65,7 @@ async def test_feedback_accepted_is_stored_for_the_issued_card(database_url: str
     assert stored.known_card is True
     assert stored.outcome == "accepted"
     assert json.loads(stored.accepted_suggestions) == [suggestion]
-    assert stored.outcome_timestamp == datetime(2025, 9, 30, 12, 5)
+    assert stored.outcome_timestamp == datetime(2025, 9, 30, 11, 55)
 
 
 async def test_feedback_override_reason_is_stored(database_url: str) -> None:
@@ -255,3 +255,51 @@ def test_migrations_create_the_schema_the_models_expect(database_url: str) -> No
     with create_engine(database_url).connect() as connection:
         differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
     assert differences == []
+
+
+@pytest.mark.parametrize(
+    "moment",
+    [
+        "2199-01-01T00:00:00Z",
+        "2025-09-30T12:01:01Z",
+        "2025-09-30T13:00:00+00:00",
+        "2025-09-30T12:30:00",
+    ],
+)
+async def test_feedback_from_the_future_is_refused_naming_the_field(
+    database_url: str, moment: str
+) -> None:
+    """The clock says 12:00 UTC; 60 s of leeway. A timestamp without an offset is read as UTC."""
+    async with client_for(database_url) as client:
+        card = await suspect_card(client)
+        assert card is not None
+        body = feedback(card["uuid"])
+        body["feedback"][0]["outcomeTimestamp"] = moment
+        response = await client.post(FEEDBACK_URL, json=body)
+    assert response.status_code == 400, response.text
+    issue = response.json()["issue"][0]
+    assert issue["expression"] == ["feedback[0].outcomeTimestamp"]
+    assert "future" in issue["details"]["text"]
+
+
+async def test_feedback_within_the_clock_leeway_is_accepted(database_url: str) -> None:
+    async with client_for(database_url) as client:
+        card = await suspect_card(client)
+        assert card is not None
+        body = feedback(card["uuid"])
+        body["feedback"][0]["outcomeTimestamp"] = "2025-09-30T12:00:59Z"
+        assert (await client.post(FEEDBACK_URL, json=body)).status_code == 200
+
+
+async def test_feedback_snooze_runs_from_when_the_service_received_it(database_url: str) -> None:
+    """An override dated long ago (an EHR that sends feedback late, or a wrong clock) still
+    snoozes the card for 30 days from its arrival, and no longer than that."""
+    async with client_for(database_url) as client:
+        card = await suspect_card(client)
+        assert card is not None
+        body = feedback(card["uuid"])
+        body["feedback"][0]["outcomeTimestamp"] = "2025-01-01T00:00:00Z"
+        assert (await client.post(FEEDBACK_URL, json=body)).status_code == 200
+        assert await suspect_card(client) is None  # snoozed, though dated 9 months back
+    async with client_for(database_url, cases.MAYA_SUSPECT_DAY + timedelta(days=31)) as client:
+        assert await suspect_card(client) is not None
