@@ -41,9 +41,18 @@ class FhirAuthorization(msgspec.Struct, frozen=True):
     patient: str | None = None
 
 
+# CDS Hooks: "a universally unique identifier (UUID) for this particular hook call".
+HookInstance = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=r"^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$"
+    ),
+]
+
+
 class HookRequest(msgspec.Struct, frozen=True):
     hook: NonEmpty
-    hookInstance: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+    hookInstance: HookInstance
     context: Context
     fhirServer: str | None = None
     fhirAuthorization: FhirAuthorization | None = None
@@ -71,6 +80,13 @@ def decode_request(body: bytes) -> HookRequest:
 
 
 _T = TypeVar("_T")
+# What is wrong, in words, for fields whose rule is a pattern.
+_PLAIN_WORDS = {
+    "hookInstance": "hookInstance must be a UUID (e.g. d1577c69-dfbe-44ad-ba6d-3e05e953b2ea).",
+    "context.patientId": "context.patientId must be a FHIR id: 1-64 letters, digits, '-' or '.'.",
+    "context.encounterId": "context.encounterId must be a FHIR id: 1-64 letters, digits, '-' "
+    "or '.'.",
+}
 
 
 def _decode(decoder: msgspec.json.Decoder[_T], body: bytes) -> _T:
@@ -95,6 +111,8 @@ def _decode(decoder: msgspec.json.Decoder[_T], body: bytes) -> _T:
             raise RequestError(f"Missing required field '{field}'.", field) from None
         at = _AT.search(text)
         field = at.group(1) if at else None
+        if field in _PLAIN_WORDS:
+            raise RequestError(_PLAIN_WORDS[field], field) from None
         raise RequestError(
             f"Invalid value at '{field or '$'}': {_AT.sub('', text)}.", field
         ) from None

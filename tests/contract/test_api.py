@@ -89,6 +89,13 @@ async def test_api_malformed_json_is_400_operation_outcome(client_at: ClientFact
         (lambda b: b["context"].pop("patientId"), "context.patientId"),
         (lambda b: b["context"].update(patientId=""), "context.patientId"),
         (lambda b: b.pop("hookInstance"), "hookInstance"),
+        (lambda b: b.update(hookInstance="not-a-uuid"), "hookInstance"),
+        (lambda b: b.update(hookInstance=""), "hookInstance"),
+        (
+            lambda b: b.update(hookInstance='d1577c69-dfbe-44ad-ba6d-3e05e953b2ea\n{"level":"x"}'),
+            "hookInstance",
+        ),
+        (lambda b: b.update(hookInstance="d1577c69dfbe44adba6d3e05e953b2ea"), "hookInstance"),
         (lambda b: b.pop("hook"), "hook"),
         (lambda b: b.pop("context"), "context"),
         (lambda b: b.update(context="p1"), "context"),
@@ -151,7 +158,7 @@ async def test_api_deeply_nested_json_is_a_client_error_not_a_crash(
     client_at: ClientFactory,
 ) -> None:
     deep = (
-        b'{"hook":"patient-view","hookInstance":"x","context":{"patientId":"p"},"prefetch":{"x":'
+        b'{"hook":"patient-view","hookInstance":"d1577c69-dfbe-44ad-ba6d-3e05e953b2ea","context":{"patientId":"p"},"prefetch":{"x":'
         + b"[" * 5000
         + b"]" * 5000
         + b"}}"
@@ -222,3 +229,11 @@ async def test_api_patient_prefetch_may_be_a_bundle(client_at: ClientFactory) ->
     response = await client_at(cases.MAYA_SUSPECT_DAY).post(SERVICE_URL, json=body)
     assert response.status_code == 200
     assert len(response.json()["cards"]) == 1
+
+
+async def test_api_hook_instance_not_a_uuid_is_400_in_words(client_at: ClientFactory) -> None:
+    body = hook_request(cases.daniel(), pid="daniel")
+    body["hookInstance"] = "1234"
+    response = await client_at().post(SERVICE_URL, json=body)
+    assert response.status_code == 400
+    assert response.json()["issue"][0]["details"]["text"].startswith("hookInstance must be a UUID")
