@@ -83,3 +83,7 @@ class FhirNotFoundError(FhirServerError):
 
 class FhirBadResponseError(FhirServerError):
     kind = "fhir_bad_response"
+
+
+class FhirResponseTooLargeError(FhirBadResponseError):
+    kind = "fhir_response_too_large"

@@ -51,6 +51,10 @@ class Settings(BaseSettings):
     fhir_timeout_seconds: float = Field(default=1.5, gt=0, le=30)
     # Searchset pages followed per search before giving up with a clear error.
     fhir_max_pages: int = Field(default=20, ge=1, le=1000)
+    # Largest FHIR server answer read (bytes, after decompression); reading stops there: 412.
+    fhir_max_response_bytes: int = Field(default=16_000_000, ge=10_000)
+    # Most bytes one hook call reads from the FHIR server, all answers together: 412 beyond.
+    fhir_max_total_bytes: int = Field(default=48_000_000, ge=10_000)
     # Largest request body accepted (bytes); larger answers 413.
     max_body_bytes: int = Field(default=5_000_000, ge=1024)
     log_level: str = "INFO"

@@ -125,6 +125,8 @@ async def call_service(service_id: str, request: Request) -> Response:
             clock=state.clock,
             fhir_timeout_seconds=state.settings.fhir_timeout_seconds,
             fhir_max_pages=state.settings.fhir_max_pages,
+            fhir_max_response_bytes=state.settings.fhir_max_response_bytes,
+            fhir_max_total_bytes=state.settings.fhir_max_total_bytes,
             delivery=state.settings.careplan_delivery,
             writer=state.writer,
             ledger=state.ledger,

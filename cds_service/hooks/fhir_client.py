@@ -19,6 +19,7 @@ from cds_service.errors import (
     FhirAuthRejectedError,
     FhirBadResponseError,
     FhirNotFoundError,
+    FhirResponseTooLargeError,
     FhirServerError,
     FhirTimeoutError,
     FhirUnreachableError,
@@ -34,6 +35,27 @@ class FetchStats:
     requests: int = 0
     pages: int = 0
     outcome_entries: int = 0
+
+
+DEFAULT_MAX_RESPONSE_BYTES = 16_000_000
+DEFAULT_MAX_TOTAL_BYTES = 48_000_000
+
+
+@dataclass
+class ByteBudget:
+    """How much one hook call reads from the FHIR server: each answer at most
+    ``per_response`` bytes, all of them together at most ``total``. Reading stops at the cap."""
+
+    per_response: int = DEFAULT_MAX_RESPONSE_BYTES
+    total: int = DEFAULT_MAX_TOTAL_BYTES
+    used: int = 0
+
+
+@dataclass(frozen=True)
+class _Answer:
+    status: int
+    charset: str | None
+    body: bytes
 
 
 class _EntryResponse(msgspec.Struct, frozen=True):
@@ -111,6 +133,7 @@ class FhirClient:
     token: str | None
     max_pages: int
     stats: FetchStats = field(default_factory=FetchStats)
+    budget: ByteBudget = field(default_factory=ByteBudget)
 
     def __post_init__(self) -> None:
         self.base = self.base.rstrip("/")
@@ -133,9 +156,10 @@ class FhirClient:
 
     async def _send(
         self, method: str, url: str, *, what: str, body: bytes | None = None
-    ) -> httpx.Response:
-        """One request to the FHIR server; transport failures, refused tokens and server
-        errors become FhirServerErrors naming ``what``. Other statuses are the caller's."""
+    ) -> _Answer:
+        """One request to the FHIR server, its answer read up to the byte budget; transport
+        failures, refused tokens, server errors and oversized answers become FhirServerErrors
+        naming ``what``. Other statuses are the caller's (their body is not read)."""
         headers = {"Accept": FHIR_JSON}
         if body is not None:
             headers["Content-Type"] = FHIR_JSON
@@ -143,42 +167,73 @@ class FhirClient:
             headers["Authorization"] = f"Bearer {self.token}"
         self.stats.requests += 1
         try:
-            response = await self.http.request(method, url, headers=headers, content=body)
+            async with self.http.stream(method, url, headers=headers, content=body) as response:
+                status = response.status_code
+                if status in (401, 403):
+                    raise FhirAuthRejectedError(
+                        f"The FHIR server refused the access token (HTTP {status}) ({what})."
+                    )
+                if status >= 500:
+                    raise FhirServerError(f"The FHIR server failed (HTTP {status}) ({what}).")
+                if status not in (200, 201):
+                    return _Answer(status, None, b"")
+                content = await self._bounded_read(response, what)
+                return _Answer(status, response.charset_encoding, content)
         except httpx.TimeoutException:
             raise FhirTimeoutError(f"The FHIR server did not answer in time ({what}).") from None
         except httpx.TransportError:
             raise FhirUnreachableError(f"The FHIR server could not be reached ({what}).") from None
         except (httpx.InvalidURL, ValueError):
             raise FhirBadResponseError(f"Not a usable FHIR URL ({what}).") from None
-        status = response.status_code
-        if status in (401, 403):
-            raise FhirAuthRejectedError(
-                f"The FHIR server refused the access token (HTTP {status}) ({what})."
-            )
-        if status >= 500:
-            raise FhirServerError(f"The FHIR server failed (HTTP {status}) ({what}).")
-        return response
+
+    async def _bounded_read(self, response: httpx.Response, what: str) -> bytes:
+        """The body, read chunk by chunk (decompressed, so a small gzip bomb counts at its
+        real size) and abandoned at the cap: memory stays bounded whatever the server sends."""
+        budget = self.budget
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > budget.per_response:
+            raise self._too_large(what, budget.per_response, "CDS_FHIR_MAX_RESPONSE_BYTES")
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            budget.used += len(chunk)
+            if size > budget.per_response:
+                raise self._too_large(what, budget.per_response, "CDS_FHIR_MAX_RESPONSE_BYTES")
+            if budget.used > budget.total:
+                raise self._too_large(
+                    "all answers of this call", budget.total, "CDS_FHIR_MAX_TOTAL_BYTES"
+                )
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    @staticmethod
+    def _too_large(what: str, limit: int, setting: str) -> FhirResponseTooLargeError:
+        return FhirResponseTooLargeError(
+            f"The FHIR server sent more than {limit:,} bytes ({what}); reading stopped there "
+            f"({setting})."
+        )
 
     async def get(self, url: str, *, what: str) -> bytes:
         """GET a FHIR JSON body; every failure becomes a FhirServerError naming ``what``."""
-        response = await self._send("GET", url, what=what)
-        status = response.status_code
+        answer = await self._send("GET", url, what=what)
+        status = answer.status
         if status in (404, 410):
             raise FhirNotFoundError(f"The FHIR server has no {what} (HTTP {status}).")
         if status != 200:
             raise FhirBadResponseError(f"The FHIR server answered HTTP {status} ({what}).")
-        return utf8_body(response, what)
+        return utf8_body(answer.body, answer.charset, what)
 
     async def transaction(self, bundle: dict[str, object], *, what: str) -> list[str]:
         """POST a transaction Bundle; the ``response.location`` of each entry, as absolute URLs.
         The server applies all of it or none of it."""
-        response = await self._send("POST", self.base, what=what, body=msgspec.json.encode(bundle))
-        if response.status_code not in (200, 201):
-            raise FhirBadResponseError(
-                f"The FHIR server answered HTTP {response.status_code} ({what})."
-            )
+        answer = await self._send("POST", self.base, what=what, body=msgspec.json.encode(bundle))
+        if answer.status not in (200, 201):
+            raise FhirBadResponseError(f"The FHIR server answered HTTP {answer.status} ({what}).")
         try:
-            reply = msgspec.json.decode(utf8_body(response, what), type=_TransactionResponse)
+            reply = msgspec.json.decode(
+                utf8_body(answer.body, answer.charset, what), type=_TransactionResponse
+            )
         except (msgspec.DecodeError, UnicodeDecodeError):
             raise FhirBadResponseError(
                 f"The FHIR server's answer is not a Bundle ({what})."
@@ -240,16 +295,15 @@ class FhirClient:
             ) from None
 
 
-def utf8_body(response: httpx.Response, what: str) -> bytes:
+def utf8_body(body: bytes, charset: str | None, what: str) -> bytes:
     """The body as UTF-8 bytes: as sent when it declares UTF-8 or no charset (FHIR JSON is
     UTF-8), else decoded by the charset it declares (a server answering ISO-8859-1)."""
-    charset = response.charset_encoding
     if charset is None:
-        return response.content
+        return body
     try:
         if codecs.lookup(charset).name == "utf-8":
-            return response.content
-        return response.content.decode(charset).encode("utf-8")
+            return body
+        return body.decode(charset).encode("utf-8")
     except (LookupError, UnicodeDecodeError):
         raise FhirBadResponseError(
             f"The FHIR server's answer is not readable in the charset it declares ({what})."

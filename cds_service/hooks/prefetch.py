@@ -31,7 +31,7 @@ from cds_service.errors import (
     FhirTimeoutError,
     PreconditionFailedError,
 )
-from cds_service.hooks.fhir_client import FetchStats, FhirClient, Page, read_page
+from cds_service.hooks.fhir_client import ByteBudget, FetchStats, FhirClient, Page, read_page
 from fhir_mappings import lean
 from fhir_mappings.patient_facts import PatientRecord
 from fhir_mappings.primitives import normalise_reference
@@ -91,8 +91,10 @@ async def resolve(
     *,
     deadline: float,
     max_pages: int,
+    budget: ByteBudget | None = None,
 ) -> tuple[PatientRecord, ResolveStats]:
-    """``deadline``: event-loop time by which fetching must be done (the call's time budget)."""
+    """``deadline``: event-loop time by which fetching must be done (the call's time budget);
+    ``budget``: how many bytes the call may read from the FHIR server."""
     stats = ResolveStats()
     client = (
         FhirClient(
@@ -101,6 +103,7 @@ async def resolve(
             request.fhirAuthorization.access_token if request.fhirAuthorization else None,
             max_pages,
             stats.fetch,
+            budget or ByteBudget(),
         )
         if request.fhirServer
         else None

@@ -18,6 +18,11 @@ from cds_service import cds_hooks as wire
 from cds_service.content import Content
 from cds_service.errors import BadRequestError, UnknownServiceError
 from cds_service.hooks.delivery import Delivery, Writer, deliver
+from cds_service.hooks.fhir_client import (
+    DEFAULT_MAX_RESPONSE_BYTES,
+    DEFAULT_MAX_TOTAL_BYTES,
+    ByteBudget,
+)
 from cds_service.hooks.prefetch import PrefetchKey, ResolveStats, resolve
 from cds_service.http_client import SharedHttp
 from cds_service.render import RenderContext, render
@@ -116,6 +121,8 @@ class CallEnvironment:
     clock: Callable[[], datetime]
     fhir_timeout_seconds: float
     fhir_max_pages: int
+    fhir_max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
+    fhir_max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES
     delivery: Delivery = "suggestion"
     writer: Writer | None = None
     ledger: CardLedger | None = None
@@ -163,6 +170,7 @@ class SacralBsiService:
             env.http.client,
             deadline=deadline,
             max_pages=env.fhir_max_pages,
+            budget=ByteBudget(env.fhir_max_response_bytes, env.fhir_max_total_bytes),
         )
         facts = to_patient_facts(record, self.content.terminology)
         now = env.clock()
