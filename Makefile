@@ -1,31 +1,56 @@
 # Two commands matter: `make run` and `make test`. Everything else is a building block.
 SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
+# The Python asked for, as major.minor: .venv is rebuilt when it was made with another one.
+PYTHON_VERSION := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
+ifeq ($(filter 3.11 3.12 3.13,$(PYTHON_VERSION)),)
+$(error PYTHON=$(PYTHON) is not Python 3.11, 3.12 or 3.13 (found: '$(PYTHON_VERSION)'); e.g. make test PYTHON=python3.12)
+endif
 VENV := .venv
 BIN := $(VENV)/bin
+VENV_MARK := $(VENV)/.python-$(PYTHON_VERSION)
+RUNTIME_STAMP := $(VENV)/.installed-runtime
 STAMP := $(VENV)/.installed
+PIP := $(BIN)/python -m pip install --disable-pip-version-check -q --require-hashes
 
 FHIR_VENV := .venv-fhir
+FHIR_MARK := $(FHIR_VENV)/.python-$(PYTHON_VERSION)
 FHIR_STAMP := $(FHIR_VENV)/.installed
 FHIR_PORT ?= 8090
 
-.PHONY: install fhir-server-install fhir-server run test lint typecheck contracts pytest fuzz bench lock clean
+.PHONY: install install-runtime fhir-server-install fhir-server run test lint typecheck contracts pytest fuzz bench lock clean
 
-## install: create .venv with the project and its locked dependencies (no network when up to date)
+## install-runtime: .venv with the service and its runtime dependencies only (what `make run` needs)
+install-runtime: $(RUNTIME_STAMP)
+
+## install: .venv with the service, its runtime and its development dependencies (what `make test` needs)
 install: $(STAMP)
 
-$(STAMP): pyproject.toml requirements.lock requirements-build.lock
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --disable-pip-version-check -q --require-hashes -r requirements-build.lock
-	$(BIN)/python -m pip install --disable-pip-version-check -q --require-hashes -r requirements.lock
+# A .venv made with another Python is removed first (its packages were built for that one).
+$(VENV_MARK):
+	@if test -e $(VENV); then echo "$(VENV) was not made with $(PYTHON) ($(PYTHON_VERSION)): rebuilding it"; rm -rf $(VENV); fi
+	$(PYTHON) -m venv $(VENV)
+	@touch $(VENV_MARK)
+
+$(RUNTIME_STAMP): $(VENV_MARK) pyproject.toml requirements-runtime.lock requirements-build.lock
+	$(PIP) -r requirements-build.lock
+	$(PIP) -r requirements-runtime.lock
 	$(BIN)/python -m pip install --disable-pip-version-check -q --no-deps --no-build-isolation -e .
+	@touch $(RUNTIME_STAMP)
+
+$(STAMP): $(RUNTIME_STAMP) requirements.lock
+	$(PIP) -r requirements.lock
 	@touch $(STAMP)
 
 ## fhir-server-install: the local FHIR R4 server (sekmet-fhir) in its own venv, .venv-fhir
 fhir-server-install: $(FHIR_STAMP)
 
-$(FHIR_STAMP): fhir-server/requirements.lock
-	@test -x $(FHIR_VENV)/bin/python || $(PYTHON) -m venv $(FHIR_VENV)
+$(FHIR_MARK):
+	@if test -e $(FHIR_VENV); then echo "$(FHIR_VENV) was not made with $(PYTHON) ($(PYTHON_VERSION)): rebuilding it"; rm -rf $(FHIR_VENV); fi
+	$(PYTHON) -m venv $(FHIR_VENV)
+	@touch $(FHIR_MARK)
+
+$(FHIR_STAMP): $(FHIR_MARK) fhir-server/requirements.lock
 	$(FHIR_VENV)/bin/python -m pip install --disable-pip-version-check -q --require-hashes -r fhir-server/requirements.lock
 	@touch $(FHIR_STAMP)
 
@@ -38,7 +63,7 @@ fhir-server: fhir-server-install
 
 ## run: start the service on http://127.0.0.1:$${CDS_PORT:-8080} (embedded SQLite under ./var/),
 ## JWT verification off unless CDS_REQUIRE_JWT=true (loopback only; the service warns loudly)
-run: install
+run: install-runtime
 	@mkdir -p var
 	CDS_REQUIRE_JWT=$${CDS_REQUIRE_JWT:-false} $(BIN)/cds-service serve
 

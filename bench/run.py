@@ -1,17 +1,18 @@
 """``make bench``: the service against a bare FastAPI app, same run, interleaved.
 
-Both apps run under uvicorn with identical flags (one worker, default loop and HTTP parser, no
-access log) and receive the same realistic patient-view request, built from a Synthea patient
-(~150 Observations, ~170 KB body, prefetch filled for every key of the service's discovery
-document). Rounds alternate service, bare, service, bare... so drift (thermal, noisy neighbours)
-hits both alike. Reported:
+Both apps run under uvicorn with identical flags (one worker, default loop, no access log, and
+the HTTP parser ``cds-service serve`` ships: h11 with its 64 KB request-head limit) and receive
+the same realistic patient-view request, built from a Synthea patient (~150 Observations, ~170 KB
+body, prefetch filled for every key of the service's discovery document). Rounds alternate
+service, bare, service, bare... so drift (thermal, noisy neighbours) hits both alike. Reported:
 
 1. req/s at concurrency 16 and p50/p99 latency at concurrency 1 (sequential requests), the median
    over rounds, and the ratio service/bare;
 2. in-process time per call at 10, 100, 1,000 and 5,000 Observations, to show the cost is linear.
 
 Options: ``--quick`` (smoke run, ~25 s), ``--duration`` (seconds per measurement), ``--rounds``,
-``--loadgen auto|wrk|python`` (``auto``: wrk when installed, else ``bench.loadgen``).
+``--loadgen auto|wrk|python`` (``auto``: wrk when installed, else ``bench.loadgen``),
+``--http h11|httptools`` (the parser both apps run under; ``httptools`` is uvicorn's default).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ class Options:
     loadgen: str
     inprocess_budget: float
     inprocess_max_calls: int
+    http: str = "h11"
 
 
 @dataclass
@@ -69,6 +71,12 @@ def parse_options(argv: Sequence[str] | None) -> Options:
         default="auto",
         help="load generator (default auto: wrk when installed, else the Python one)",
     )
+    parser.add_argument(
+        "--http",
+        choices=("h11", "httptools"),
+        default="h11",
+        help="HTTP parser for both apps (default h11, as cds-service serve runs the service)",
+    )
     args = parser.parse_args(argv)
     duration = args.duration if args.duration is not None else (1.0 if args.quick else 5.0)
     rounds = args.rounds if args.rounds is not None else (2 if args.quick else 3)
@@ -79,6 +87,7 @@ def parse_options(argv: Sequence[str] | None) -> Options:
         rounds=rounds,
         warmup=1.0 if args.quick else 2.0,
         loadgen=args.loadgen,
+        http=args.http,
         inprocess_budget=0.3 if args.quick else 2.0,
         inprocess_max_calls=20 if args.quick else 300,
     )
@@ -240,12 +249,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{len(patient.of('DiagnosticReport'))} DiagnosticReports, "
                 f"{len(patient.of('CarePlan'))} CarePlans; body {len(request.body) / 1000:.0f} KB\n"
                 f"load generator: {generator.name}; {options.rounds} interleaved rounds of "
-                f"{options.duration:g} s per app and concurrency; one uvicorn worker each; "
+                f"{options.duration:g} s per app and concurrency; one uvicorn worker each, "
+                f"HTTP parser {options.http}; "
                 f"{os.cpu_count()} CPUs; Python {platform.python_version()}"
             )
             progress(setup)
             progress("Starting the service and the bare app under uvicorn...")
-            with Servers(workdir) as servers:
+            with Servers(workdir, options.http) as servers:
                 check_answers(servers, request)
                 progress(
                     f'  service on :{servers.service.port} answers 200 {{"cards": []}}; '

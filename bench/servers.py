@@ -31,6 +31,17 @@ def uvicorn_executable() -> Path:
     return path
 
 
+# What ``cds-service serve`` ships: the h11 parser with its request-head limit at the default
+# CDS_MAX_HEADER_BYTES. ``--http httptools`` measures uvicorn's default parser instead (no limit).
+H11_MAX_HEAD_BYTES = 65_536
+
+
+def http_flags(http: str) -> list[str]:
+    if http == "h11":
+        return ["--http", "h11", "--h11-max-incomplete-event-size", str(H11_MAX_HEAD_BYTES)]
+    return ["--http", http]
+
+
 @dataclass
 class Server:
     name: str
@@ -38,6 +49,7 @@ class Server:
     port: int
     log_path: Path
     env: dict[str, str]
+    http: str = "h11"
     process: subprocess.Popen[bytes] | None = None
     _log: IO[bytes] | None = None
 
@@ -58,6 +70,7 @@ class Server:
                 "--workers",
                 "1",
                 "--no-access-log",
+                *http_flags(self.http),
             ],
             cwd=REPO,
             env=self.env,
@@ -122,7 +135,7 @@ class Server:
 class Servers:
     """The service and the bare app, both running for the whole measurement."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, http: str = "h11") -> None:
         # Service settings at their defaults whatever the caller's shell exports, but the database
         # in the run's temporary directory (never ./var).
         env = {k: v for k, v in os.environ.items() if not k.startswith("CDS_")}
@@ -135,9 +148,9 @@ class Servers:
         while bare_port == service_port:
             bare_port = free_port()
         self.service = Server(
-            "service", "cds_service.main:app", service_port, workdir / "service.log", env
+            "service", "cds_service.main:app", service_port, workdir / "service.log", env, http
         )
-        self.bare = Server("bare", "bench.bare_app:app", bare_port, workdir / "bare.log", env)
+        self.bare = Server("bare", "bench.bare_app:app", bare_port, workdir / "bare.log", env, http)
 
     def __enter__(self) -> Servers:
         self.service.start()

@@ -3,15 +3,20 @@
 cds-service serve
 cds-service demo-load --fhir-server URL
 cds-service fire patient-view --fhir-server URL --patient ID
-            [--service-url URL] [--prefetch] [--json] [--token TOKEN]
+            [--service-url URL [--sign]] [--prefetch] [--json] [--token TOKEN]
+cds-service dev-token [--service-url URL] [--feedback]     (development only)
+cds-service --version
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from importlib.metadata import version
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
 
 import httpx
 import typer
@@ -24,6 +29,8 @@ from rich.table import Table
 from rich.text import Text
 
 from cds_service import sandbox
+from cds_service.auth import dev_issuer
+from cds_service.content import load_content
 from cds_service.hooks.service import valid_base_url
 from cds_service.settings import Settings
 
@@ -33,7 +40,10 @@ fire_cli = typer.Typer(
 )
 cli.add_typer(fire_cli, name="fire")
 out = Console()
-err = Console(stderr=True)
+# Errors are one line whatever the terminal's width (soft wrap: the terminal folds, not rich).
+err = Console(stderr=True, soft_wrap=True)
+
+FLAG = " "  # no "<bool>" after a flag in the help: it takes no value
 
 FhirServer = Annotated[
     str, typer.Option("--fhir-server", help="FHIR R4 base URL, e.g. https://hapi.fhir.org/baseR4")
@@ -46,15 +56,22 @@ Token = Annotated[
 @cli.command()
 def serve() -> None:
     """Start the service on CDS_HOST:CDS_PORT (default 127.0.0.1:8080)."""
-    settings = Settings()
-    if settings.start_refusal:
-        err.print(f"[bold red]Error:[/bold red] {escape(settings.start_refusal)}")
-        raise typer.Exit(2)
+    from cds_service.main import StartupError, create_app, load_settings  # noqa: PLC0415
+
+    try:
+        settings = load_settings()
+        app = create_app(settings)
+    except StartupError as exc:
+        _fail(str(exc), 2)
     uvicorn.run(
-        "cds_service.main:app",
+        app,
         host=settings.host,
         port=settings.port,
+        # h11 bounds the request line plus headers (httptools reads them without limit).
+        http="h11",
+        h11_max_incomplete_event_size=settings.max_header_bytes,
         access_log=False,  # one structured line per hook call instead (cds_service.logs)
+        log_config=None,  # create_app made uvicorn's loggers write the service's JSON lines
         log_level=settings.log_level.lower(),
     )
 
@@ -97,18 +114,35 @@ def fire_patient_view(
         ),
     ] = None,
     prefetch: Annotated[
-        bool, typer.Option("--prefetch", help="fill the prefetch here, as an EHR would")
+        bool,
+        typer.Option("--prefetch", help="fill the prefetch here, as an EHR would", metavar=FLAG),
     ] = False,
     as_json: Annotated[
-        bool, typer.Option("--json", help="print the raw CDS Hooks response")
+        bool, typer.Option("--json", help="print the raw CDS Hooks response", metavar=FLAG)
+    ] = False,
+    sign: Annotated[
+        bool,
+        typer.Option(
+            "--sign",
+            help="sign the call with the development key of `cds-service dev-token` "
+            "(for a service with JWT verification on; never in production)",
+            metavar=FLAG,
+        ),
     ] = False,
     token: Token = None,
 ) -> None:
     """Build the patient-view request an EHR would send, post it, and show the cards."""
     fhir_server = _checked_url(fhir_server, "--fhir-server")
+    bearer = None
     if service_url is not None:
         service_url = _checked_url(service_url, "--service-url")
-    result = _run(_fire(fhir_server, patient, service_url, prefetch, token))
+        if sign:
+            bearer = _dev_issuer().sign(
+                service_url.rstrip("/") + sandbox.SERVICE_PATH, datetime.now(UTC)
+            )
+    elif sign:
+        _fail("--sign needs --service-url: the in-process service verifies no token.", 2)
+    result = _run(_fire(fhir_server, patient, service_url, prefetch, token, bearer))
     if as_json:
         out.print_json(json.dumps(result))
         return
@@ -116,7 +150,12 @@ def fire_patient_view(
 
 
 async def _fire(
-    fhir_server: str, patient: str, service_url: str | None, prefetch: bool, token: str | None
+    fhir_server: str,
+    patient: str,
+    service_url: str | None,
+    prefetch: bool,
+    token: str | None,
+    bearer: str | None = None,
 ) -> Any:
     body = sandbox.hook_request(fhir_server, patient, token)
     async with httpx.AsyncClient(timeout=30) as http:
@@ -138,7 +177,7 @@ async def _fire(
                 body["prefetch"] = await sandbox.prefetch(
                     http, fhir_server, templates, patient, token
                 )
-            return await sandbox.fire(client, body)
+            return await sandbox.fire(client, body, bearer)
 
 
 _STYLE = {"info": "blue", "warning": "yellow", "critical": "red"}
@@ -161,7 +200,10 @@ def show_cards(result: dict[str, Any]) -> None:
         for link in card.get("links", []):
             parts.append(Text(f"Link: {link['label']} <{link['url']}>", style="cyan"))
         style = _STYLE.get(card.get("indicator", "info"), "blue")
-        title = f"[{style}]{card.get('indicator', 'info').upper()}[/{style}] {card['summary']}"
+        # The summary is the first line of the panel, wrapped there; a panel title is cut to
+        # one line.
+        parts.insert(0, Text(card["summary"], style="bold"))
+        title = f"[{style}]{escape(card.get('indicator', 'info').upper())}[/{style}]"
         out.print(Panel(Group(*parts), title=title, title_align="left", border_style=style))
     for action in result.get("systemActions", []):
         out.print(
@@ -181,6 +223,11 @@ def _run(coro: Any) -> Any:
         raise typer.Exit(1) from None
 
 
+def _fail(message: str, code: int) -> NoReturn:
+    err.print(f"[bold red]Error:[/bold red] {escape(message)}")
+    raise typer.Exit(code)
+
+
 def _checked_url(url: str, what: str) -> str:
     if not valid_base_url(url):
         err.print(
@@ -192,10 +239,87 @@ def _checked_url(url: str, what: str) -> str:
     return url
 
 
+@cli.command("dev-token")
+def dev_token(
+    service_url: Annotated[
+        str,
+        typer.Option(
+            "--service-url", help="the service's public base URL (its CDS_PUBLIC_BASE_URL)"
+        ),
+    ] = "http://127.0.0.1:8080",
+    feedback: Annotated[
+        bool,
+        typer.Option("--feedback", help="a token for the feedback endpoint", metavar=FLAG),
+    ] = False,
+    folder: Annotated[
+        Path, typer.Option("--folder", help="where the development key and issuers file live")
+    ] = dev_issuer.DEFAULT_FOLDER,
+) -> None:
+    """DEVELOPMENT ONLY: print a JWT for one call, signed by a local development key (made on
+    first use with the issuers file that trusts it), and how to start a service that trusts it."""
+    service_url = _checked_url(service_url, "--service-url").rstrip("/")
+    issuer = _dev_issuer(folder)
+    path = sandbox.SERVICE_PATH + ("/feedback" if feedback else "")
+    token = issuer.sign(service_url + path, datetime.now(UTC))
+    err.print(
+        "[bold red]DEVELOPMENT ONLY, NOT FOR PRODUCTION:[/bold red] signed by the key in "
+        f"{escape(str(issuer.key_file))} (issuer {dev_issuer.DEV_ISSUER}), for one call to "
+        f"{escape(service_url + path)} within 5 minutes. A service trusts it only when started "
+        "with:\n"
+        f"  CDS_REQUIRE_JWT=true CDS_PUBLIC_BASE_URL={escape(service_url)} "
+        f"CDS_TRUSTED_ISSUERS_FILE={escape(str(issuer.issuers_file.resolve()))} make run"
+    )
+    print(token)  # alone on standard output: TOKEN=$(cds-service dev-token)
+
+
+def _dev_issuer(folder: Path = dev_issuer.DEFAULT_FOLDER) -> dev_issuer.DevIssuer:
+    try:
+        return dev_issuer.ensure(folder)
+    except (OSError, ValueError) as exc:
+        _fail(f"cannot use the development key in {folder}: {exc}", 2)
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        print(f"cds-service {version('sacral-bsi-cds')} (card content {load_content().version})")
+        raise typer.Exit
+
+
 @cli.callback()
-def _root() -> None:
+def _root(
+    _version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="print the version and exit", callback=_show_version, is_eager=True
+        ),
+    ] = False,
+) -> None:
     """Sacral BSI CDS Hooks service."""
 
 
+# Flags that users also write with a value, as the help's "<bool>" once suggested.
+_FLAGS = frozenset({"--prefetch", "--json", "--sign", "--feedback"})
+_TRUE, _FALSE = {"true", "yes", "on", "1"}, {"false", "no", "off", "0"}
+
+
+def normalise_flags(argv: list[str]) -> list[str]:
+    """``--prefetch true`` / ``--prefetch=false`` read as the flag given or left out."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        word = argv[i]
+        name, eq, value = word.partition("=")
+        following = argv[i + 1].lower() if i + 1 < len(argv) else None
+        if name in _FLAGS and eq and value.lower() in _TRUE | _FALSE:
+            out.extend([name] if value.lower() in _TRUE else [])
+        elif word in _FLAGS and following in _TRUE | _FALSE:
+            out.extend([word] if following in _TRUE else [])
+            i += 1
+        else:
+            out.append(word)
+        i += 1
+    return out
+
+
 def main() -> None:
-    cli()
+    cli(args=normalise_flags(sys.argv[1:]), prog_name="cds-service")

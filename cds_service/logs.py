@@ -15,6 +15,10 @@ from typing import Any
 LOGGER_NAME = "cds_service"
 
 
+# The ASGI server's own loggers: their lines are written in the same JSON format.
+UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
@@ -22,6 +26,8 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname.lower(),
             "event": record.getMessage(),
         }
+        if record.name == "uvicorn.access" and isinstance(record.args, tuple):
+            line.update(_access_fields(record.args))
         fields = getattr(record, "fields", None)
         if isinstance(fields, dict):
             line.update(fields)
@@ -36,15 +42,37 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, separators=(",", ":"), default=str)
 
 
+def _access_fields(args: tuple[Any, ...]) -> dict[str, Any]:
+    """uvicorn's access line as fields: method, path (the query string left out: it is the
+    caller's to fill) and status; not the client's address."""
+    if len(args) != 5:
+        return {}
+    _, method, path, _, status = args
+    return {"event": "http_request", "method": method, "path": str(path).split("?")[0],
+            "status": status}  # fmt: skip
+
+
 def configure(level: str) -> None:
+    """The service's logger, and uvicorn's (when it runs the service), write JSON lines to
+    standard error."""
     logger = logging.getLogger(LOGGER_NAME)
     logger.setLevel(level.upper())
+    _json_handler(logger)
+    logger.propagate = True
+    for name in UVICORN_LOGGERS:
+        server_logger = logging.getLogger(name)
+        ours = [h for h in server_logger.handlers if getattr(h, "_cds_json", False)]
+        server_logger.handlers = ours  # uvicorn's plain-text handlers out
+        _json_handler(server_logger)
+        server_logger.propagate = False
+
+
+def _json_handler(logger: logging.Logger) -> None:
     if not any(getattr(h, "_cds_json", False) for h in logger.handlers):
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(JsonFormatter())
         handler._cds_json = True  # type: ignore[attr-defined]
         logger.addHandler(handler)
-    logger.propagate = True
 
 
 def log_event(

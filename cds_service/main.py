@@ -3,24 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import os
+import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 from fastapi import FastAPI
+from pydantic import ValidationError
+from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
 
 from cds_service import cds_hooks as wire
 from cds_service import logs
 from cds_service.api import errors, routes
 from cds_service.api.cors import JsonCorsMiddleware
-from cds_service.auth.issuers import load_issuers
+from cds_service.auth.issuers import IssuerConfigError, load_issuers
 from cds_service.auth.jwt_verifier import JwksCache, JwtVerifier
-from cds_service.content import load_content
+from cds_service.content import ContentError, load_content
 from cds_service.hooks.delivery import Writer
 from cds_service.hooks.service import SacralBsiService, ServiceRegistry
 from cds_service.http_client import SharedHttp
@@ -28,9 +33,45 @@ from cds_service.settings import Settings, unknown_environment_settings
 from cds_service.store import CardLedger, ClaimStore, ReplayStore, close_engine, open_engine
 
 
-class SettingsRefusedError(RuntimeError):
+class StartupError(RuntimeError):
+    """The service cannot start as configured. The message is one line that says what to fix
+    (``cds-service serve`` prints it alone and exits with 2; so does plain uvicorn)."""
+
+
+class SettingsRefusedError(StartupError):
     """The settings would start an unsafe service (unauthenticated beyond loopback, or JWT on
     with no public base URL to check token audiences against); the message says what to set."""
+
+
+def load_settings() -> Settings:
+    """The settings from the environment, or a StartupError naming each bad variable (never
+    its value: a database URL may hold a password)."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"CDS_{str(error['loc'][0]).upper()}: {error['msg']}" if error["loc"] else error["msg"]
+            for error in exc.errors()
+        )
+        raise StartupError(f"invalid setting: {problems}") from None
+
+
+def _open_database(url: str) -> Engine:
+    try:
+        where = make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        raise StartupError(
+            "CDS_DATABASE_URL is not a database URL (e.g. sqlite:///./var/cds.db or "
+            "postgresql+psycopg://user:password@host/db)"
+        ) from None
+    try:
+        return open_engine(url)
+    except Exception as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        raise StartupError(
+            f"cannot open the database {where} (CDS_DATABASE_URL): "
+            f"{type(exc).__name__}: {reason[0] if reason else 'no reason given'}"
+        ) from None
 
 
 def utc_now() -> datetime:
@@ -40,14 +81,48 @@ def utc_now() -> datetime:
 def create_app(
     settings: Settings | None = None, *, clock: Callable[[], datetime] = utc_now
 ) -> FastAPI:
-    settings = settings or Settings()
+    settings = settings or load_settings()
     logs.configure(settings.log_level)
     if settings.start_refusal:
         raise SettingsRefusedError(settings.start_refusal)
-    issuers = load_issuers(settings.trusted_issuers_file) if settings.trusted_issuers_file else {}
-    content = load_content(settings.content_dir)
+    try:
+        issuers = (
+            load_issuers(settings.trusted_issuers_file) if settings.trusted_issuers_file else {}
+        )
+    except IssuerConfigError as exc:
+        raise StartupError(f"CDS_TRUSTED_ISSUERS_FILE: {exc}") from None
+    try:
+        content = load_content(settings.content_dir)
+    except ContentError as exc:
+        raise StartupError(f"CDS_CONTENT_DIR: {exc}") from None
+    snooze = content.parameters.suppression.snooze_after_override_days
+    if settings.retention_days <= snooze:
+        raise StartupError(
+            f"CDS_RETENTION_DAYS ({settings.retention_days}) must be longer than the override "
+            f"snooze ({snooze} days), or an overridden card would come back early"
+        )
     registry = ServiceRegistry(SacralBsiService(content))
-    engine = open_engine(settings.database_url)
+    engine = _open_database(settings.database_url)
+    ledger, replay = CardLedger(engine), ReplayStore(engine)
+
+    def housekeeping() -> None:
+        """Forget what is past its retention: expired token ids, old cards and feedback."""
+        now = clock()
+        try:
+            token_ids = replay.purge(now)
+            cards, feedback = ledger.purge(now - timedelta(days=settings.retention_days))
+        except Exception:
+            logs.log_event("housekeeping failed", level=logging.WARNING, exc_info=True)
+            return
+        logs.log_event(
+            "housekeeping", cardsPurged=cards, feedbackPurged=feedback, tokenIdsPurged=token_ids
+        )
+
+    async def housekeeping_loop() -> None:
+        while True:
+            await asyncio.sleep(settings.housekeeping_interval_seconds)
+            await asyncio.to_thread(housekeeping)
+
     http = SharedHttp(
         lambda: httpx.AsyncClient(
             timeout=httpx.Timeout(settings.fhir_timeout_seconds),
@@ -58,13 +133,14 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # No host or port here: under plain uvicorn they are uvicorn's to tell (its own line,
+        # in the same JSON format), and CDS_HOST / CDS_PORT may not be what it listens on.
         logs.log_event(
             "service_started",
             contentVersion=content.version,
-            configuredHost=settings.host,
-            configuredPort=settings.port,
             requireJwt=settings.require_jwt,
             trustedIssuers=len(issuers),
+            retentionDays=settings.retention_days,
         )
         unknown = unknown_environment_settings(os.environ)
         if unknown:
@@ -92,9 +168,14 @@ def create_app(
                 )
         # Start-up objects live for the whole process: keep them out of the cyclic GC's way
         # (measured: fewer p99 spikes, see bench/).
+        await asyncio.to_thread(housekeeping)
+        housekeeper = asyncio.create_task(housekeeping_loop())
         gc.collect()
         gc.freeze()
         yield
+        housekeeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await housekeeper
         await http.aclose()
         close_engine(engine)
 
@@ -104,6 +185,9 @@ def create_app(
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
+        # A trailing slash is a 404 naming the path without it, never a redirect: a redirected
+        # POST loses its body, and the Location would be built from the caller's Host header.
+        redirect_slashes=False,
     )
     app.state.settings = settings
     app.state.registry = registry
@@ -112,8 +196,7 @@ def create_app(
     app.state.http = http
     app.state.engine = engine
     app.state.writer = Writer(http, ClaimStore(engine))
-    app.state.ledger = CardLedger(engine)
-    replay = ReplayStore(engine)
+    app.state.ledger = ledger
 
     async def remember(issuer: str, jti: str, expires: datetime, now: datetime) -> bool:
         return await asyncio.to_thread(replay.remember, issuer, jti, expires, now)
@@ -149,7 +232,11 @@ app: FastAPI
 def __getattr__(name: str) -> Any:
     # Built on first access, so importing this module (tests, tools) has no side effects.
     if name == "app":
-        built = create_app()
+        try:
+            built = create_app()
+        except StartupError as exc:  # one line, not a traceback through uvicorn's importer
+            print(f"Error: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
         globals()["app"] = built
         return built
     raise AttributeError(name)

@@ -161,6 +161,19 @@ def _headers(token: str | None) -> dict[str, str]:
     return headers
 
 
+# OperationOutcome kinds (issue.diagnostics) meaning the FHIR server could not be reached.
+UNREACHABLE = frozenset({"fhir_unreachable", "fhir_timeout"})
+
+
+def _kind(response: httpx.Response) -> str | None:
+    try:
+        body = response.json()
+        kind = body["issue"][0]["diagnostics"]
+    except (ValueError, KeyError, IndexError, TypeError):
+        return None
+    return kind if isinstance(kind, str) else None
+
+
 def _diagnostics(response: httpx.Response) -> str:
     try:
         body = response.json()
@@ -273,15 +286,32 @@ async def discovery(client: httpx.AsyncClient) -> dict[str, str]:
     return templates
 
 
-async def fire(client: httpx.AsyncClient, body: Resource) -> Resource:
-    """POST the hook request; return the response body, or raise SandboxError saying why not."""
+SERVICE_PATH = "/cds-services/sacral-bsi"
+
+
+async def fire(client: httpx.AsyncClient, body: Resource, bearer: str | None = None) -> Resource:
+    """POST the hook request (with ``bearer`` as the EHR's JWT, if given); return the response
+    body, or raise SandboxError saying why not."""
+    headers = {"Authorization": f"Bearer {bearer}"} if bearer else None
     response = await _reach(
-        client.post("/cds-services/sacral-bsi", json=body), f"the CDS service at {client.base_url}"
+        client.post(SERVICE_PATH, json=body, headers=headers),
+        f"the CDS service at {client.base_url}",
     )
     if response.status_code != 200:
         reason = _diagnostics(response)
         if response.status_code == 412:
-            raise SandboxError(f"The service could not get the data it needs (HTTP 412): {reason}")
+            # The service could not reach the FHIR server: "cannot be reached", as the README says.
+            code = 2 if _kind(response) in UNREACHABLE else 1
+            raise SandboxError(
+                f"The service could not get the data it needs (HTTP 412): {reason}", code
+            )
+        if response.status_code == 401:
+            raise SandboxError(
+                f"The service refused the call (HTTP 401: {reason}): it verifies a signed JWT on "
+                "every call. Sign the calls with --sign (a development key; start the service "
+                "with the settings `cds-service dev-token` prints), or run the service on "
+                "loopback with CDS_REQUIRE_JWT=false."
+            )
         raise SandboxError(f"The service answered HTTP {response.status_code}: {reason}")
     result: Resource = response.json()
     return result

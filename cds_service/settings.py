@@ -57,6 +57,14 @@ class Settings(BaseSettings):
     fhir_max_total_bytes: int = Field(default=48_000_000, ge=10_000)
     # Largest request body accepted (bytes); larger answers 413.
     max_body_bytes: int = Field(default=5_000_000, ge=1024)
+    # Largest request line plus headers accepted by ``cds-service serve`` (bytes); past it the
+    # connection answers 400 and closes (uvicorn's h11 parser limit).
+    max_header_bytes: int = Field(default=65_536, ge=8_192, le=1_048_576)
+    # Days the card ledger and the clinicians' feedback are kept; older rows are deleted (a card
+    # with feedback still kept stays). Must be longer than the override snooze.
+    retention_days: int = Field(default=90, ge=1, le=3650)
+    # Seconds between purges (expired JWT ids, cards and feedback past retention).
+    housekeeping_interval_seconds: int = Field(default=3600, ge=1)
     log_level: str = "INFO"
     # How a proposed CarePlan reaches the record: suggestion | system-action | direct-write.
     careplan_delivery: Literal["suggestion", "system-action", "direct-write"] = "suggestion"

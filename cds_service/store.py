@@ -74,7 +74,7 @@ class IssuedCard(Base):
     finding: Mapped[str] = mapped_column(String(32))  # suspect | confirmed | confirm_first
     evidence: Mapped[str] = mapped_column(Text())  # JSON list of evidence keys
     content_version: Mapped[str] = mapped_column(String(32))
-    issued_at: Mapped[datetime] = mapped_column(DateTime())  # naive UTC
+    issued_at: Mapped[datetime] = mapped_column(DateTime(), index=True)  # naive UTC
 
 
 class Feedback(Base):
@@ -91,7 +91,7 @@ class Feedback(Base):
     override_display: Mapped[str | None] = mapped_column(String(300), default=None)
     user_comment: Mapped[str | None] = mapped_column(Text(), default=None)
     outcome_timestamp: Mapped[datetime] = mapped_column(DateTime())  # naive UTC
-    received_at: Mapped[datetime] = mapped_column(DateTime())  # naive UTC
+    received_at: Mapped[datetime] = mapped_column(DateTime(), index=True)  # naive UTC
 
 
 class ClaimState(enum.StrEnum):
@@ -117,7 +117,8 @@ def open_engine(url: str) -> Engine:
         engine = create_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False})
         _SINGLE_CONNECTION_LOCKS[engine] = threading.RLock()
     else:
-        connect_args = {"timeout": 15} if sqlite else {}
+        # SQLite waits on a locked file; a database server that does not answer fails in 10 s.
+        connect_args = {"timeout": 15} if sqlite else {"connect_timeout": 10}
         engine = create_engine(url, pool_pre_ping=True, connect_args=connect_args)
     if sqlite:
         event.listen(engine, "connect", _sqlite_pragmas)
@@ -266,6 +267,15 @@ class ReplayStore:
         self._count = 0
         self._lock = threading.Lock()
 
+    def purge(self, now: datetime | None = None) -> int:
+        """Forget the token ids whose tokens have expired; return how many."""
+        with self._lock, serialised(self.engine), Session(self.engine) as session:
+            result = session.execute(
+                delete(SeenJti).where(SeenJti.expires_at < _naive(now or datetime.now(UTC)))
+            )
+            session.commit()
+            return int(result.rowcount)  # type: ignore[attr-defined]
+
     def remember(
         self, issuer: str, jti: str, expires: datetime, now: datetime | None = None
     ) -> bool:
@@ -394,6 +404,22 @@ class CardLedger:
                 )
             )
             return [frozenset(json.loads(evidence)) for evidence in rows]
+
+    def purge(self, before: datetime) -> tuple[int, int]:
+        """Delete the feedback received before ``before``, then the cards issued before it that
+        no feedback refers to any more; return (cards, feedback) deleted. A card with recent
+        feedback stays, so an override snooze shorter than the retention always holds."""
+        cutoff = _naive(before)
+        with serialised(self.engine), Session(self.engine) as session:
+            feedback = session.execute(delete(Feedback).where(Feedback.received_at < cutoff))
+            still_referred = select(Feedback.card_uuid).where(
+                Feedback.card_uuid == IssuedCard.card_uuid
+            )
+            cards = session.execute(
+                delete(IssuedCard).where(IssuedCard.issued_at < cutoff, ~still_referred.exists())
+            )
+            session.commit()
+            return int(cards.rowcount), int(feedback.rowcount)  # type: ignore[attr-defined]
 
     def feedback_for(self, card_uuid: str) -> list[Feedback]:
         with serialised(self.engine), Session(self.engine) as session:

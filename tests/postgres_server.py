@@ -5,6 +5,10 @@ The wheel's own Python API is not used: it listens on a unix socket only and, as
 system user and widens folder permissions. Here ``initdb`` and ``postgres`` run directly, as
 ``nobody`` when the tests run as root (PostgreSQL refuses root), on a free TCP port, and stop
 with the test session (or with pytest, through the parent-death signal).
+
+As root, the binaries are first copied beside the data, into a folder ``nobody`` owns under a
+temporary directory every user can enter: the checkout (and its ``.venv``) may sit in a folder
+other users cannot enter, such as root's home (mode 700).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import pwd
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import tempfile
 import time
@@ -27,11 +32,34 @@ from typing import Any
 import psycopg
 
 
-def _binaries() -> Path:
+def pginstall() -> Path:
+    """The PostgreSQL installation inside the pgserver wheel (bin/, lib/, share/)."""
     spec = importlib.util.find_spec("pgserver")
     if spec is None or not spec.submodule_search_locations:
         raise FileNotFoundError("the pgserver wheel is not installed (make install)")
-    return Path(spec.submodule_search_locations[0]) / "pginstall" / "bin"
+    return Path(spec.submodule_search_locations[0]) / "pginstall"
+
+
+def copy_install(install: Path, into: Path) -> Path:
+    """Copy the installation and the wheel's shared libraries (which the binaries find at
+    ``$ORIGIN/../../../pgserver.libs``) into ``into``, keeping that layout; return the copy."""
+    copy = Path(shutil.copytree(install, into / "pgserver" / "pginstall", symlinks=True))
+    libs = install.parent.parent / "pgserver.libs"
+    if libs.is_dir():
+        shutil.copytree(libs, into / "pgserver.libs", symlinks=True)
+    return copy
+
+
+def _enterable_by_all(folder: Path) -> bool:
+    return all(p.stat().st_mode & stat.S_IXOTH for p in (folder, *folder.parents))
+
+
+def _temp_root() -> str:
+    """A temporary directory every user can enter ($TMPDIR may sit in a private folder)."""
+    for candidate in (tempfile.gettempdir(), "/tmp", "/var/tmp", "/dev/shm"):
+        if Path(candidate).is_dir() and _enterable_by_all(Path(candidate)):
+            return candidate
+    raise RuntimeError("no temporary directory other users can enter for the test PostgreSQL")
 
 
 def _free_port() -> int:
@@ -46,15 +74,23 @@ def _die_with_parent() -> None:  # in the child: fast shutdown (SIGINT) if pytes
 
 
 @contextlib.contextmanager
-def temp_postgres(db: str = "cds", user: str = "cds", password: str = "cds") -> Iterator[str]:
-    """Yield a SQLAlchemy URL (postgresql+psycopg) of a fresh server and database."""
-    binaries = _binaries()
-    folder = Path(tempfile.mkdtemp(prefix="pgtest-"))
+def temp_postgres(
+    db: str = "cds", user: str = "cds", password: str = "cds", install: Path | None = None
+) -> Iterator[str]:
+    """Yield a SQLAlchemy URL (postgresql+psycopg) of a fresh server and database, run from
+    ``install`` (default: the pgserver wheel's)."""
+    install = install or pginstall()
     as_user: dict[str, Any] = {}
     if os.geteuid() == 0:
+        folder = Path(tempfile.mkdtemp(prefix="pgtest-", dir=_temp_root()))
         nobody = pwd.getpwnam("nobody")
         os.chown(folder, nobody.pw_uid, nobody.pw_gid)
         as_user = {"user": nobody.pw_uid, "group": nobody.pw_gid, "extra_groups": []}
+        # ``nobody`` must be able to reach the binaries: a copy in its own folder.
+        install = copy_install(install, folder / "install")
+    else:
+        folder = Path(tempfile.mkdtemp(prefix="pgtest-"))
+    binaries = install / "bin"
     env = {"PATH": os.environ.get("PATH", ""), "LC_ALL": "C", "TZ": "UTC"}
     data, port = folder / "data", _free_port()
     process: subprocess.Popen[bytes] | None = None

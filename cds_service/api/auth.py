@@ -13,14 +13,22 @@ from cds_service.logs import log_event
 
 
 class UnauthorizedError(CdsError):
-    """401 with a generic body; the reason is logged, never answered."""
+    """401 saying only whether a token came and where the reason is; the reason itself (which
+    check failed) is logged, never answered."""
 
     status = 401
     issue_code = "security"
     kind = "unauthorized"
 
-    def __init__(self) -> None:
-        super().__init__("Unauthorized.")
+    def __init__(self, presented: bool = True) -> None:
+        super().__init__(
+            "Unauthorized: the bearer token was not accepted (the service's log names the "
+            "reason, event auth_failed)."
+            if presented
+            else "Unauthorized: no bearer token. Every call carries a JWT signed by a trusted "
+            "issuer (CDS Hooks, Trusting CDS Clients)."
+        )
+        self.presented = presented
 
 
 class InsecureBindingError(CdsError):
@@ -48,7 +56,7 @@ async def authenticate(request: Request) -> VerifiedToken | None:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         log_event("auth_failed", level=logging.WARNING, reason="no bearer token")
-        raise UnauthorizedError
+        raise UnauthorizedError(presented=False)
     public_base_url = settings.public_base_url
     if not public_base_url:  # refused at start; a backstop for apps built another way
         log_event("auth_failed", level=logging.WARNING, reason="CDS_PUBLIC_BASE_URL not set")

@@ -36,7 +36,11 @@ def error_response(error: CdsError) -> Response:
     body = operation_outcome(
         error.message, code=error.issue_code, kind=error.kind, field=error.field
     )
-    headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
+    headers = None
+    if error.status == 401:
+        # RFC 6750 3.1: invalid_token when a token came; no error code when none did.
+        presented = getattr(error, "presented", False)
+        headers = {"WWW-Authenticate": 'Bearer error="invalid_token"' if presented else "Bearer"}
     return Response(wire.encode(body), status_code=error.status, media_type=JSON, headers=headers)
 
 
@@ -46,10 +50,17 @@ def install(app: FastAPI) -> None:
         return error_response(exc)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_: Request, exc: StarletteHTTPException) -> Response:
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
         kinds = {404: ("not-found", "not_found"), 405: ("not-supported", "method_not_allowed")}
         code, kind = kinds.get(exc.status_code, ("processing", "http_error"))
-        body = operation_outcome(str(exc.detail), code=code, kind=kind)
+        message = str(exc.detail)
+        path = request.url.path
+        if exc.status_code == 404 and len(path) > 1 and path.endswith("/"):
+            message = (
+                f"Not Found: no path ends with '/' here; the service's paths are written without "
+                f"it (e.g. {path.rstrip('/') or '/'})."
+            )
+        body = operation_outcome(message, code=code, kind=kind)
         headers = dict(exc.headers) if exc.headers else None
         return Response(
             wire.encode(body), status_code=exc.status_code, media_type=JSON, headers=headers

@@ -141,6 +141,26 @@ async def test_api_unknown_path_is_404_json(client_at: ClientFactory) -> None:
     assert response.json()["resourceType"] == "OperationOutcome"
 
 
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("POST", SERVICE_URL + "/"), ("GET", "/cds-services/"), ("POST", SERVICE_URL + "/feedback/")],
+)
+async def test_api_trailing_slash_is_404_never_a_redirect(
+    client_at: ClientFactory, method: str, path: str
+) -> None:
+    # A 307 would drop a POST's body and send the EHR to an http:// URL built from Host.
+    response = await client_at().request(
+        method,
+        path,
+        json=hook_request(cases.daniel(), pid="daniel"),
+        headers={"Host": "attacker.example"},
+    )
+    assert response.status_code == 404
+    assert "location" not in response.headers
+    text = response.json()["issue"][0]["details"]["text"]
+    assert path.rstrip("/") in text
+
+
 async def test_api_get_on_service_is_405_json(client_at: ClientFactory) -> None:
     response = await client_at().get(SERVICE_URL)
     assert response.status_code == 405

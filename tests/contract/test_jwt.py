@@ -271,11 +271,20 @@ async def test_jwt_good_tokens_are_accepted_and_bad_ones_rejected(post: Post) ->
     for name, make in BAD.items():
         response = await post(make())
         assert response.status_code == 401, (name, response.status_code, response.text)
-        assert response.headers["www-authenticate"] == "Bearer"
-        assert response.json()["issue"][0]["details"]["text"] == "Unauthorized."  # nothing more
+        assert response.headers["www-authenticate"] == 'Bearer error="invalid_token"'
+        # Where to look, and nothing of which check failed.
+        assert response.json()["issue"][0]["details"]["text"] == (
+            "Unauthorized: the bearer token was not accepted (the service's log names the "
+            "reason, event auth_failed)."
+        )
         rejected += 1
     for token, scheme in ((None, "Bearer"), ("abc", "Basic"), ("", "Bearer")):
-        assert (await post(token, scheme)).status_code == 401
+        response = await post(token, scheme)
+        assert response.status_code == 401
+        assert response.headers["www-authenticate"] == "Bearer"  # RFC 6750 3.1: no error code
+        assert response.json()["issue"][0]["details"]["text"].startswith(
+            "Unauthorized: no bearer token."
+        )
         rejected += 1
     record_figure("jwt: good tokens accepted", len(GOOD))
     record_figure("jwt: bad tokens rejected", rejected)

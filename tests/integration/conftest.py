@@ -139,11 +139,17 @@ class ServiceProcess:
 
 @contextlib.contextmanager
 def service_process(
-    folder: Path, env: dict[str, str], *, name: str = "service", cli: bool = False
+    folder: Path,
+    env: dict[str, str],
+    *,
+    name: str = "service",
+    cli: bool = False,
+    port: int | None = None,
 ) -> Iterator[ServiceProcess]:
     """The service in a real process on 127.0.0.1 (``uvicorn cds_service.main:app``, or
-    ``cds-service serve`` with ``cli``), configured by ``env``; stopped afterwards."""
-    port = free_port()
+    ``cds-service serve`` with ``cli``), configured by ``env``, on ``port`` (default: a free
+    one); stopped afterwards."""
+    port = port or free_port()
     if cli:
         command = [sys.executable, "-m", "cds_service", "serve"]
     else:

@@ -11,9 +11,10 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
-from tests.integration.conftest import free_port, service_process
+from tests.integration.conftest import ROOT, free_port, service_process
 
 pytestmark = pytest.mark.integration
 
@@ -65,8 +66,9 @@ def demo_loaded(fhir_server: str, tmp_path_factory: pytest.TempPathFactory) -> s
 def test_cli_fire_shows_the_suspicion_card(demo_loaded: str, tmp_path: Path) -> None:
     result = fire(demo_loaded, "sacral-bsi-demo-runner", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
+    assert "WARNING" in result.stdout
     assert (
-        "WARNING Runner, left SI-joint pain + 3 BSI risk factors: consider sacral stress injury"
+        "Runner, left SI-joint pain + 3 BSI risk factors: consider sacral stress injury"
         in result.stdout
     )
     assert (
@@ -129,6 +131,14 @@ def test_cli_unknown_patient_says_so(demo_loaded: str, tmp_path: Path) -> None:
     assert "Patient nobody-here was not found" in prefetched.stderr
 
 
+def test_cli_fhir_server_down_exits_2_as_the_readme_says(tmp_path: Path) -> None:
+    # The in-process service cannot reach the FHIR server: "cannot be reached" is exit 2.
+    closed = f"http://127.0.0.1:{free_port()}/fhir"
+    result = fire(closed, "someone", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert "HTTP 412" in result.stderr
+
+
 def test_cli_unreachable_servers_say_so(tmp_path: Path) -> None:
     closed = f"http://127.0.0.1:{free_port()}"
     load = cds_service("demo-load", "--fhir-server", f"{closed}/fhir", cwd=tmp_path)
@@ -149,3 +159,79 @@ def test_cli_invalid_urls_say_so(tmp_path: Path) -> None:
     fired = fire("http://ok.test/fhir", "x", "--service-url", "nope", cwd=tmp_path)
     assert fired.returncode == 2
     assert "Traceback" not in load.stderr + fired.stderr
+
+
+def test_cli_prefetch_true_and_false_are_read_as_the_flag(demo_loaded: str, tmp_path: Path) -> None:
+    result = fire(demo_loaded, "nobody-here", "--prefetch", "true", cwd=tmp_path)
+    assert result.returncode == 1, result.stderr
+    assert "Patient nobody-here was not found" in result.stderr  # the CLI's own prefetch ran
+    result = fire(demo_loaded, "nobody-here", "--prefetch", "false", cwd=tmp_path)
+    assert result.returncode == 1, result.stderr
+    assert "The FHIR server has no patient" in result.stderr  # the service fetched it
+
+
+def test_cli_version(tmp_path: Path) -> None:
+    result = cds_service("--version", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "cds-service 0.1.0 (card content 2.0.0)"
+
+
+def test_cli_long_summary_and_errors_are_not_cut_or_wrapped(
+    demo_loaded: str, tmp_path: Path
+) -> None:
+    narrow = {**os.environ, "COLUMNS": "50", "NO_COLOR": "1"}
+    command = [sys.executable, "-m", "cds_service", "fire", "patient-view"]
+    shown = subprocess.run(
+        [*command, "--fhir-server", demo_loaded, "--patient", "sacral-bsi-demo-runner"],
+        cwd=tmp_path, env=narrow, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    text = "".join(ch for ch in shown.stdout if ch.isalnum() or ch in "+:,")
+    summary = "Runner, left SI-joint pain + 3 BSI risk factors: consider sacral stress injury"
+    assert "".join(ch for ch in summary if ch.isalnum() or ch in "+:,") in text
+    failed = subprocess.run(
+        [*command, "--fhir-server", demo_loaded, "--patient", "nobody-here", "--prefetch"],
+        cwd=tmp_path, env=narrow, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert failed.returncode == 1
+    (line,) = failed.stderr.strip().splitlines()  # one line, the terminal folds it
+    assert line.startswith("Error: Patient nobody-here was not found")
+
+
+def test_cli_dev_token_and_signed_fire_reach_a_service_with_jwt_on(
+    demo_loaded: str, tmp_path: Path
+) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    keys = tmp_path / "var" / "dev-issuer"  # the default folder, under the working folder
+    first = cds_service("dev-token", "--service-url", url, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert "DEVELOPMENT ONLY, NOT FOR PRODUCTION" in first.stderr
+    issuers = keys / "issuers.toml"
+    assert f"CDS_TRUSTED_ISSUERS_FILE={issuers.resolve()}" in first.stderr
+    assert "development_only = true" in issuers.read_text()
+    assert (keys / "key.pem").stat().st_mode & 0o077 == 0  # the key is the owner's alone
+    env = {
+        "CDS_DATABASE_URL": f"sqlite:///{tmp_path / 'cds.db'}",
+        "CDS_REQUIRE_JWT": "true",
+        "CDS_PUBLIC_BASE_URL": url,
+        "CDS_TRUSTED_ISSUERS_FILE": str(issuers),
+    }
+    with service_process(tmp_path, env, port=port) as service:
+        hook = json.loads((ROOT / "examples" / "patient-view-no-card.json").read_text())
+        bearer = {"Authorization": f"Bearer {first.stdout.strip()}"}
+        call = httpx.post(f"{url}/cds-services/sacral-bsi", json=hook, headers=bearer)
+        assert call.status_code == 200, call.text
+        replayed = httpx.post(f"{url}/cds-services/sacral-bsi", json=hook, headers=bearer)
+        assert replayed.status_code == 401
+        unsigned = fire(demo_loaded, "sacral-bsi-demo-runner", "--service-url", url, cwd=tmp_path)
+        assert unsigned.returncode == 1
+        assert "HTTP 401" in unsigned.stderr
+        assert "--sign" in unsigned.stderr
+        signed = fire(
+            demo_loaded, "sacral-bsi-demo-runner", "--service-url", url, "--sign", cwd=tmp_path
+        )
+        assert signed.returncode == 0, signed.stderr
+        assert "consider sacral stress injury" in signed.stdout
+        logged = service.stop()
+    assert "development-only issuer trusted" in logged

@@ -3,14 +3,18 @@ process on 127.0.0.1, configured by CDS_ environment variables."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import httpx
+import pytest
 
-from tests.integration.conftest import service_process
+from tests.integration.conftest import free_port, service_process
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -61,3 +65,111 @@ def test_server_refuses_to_start_unauthenticated_beyond_loopback(tmp_path: Path)
     assert result.returncode == 2
     assert "Refusing to start on 0.0.0.0 with JWT verification off" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def _raw_get(url: str, header_bytes: int) -> bytes:
+    """GET /healthz with one header of ``header_bytes`` bytes over a raw socket; the answer's
+    first bytes (b"" if the server closed without one)."""
+    host, port = url.removeprefix("http://").split(":")
+    request = (
+        b"GET /healthz HTTP/1.1\r\nHost: cds.test\r\nX-Big: "
+        + b"a" * header_bytes
+        + b"\r\nConnection: close\r\n\r\n"
+    )
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        with contextlib.suppress(ConnectionResetError, BrokenPipeError):
+            sock.sendall(request)
+        with contextlib.suppress(ConnectionResetError):
+            return sock.recv(200)
+    return b""
+
+
+def test_server_cli_serve_bounds_request_headers(tmp_path: Path) -> None:
+    env = {
+        "CDS_DATABASE_URL": f"sqlite:///{tmp_path / 'cds.db'}",
+        "CDS_REQUIRE_JWT": "false",
+        "CDS_MAX_HEADER_BYTES": "65536",
+    }
+    with service_process(tmp_path, env, cli=True) as service:
+        # A large but honest header (a long bearer token, say) passes...
+        assert _raw_get(service.url, 32_000).startswith(b"HTTP/1.1 200")
+        # ...one past the cap is refused, not read to its end (httptools read 100 MB of it).
+        refused = _raw_get(service.url, 4_000_000)
+        assert refused == b"" or refused.startswith(b"HTTP/1.1 400"), refused
+        assert httpx.get(f"{service.url}/healthz").status_code == 200
+
+
+def _start_fails(
+    tmp_path: Path, env: dict[str, str], *, cli: bool
+) -> subprocess.CompletedProcess[str]:
+    command = (
+        [sys.executable, "-m", "cds_service", "serve"]
+        if cli
+        else [sys.executable, "-m", "uvicorn", "cds_service.main:app", "--port", str(free_port())]
+    )
+    result = subprocess.run(
+        command,
+        cwd=tmp_path,
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    (line,) = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
+    assert line.startswith("Error: ")
+    return result
+
+
+@pytest.mark.parametrize("cli", [True, False], ids=["serve", "uvicorn"])
+def test_server_start_errors_are_one_line(tmp_path: Path, cli: bool) -> None:
+    sqlite = f"sqlite:///{tmp_path / 'cds.db'}"
+    issuers = tmp_path / "issuers.toml"
+    issuers.write_text('[[issuer]]\niss = "https://ehr.example"\njwks_ur = "https://x"\n')
+    typo = _start_fails(
+        tmp_path,
+        {
+            "CDS_DATABASE_URL": sqlite,
+            "CDS_PUBLIC_BASE_URL": "https://cds.example",
+            "CDS_TRUSTED_ISSUERS_FILE": str(issuers),
+        },
+        cli=cli,
+    )
+    assert "CDS_TRUSTED_ISSUERS_FILE" in typo.stderr
+    assert "jwks_ur" in typo.stderr
+    down = _start_fails(
+        tmp_path,
+        {
+            "CDS_DATABASE_URL": f"postgresql+psycopg://cds:s3cret@127.0.0.1:{free_port()}/cds",
+            "CDS_REQUIRE_JWT": "false",
+        },
+        cli=cli,
+    )
+    assert "cannot open the database" in down.stderr
+    assert "Connection refused" in down.stderr
+    assert "s3cret" not in down.stderr
+    bad = _start_fails(tmp_path, {"CDS_DATABASE_URL": sqlite, "CDS_REQUIRE_JWT": "maybe"}, cli=cli)
+    assert "CDS_REQUIRE_JWT" in bad.stderr
+    assert "maybe" not in bad.stderr
+
+
+def test_server_under_plain_uvicorn_logs_json_and_no_configured_port(tmp_path: Path) -> None:
+    # CDS_PORT says one port, uvicorn is told another: no line may claim the first.
+    env = {
+        "CDS_DATABASE_URL": f"sqlite:///{tmp_path / 'cds.db'}",
+        "CDS_REQUIRE_JWT": "false",
+        "CDS_PORT": "9",
+    }
+    with service_process(tmp_path, env) as service:
+        assert httpx.get(f"{service.url}/healthz?patient=someone").status_code == 200
+        logged = service.stop()
+    lines = [json.loads(line) for line in logged.splitlines() if line.strip()]  # all JSON
+    port = service.url.rsplit(":", 1)[1]
+    assert any(f"127.0.0.1:{port}" in line["event"] for line in lines), logged
+    assert not any(":9 " in line["event"] or line.get("configuredPort") for line in lines)
+    (access,) = [x for x in lines if x["event"] == "http_request" and x["path"] == "/healthz"]
+    assert access["method"] == "GET"
+    assert access["status"] == 200
+    assert "someone" not in logged

@@ -12,14 +12,16 @@ from typing import Any
 
 import httpx
 import jwt
+import psycopg
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from cds_service.sandbox import rename, shift_dates
 from tests import cases
 from tests.builders import hook_request
-from tests.conftest import SERVICE_URL
+from tests.conftest import SERVICE_URL, skip_without_pgserver
 from tests.integration.conftest import service_process
+from tests.postgres_server import copy_install, pginstall, temp_postgres
 
 pytestmark = pytest.mark.integration
 ISSUER = "https://ehr.shared.test/fhir"
@@ -136,3 +138,15 @@ def test_shared_postgres_feedback_given_to_one_process_suppresses_in_the_other(
             url + SERVICE_URL, json=body, headers={"Authorization": f"Bearer {token()}"}
         )
         assert again.json() == {"cards": []}
+
+
+def test_test_postgres_runs_from_a_folder_other_users_cannot_enter(tmp_path: Path) -> None:
+    """A checkout under root's home (mode 700): its .venv, and the PostgreSQL binaries in it,
+    are out of reach of ``nobody``, which the test server runs as when the tests run as root."""
+    skip_without_pgserver()
+    private = tmp_path / "home"
+    private.mkdir(mode=0o700)
+    install = copy_install(pginstall(), private)
+    with temp_postgres(install=install) as url:
+        libpq = url.replace("postgresql+psycopg://", "postgresql://")
+        assert psycopg.connect(libpq, autocommit=True).execute("SELECT 1").fetchone() == (1,)
