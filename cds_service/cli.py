@@ -45,6 +45,12 @@ err = Console(stderr=True, soft_wrap=True)
 
 FLAG = " "  # no "<bool>" after a flag in the help: it takes no value
 
+DevKeyFolder = Annotated[
+    Path,
+    typer.Option(
+        "--dev-key-folder", help="where `cds-service dev-token` keeps its development key"
+    ),
+]
 FhirServer = Annotated[
     str, typer.Option("--fhir-server", help="FHIR R4 base URL, e.g. https://hapi.fhir.org/baseR4")
 ]
@@ -70,6 +76,8 @@ def serve() -> None:
         # h11 bounds the request line plus headers (httptools reads them without limit).
         http="h11",
         h11_max_incomplete_event_size=settings.max_header_bytes,
+        ws="none",  # no WebSocket endpoint: an upgrade request is plain HTTP (404), not a 403
+        limit_concurrency=settings.max_connections,
         access_log=False,  # one structured line per hook call instead (cds_service.logs)
         log_config=None,  # create_app made uvicorn's loggers write the service's JSON lines
         log_level=settings.log_level.lower(),
@@ -129,6 +137,7 @@ def fire_patient_view(
             metavar=FLAG,
         ),
     ] = False,
+    dev_key_folder: DevKeyFolder = dev_issuer.DEFAULT_FOLDER,
     token: Token = None,
 ) -> None:
     """Build the patient-view request an EHR would send, post it, and show the cards."""
@@ -137,12 +146,17 @@ def fire_patient_view(
     if service_url is not None:
         service_url = _checked_url(service_url, "--service-url")
         if sign:
-            bearer = _dev_issuer().sign(
-                service_url.rstrip("/") + sandbox.SERVICE_PATH, datetime.now(UTC)
-            )
+            bearer = _dev_token(dev_key_folder, service_url.rstrip("/") + sandbox.SERVICE_PATH)
     elif sign:
         _fail("--sign needs --service-url: the in-process service verifies no token.", 2)
-    result = _run(_fire(fhir_server, patient, service_url, prefetch, token, bearer))
+    hint = (
+        "The service did not accept the development token: start it with "
+        f"CDS_TRUSTED_ISSUERS_FILE={(dev_key_folder / 'issuers.toml').resolve()} and "
+        f"CDS_PUBLIC_BASE_URL={(service_url or '').rstrip('/')} (its log names the reason)."
+        if bearer
+        else None
+    )
+    result = _run(_fire(fhir_server, patient, service_url, prefetch, token, bearer, hint))
     if as_json:
         out.print_json(json.dumps(result))
         return
@@ -156,6 +170,7 @@ async def _fire(
     prefetch: bool,
     token: str | None,
     bearer: str | None = None,
+    unauthorized_hint: str | None = None,
 ) -> Any:
     body = sandbox.hook_request(fhir_server, patient, token)
     async with httpx.AsyncClient(timeout=30) as http:
@@ -177,7 +192,7 @@ async def _fire(
                 body["prefetch"] = await sandbox.prefetch(
                     http, fhir_server, templates, patient, token
                 )
-            return await sandbox.fire(client, body, bearer)
+            return await sandbox.fire(client, body, bearer, unauthorized_hint)
 
 
 _STYLE = {"info": "blue", "warning": "yellow", "critical": "red"}
@@ -251,16 +266,14 @@ def dev_token(
         bool,
         typer.Option("--feedback", help="a token for the feedback endpoint", metavar=FLAG),
     ] = False,
-    folder: Annotated[
-        Path, typer.Option("--folder", help="where the development key and issuers file live")
-    ] = dev_issuer.DEFAULT_FOLDER,
+    folder: DevKeyFolder = dev_issuer.DEFAULT_FOLDER,
 ) -> None:
     """DEVELOPMENT ONLY: print a JWT for one call, signed by a local development key (made on
     first use with the issuers file that trusts it), and how to start a service that trusts it."""
     service_url = _checked_url(service_url, "--service-url").rstrip("/")
-    issuer = _dev_issuer(folder)
     path = sandbox.SERVICE_PATH + ("/feedback" if feedback else "")
-    token = issuer.sign(service_url + path, datetime.now(UTC))
+    token = _dev_token(folder, service_url + path)
+    issuer = dev_issuer.DevIssuer(folder)
     err.print(
         "[bold red]DEVELOPMENT ONLY, NOT FOR PRODUCTION:[/bold red] signed by the key in "
         f"{escape(str(issuer.key_file))} (issuer {dev_issuer.DEV_ISSUER}), for one call to "
@@ -272,11 +285,15 @@ def dev_token(
     print(token)  # alone on standard output: TOKEN=$(cds-service dev-token)
 
 
-def _dev_issuer(folder: Path = dev_issuer.DEFAULT_FOLDER) -> dev_issuer.DevIssuer:
+def _dev_token(folder: Path, audience: str) -> str:
+    """A development token for ``audience``, or one line saying what is wrong with ``folder``."""
     try:
-        return dev_issuer.ensure(folder)
+        return dev_issuer.ensure(folder).sign(audience, datetime.now(UTC))
     except (OSError, ValueError) as exc:
-        _fail(f"cannot use the development key in {folder}: {exc}", 2)
+        _fail(
+            f"cannot use the development key in {folder}: {exc} (delete the folder to start over)",
+            2,
+        )
 
 
 def _show_version(value: bool) -> None:

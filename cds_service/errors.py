@@ -36,6 +36,16 @@ class BadRequestError(CdsError):
     kind = "bad_request"
 
 
+class ClientDisconnectedError(BadRequestError):
+    """The caller went away (or broke the protocol) before its body arrived: its fault, not a
+    bug; nobody is left to read the answer."""
+
+    kind = "client_disconnected"
+
+    def __init__(self) -> None:
+        super().__init__("The client disconnected before the request body arrived.")
+
+
 class UnknownServiceError(CdsError):
     status = 404
     issue_code = "not-found"

@@ -26,8 +26,8 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname.lower(),
             "event": record.getMessage(),
         }
-        if record.name == "uvicorn.access" and isinstance(record.args, tuple):
-            line.update(_access_fields(record.args))
+        if record.name.startswith("uvicorn") and isinstance(record.args, tuple):
+            line.update(_server_fields(record))
         fields = getattr(record, "fields", None)
         if isinstance(fields, dict):
             line.update(fields)
@@ -42,14 +42,22 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, separators=(",", ":"), default=str)
 
 
-def _access_fields(args: tuple[Any, ...]) -> dict[str, Any]:
-    """uvicorn's access line as fields: method, path (the query string left out: it is the
-    caller's to fill) and status; not the client's address."""
-    if len(args) != 5:
-        return {}
-    _, method, path, _, status = args
-    return {"event": "http_request", "method": method, "path": str(path).split("?")[0],
-            "status": status}  # fmt: skip
+def _server_fields(record: logging.LogRecord) -> dict[str, Any]:
+    """uvicorn's request lines as fields, never as sent: not the client's address, not the query
+    string, and the path only of a request that was answered (a refused one may be anything the
+    caller typed, a patient id included)."""
+    args = record.args
+    assert isinstance(args, tuple)
+    if record.name == "uvicorn.access" and len(args) == 5:
+        _, method, path, _, status = args
+        fields: dict[str, Any] = {"event": "http_request", "method": method, "status": status}
+        if isinstance(status, int) and status < 400:
+            fields["path"] = str(path).split("?")[0]
+        return fields
+    if '"WebSocket %s"' in str(record.msg):
+        # uvicorn logs WebSocket upgrades on its error logger, path and client included.
+        return {"event": "websocket_request", **({"status": args[2]} if len(args) == 3 else {})}
+    return {}
 
 
 def configure(level: str) -> None:

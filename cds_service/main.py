@@ -58,19 +58,29 @@ def load_settings() -> Settings:
 
 def _open_database(url: str) -> Engine:
     try:
-        where = make_url(url).render_as_string(hide_password=True)
+        parsed = make_url(url)
     except Exception:
         raise StartupError(
             "CDS_DATABASE_URL is not a database URL (e.g. sqlite:///./var/cds.db or "
             "postgresql+psycopg://user:password@host/db)"
         ) from None
+    netloc = url.partition("://")[2].partition("/")[0]
+    if netloc.count("@") > 1:
+        raise StartupError(
+            "CDS_DATABASE_URL has an '@' in its user name or password: percent-encode it (%40)"
+        )
+    # Where, without a password or query (a password may ride in ?password=...).
+    where = parsed.set(query={}).render_as_string(hide_password=True)
+    secrets = [parsed.password, *(str(v) for k, v in parsed.query.items() if "pass" in k.lower())]
     try:
         return open_engine(url)
     except Exception as exc:
-        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        reason = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or ["no reason"])[0]
+        for secret in secrets:
+            if secret:
+                reason = reason.replace(str(secret), "***")
         raise StartupError(
-            f"cannot open the database {where} (CDS_DATABASE_URL): "
-            f"{type(exc).__name__}: {reason[0] if reason else 'no reason given'}"
+            f"cannot open the database {where} (CDS_DATABASE_URL): {type(exc).__name__}: {reason}"
         ) from None
 
 
@@ -105,8 +115,9 @@ def create_app(
     engine = _open_database(settings.database_url)
     ledger, replay = CardLedger(engine), ReplayStore(engine)
 
-    def housekeeping() -> None:
-        """Forget what is past its retention: expired token ids, old cards and feedback."""
+    def housekeeping(*, at_start: bool = False) -> None:
+        """Forget what is past its retention: expired token ids, old cards and feedback. One
+        log line at start, then only when something was deleted."""
         now = clock()
         try:
             token_ids = replay.purge(now)
@@ -114,9 +125,13 @@ def create_app(
         except Exception:
             logs.log_event("housekeeping failed", level=logging.WARNING, exc_info=True)
             return
-        logs.log_event(
-            "housekeeping", cardsPurged=cards, feedbackPurged=feedback, tokenIdsPurged=token_ids
-        )
+        if at_start or cards or feedback or token_ids:
+            logs.log_event(
+                "housekeeping",
+                cardsPurged=cards,
+                feedbackPurged=feedback,
+                tokenIdsPurged=token_ids,
+            )
 
     async def housekeeping_loop() -> None:
         while True:
@@ -168,7 +183,7 @@ def create_app(
                 )
         # Start-up objects live for the whole process: keep them out of the cyclic GC's way
         # (measured: fewer p99 spikes, see bench/).
-        await asyncio.to_thread(housekeeping)
+        await asyncio.to_thread(housekeeping, at_start=True)
         housekeeper = asyncio.create_task(housekeeping_loop())
         gc.collect()
         gc.freeze()

@@ -289,9 +289,14 @@ async def discovery(client: httpx.AsyncClient) -> dict[str, str]:
 SERVICE_PATH = "/cds-services/sacral-bsi"
 
 
-async def fire(client: httpx.AsyncClient, body: Resource, bearer: str | None = None) -> Resource:
+async def fire(
+    client: httpx.AsyncClient,
+    body: Resource,
+    bearer: str | None = None,
+    unauthorized_hint: str | None = None,
+) -> Resource:
     """POST the hook request (with ``bearer`` as the EHR's JWT, if given); return the response
-    body, or raise SandboxError saying why not."""
+    body, or raise SandboxError saying why not (``unauthorized_hint`` after a 401)."""
     headers = {"Authorization": f"Bearer {bearer}"} if bearer else None
     response = await _reach(
         client.post(SERVICE_PATH, json=body, headers=headers),
@@ -307,10 +312,14 @@ async def fire(client: httpx.AsyncClient, body: Resource, bearer: str | None = N
             )
         if response.status_code == 401:
             raise SandboxError(
-                f"The service refused the call (HTTP 401: {reason}): it verifies a signed JWT on "
-                "every call. Sign the calls with --sign (a development key; start the service "
-                "with the settings `cds-service dev-token` prints), or run the service on "
-                "loopback with CDS_REQUIRE_JWT=false."
+                f"The service refused the call (HTTP 401: {reason}). "
+                + (
+                    unauthorized_hint
+                    or "It verifies a signed JWT on every call: sign the calls with --sign (a "
+                    "development key; start the service with the settings `cds-service "
+                    "dev-token` prints), or run the service on loopback with "
+                    "CDS_REQUIRE_JWT=false."
+                )
             )
         raise SandboxError(f"The service answered HTTP {response.status_code}: {reason}")
     result: Resource = response.json()

@@ -60,14 +60,25 @@ class Settings(BaseSettings):
     # Largest request line plus headers accepted by ``cds-service serve`` (bytes); past it the
     # connection answers 400 and closes (uvicorn's h11 parser limit).
     max_header_bytes: int = Field(default=65_536, ge=8_192, le=1_048_576)
+    # Most connections and tasks at once under ``cds-service serve``; beyond it new ones get 503
+    # (bounds the memory slow or idle clients can hold; their timeouts belong to the proxy).
+    max_connections: int = Field(default=1000, ge=10, le=100_000)
     # Days the card ledger and the clinicians' feedback are kept; older rows are deleted (a card
     # with feedback still kept stays). Must be longer than the override snooze.
     retention_days: int = Field(default=90, ge=1, le=3650)
     # Seconds between purges (expired JWT ids, cards and feedback past retention).
     housekeeping_interval_seconds: int = Field(default=3600, ge=1)
-    log_level: str = "INFO"
+    log_level: str = "INFO"  # DEBUG | INFO | WARNING | ERROR | CRITICAL (any case; WARN too)
     # How a proposed CarePlan reaches the record: suggestion | system-action | direct-write.
     careplan_delivery: Literal["suggestion", "system-action", "direct-write"] = "suggestion"
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = {"WARN": "WARNING", "FATAL": "CRITICAL"}.get(value.upper(), value.upper())
+        if level not in LOG_LEVELS:
+            raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
+        return level
 
     @field_validator("cors_allow_origins", mode="before")
     @classmethod
@@ -118,6 +129,8 @@ def unknown_environment_settings(environ: Mapping[str, str]) -> list[str]:
     known = {f"CDS_{name.upper()}" for name in Settings.model_fields} | NOT_SETTINGS
     return sorted(k for k in environ if k.upper().startswith("CDS_") and k.upper() not in known)
 
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 # CDS_* variables read by the project's own tools, not by the service.
 NOT_SETTINGS = frozenset({"CDS_TEST_REQUIRE_FHIR_SERVER"})

@@ -16,18 +16,22 @@ import hashlib
 import json
 import threading
 import weakref
+from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TypeVar
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import (
     Boolean,
     DateTime,
+    Delete,
     Engine,
     Integer,
+    Select,
     String,
     Text,
     create_engine,
@@ -41,6 +45,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from sqlalchemy.pool import StaticPool
+
+_K = TypeVar("_K")
 
 
 class Base(DeclarativeBase):
@@ -267,14 +273,17 @@ class ReplayStore:
         self._count = 0
         self._lock = threading.Lock()
 
-    def purge(self, now: datetime | None = None) -> int:
-        """Forget the token ids whose tokens have expired; return how many."""
-        with self._lock, serialised(self.engine), Session(self.engine) as session:
-            result = session.execute(
-                delete(SeenJti).where(SeenJti.expires_at < _naive(now or datetime.now(UTC)))
-            )
-            session.commit()
-            return int(result.rowcount)  # type: ignore[attr-defined]
+    def purge(self, now: datetime | None = None, batch: int = 1000) -> int:
+        """Forget the token ids whose tokens have expired, ``batch`` rows per transaction (so
+        calls waiting for the database get in between); return how many."""
+        cutoff = _naive(now or datetime.now(UTC))
+        return _purge_in_batches(
+            self.engine,
+            select(SeenJti.key).where(SeenJti.expires_at < cutoff),
+            lambda keys: delete(SeenJti).where(SeenJti.key.in_(keys)),
+            batch,
+            self._lock,
+        )
 
     def remember(
         self, issuer: str, jti: str, expires: datetime, now: datetime | None = None
@@ -299,6 +308,27 @@ class ReplayStore:
                     return True
                 return False
         return True
+
+
+def _purge_in_batches(
+    engine: Engine,
+    keys: Select[_K],
+    delete_these: Callable[[list[_K]], Delete],
+    batch: int,
+    lock: AbstractContextManager[object] | None = None,
+) -> int:
+    """Delete the rows ``keys`` selects, ``batch`` at a time, each batch its own transaction;
+    return how many."""
+    deleted = 0
+    while True:
+        with lock or nullcontext(), serialised(engine), Session(engine) as session:
+            chunk = list(session.scalars(keys.limit(batch)))
+            if chunk:
+                session.execute(delete_these(chunk))
+                session.commit()
+        deleted += len(chunk)
+        if len(chunk) < batch:
+            return deleted
 
 
 @dataclass(frozen=True)
@@ -405,21 +435,26 @@ class CardLedger:
             )
             return [frozenset(json.loads(evidence)) for evidence in rows]
 
-    def purge(self, before: datetime) -> tuple[int, int]:
+    def purge(self, before: datetime, batch: int = 1000) -> tuple[int, int]:
         """Delete the feedback received before ``before``, then the cards issued before it that
-        no feedback refers to any more; return (cards, feedback) deleted. A card with recent
-        feedback stays, so an override snooze shorter than the retention always holds."""
+        no feedback refers to any more, ``batch`` rows per transaction; return (cards,
+        feedback) deleted. A card with recent feedback stays, so an override snooze shorter than
+        the retention always holds."""
         cutoff = _naive(before)
-        with serialised(self.engine), Session(self.engine) as session:
-            feedback = session.execute(delete(Feedback).where(Feedback.received_at < cutoff))
-            still_referred = select(Feedback.card_uuid).where(
-                Feedback.card_uuid == IssuedCard.card_uuid
-            )
-            cards = session.execute(
-                delete(IssuedCard).where(IssuedCard.issued_at < cutoff, ~still_referred.exists())
-            )
-            session.commit()
-            return int(cards.rowcount), int(feedback.rowcount)  # type: ignore[attr-defined]
+        feedback = _purge_in_batches(
+            self.engine,
+            select(Feedback.id).where(Feedback.received_at < cutoff),
+            lambda ids: delete(Feedback).where(Feedback.id.in_(ids)),
+            batch,
+        )
+        referred = select(Feedback.card_uuid).where(Feedback.card_uuid == IssuedCard.card_uuid)
+        cards = _purge_in_batches(
+            self.engine,
+            select(IssuedCard.card_uuid).where(IssuedCard.issued_at < cutoff, ~referred.exists()),
+            lambda uuids: delete(IssuedCard).where(IssuedCard.card_uuid.in_(uuids)),
+            batch,
+        )
+        return cards, feedback
 
     def feedback_for(self, card_uuid: str) -> list[Feedback]:
         with serialised(self.engine), Session(self.engine) as session:

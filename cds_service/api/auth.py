@@ -41,7 +41,13 @@ def expected_audience(request: Request, public_base_url: str) -> str:
     """The audience a token for this call must name: the service's configured public base URL
     plus the path called. Never built from the request's Host or X-Forwarded-* headers, which
     the caller controls (a token minted for another service would otherwise get in)."""
-    return public_base_url.rstrip("/") + request.url.path
+    path = request.url.path
+    root = request.scope.get("root_path", "")
+    if root and path.startswith(root):
+        # Behind a proxy that strips a prefix (uvicorn --root-path): the public base URL holds
+        # the prefix already.
+        path = path[len(root) :]
+    return public_base_url.rstrip("/") + path
 
 
 async def authenticate(request: Request) -> VerifiedToken | None:

@@ -11,11 +11,18 @@ from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from starlette.requests import ClientDisconnect
 
 from cds_service import cds_hooks as wire
 from cds_service.api.auth import authenticate
 from cds_service.api.errors import JSON
-from cds_service.errors import BadRequestError, CdsError, InternalError, PayloadTooLargeError
+from cds_service.errors import (
+    BadRequestError,
+    CdsError,
+    ClientDisconnectedError,
+    InternalError,
+    PayloadTooLargeError,
+)
 from cds_service.hooks.service import CallEnvironment
 from cds_service.logs import log_event
 from cds_service.store import FeedbackRecord, is_ready
@@ -237,11 +244,14 @@ async def _read_body(request: Request, limit: int) -> bytes:
         raise PayloadTooLargeError(f"Request body larger than {limit} bytes.")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLargeError(f"Request body larger than {limit} bytes.")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLargeError(f"Request body larger than {limit} bytes.")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise ClientDisconnectedError from None
     return b"".join(chunks)
 
 

@@ -45,9 +45,12 @@ class DevIssuer:
         return self.folder / "issuers.toml"
 
     def private_key(self) -> ec.EllipticCurvePrivateKey:
-        key = serialization.load_pem_private_key(self.key_file.read_bytes(), password=None)
-        if not isinstance(key, ec.EllipticCurvePrivateKey):
-            raise ValueError(f"{self.key_file} is not an EC private key: delete the folder")
+        try:
+            key = serialization.load_pem_private_key(self.key_file.read_bytes(), password=None)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"{self.key_file} is not a PEM private key ({exc})") from None
+        if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp384r1":
+            raise ValueError(f"{self.key_file} is not an EC P-384 private key")
         return key
 
     def sign(self, audience: str, now: datetime) -> str:
@@ -65,8 +68,12 @@ class DevIssuer:
 
 
 def ensure(folder: Path = DEFAULT_FOLDER) -> DevIssuer:
-    """The development issuer in ``folder``: made on first use, reused afterwards."""
+    """The development issuer in ``folder``: the key made on first use and reused afterwards
+    (made the owner's alone if it was not); the JWKS and issuers file written from it each time,
+    so they always match it. Raises ValueError or OSError saying what is wrong with the folder."""
     issuer = DevIssuer(folder)
+    if issuer.key_file.is_file() and issuer.key_file.stat().st_mode & 0o077:
+        issuer.key_file.chmod(0o600)
     if not issuer.key_file.exists():
         folder.mkdir(parents=True, exist_ok=True)
         pem = ec.generate_private_key(ec.SECP384R1()).private_bytes(
@@ -77,18 +84,26 @@ def ensure(folder: Path = DEFAULT_FOLDER) -> DevIssuer:
         descriptor = os.open(issuer.key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(descriptor, "wb") as handle:
             handle.write(pem)
-    if not issuer.jwks_file.exists() or not issuer.issuers_file.exists():
-        public = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(issuer.private_key().public_key()))
-        public.update({"kid": DEV_KID, "alg": "ES384", "use": "sig"})
-        issuer.jwks_file.write_text(json.dumps({"keys": [public]}, indent=2) + "\n")
-        issuer.issuers_file.write_text(
-            "# DEVELOPMENT ONLY: made by `cds-service dev-token`. Trusts a key stored in plain\n"
-            "# text beside this file. Never use this file, or copy this issuer, in production.\n"
-            "[[issuer]]\n"
-            f'iss = "{DEV_ISSUER}"\n'
-            'algorithms = ["ES384"]\n'
-            'jwks_file = "jwks.json"\n'
-            "development_only = true\n"
-            'description = "cds-service dev-token: local development key, not for production"\n'
-        )
+    # Written each time: a key made again must not meet the JWKS of the one before.
+    public = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(issuer.private_key().public_key()))
+    public.update({"kid": DEV_KID, "alg": "ES384", "use": "sig"})
+    _replace(issuer.jwks_file, json.dumps({"keys": [public]}, indent=2) + "\n")
+    _replace(
+        issuer.issuers_file,
+        "# DEVELOPMENT ONLY: made by `cds-service dev-token`. Trusts a key stored in plain\n"
+        "# text beside this file. Never use this file, or copy this issuer, in production.\n"
+        "[[issuer]]\n"
+        f'iss = "{DEV_ISSUER}"\n'
+        'algorithms = ["ES384"]\n'
+        'jwks_file = "jwks.json"\n'
+        "development_only = true\n"
+        'description = "cds-service dev-token: local development key, not for production"\n',
+    )
     return issuer
+
+
+def _replace(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` at once (a running service may be reading it)."""
+    temporary = path.with_name(path.name + ".new")
+    temporary.write_text(text)
+    temporary.replace(path)

@@ -19,6 +19,7 @@ import tomllib
 from pathlib import Path
 from typing import Literal
 
+import jwt
 import msgspec
 
 Algorithm = Literal["ES384", "RS384", "ES256", "RS256"]
@@ -72,7 +73,26 @@ def load_issuers(path: Path) -> dict[str, TrustedIssuer]:
             )
         if issuer.jwks_file and not Path(issuer.jwks_file).is_absolute():
             issuer = msgspec.structs.replace(issuer, jwks_file=str(path.parent / issuer.jwks_file))
+        if issuer.jwks_file:
+            _check_pinned_jwks(path.name, issuer.iss, Path(issuer.jwks_file))
         if issuer.iss in out:
             raise IssuerConfigError(f"{path.name}: issuer {issuer.iss!r} listed twice")
         out[issuer.iss] = issuer
     return out
+
+
+def _check_pinned_jwks(where: str, iss: str, jwks_file: Path) -> None:
+    """A pinned JWKS file is read at start, so a missing or broken one stops the service
+    instead of refusing every call later (the verifier reads it again, for rotation)."""
+    try:
+        keys = jwt.PyJWKSet.from_dict(json.loads(jwks_file.read_text(encoding="utf-8"))).keys
+    except OSError as exc:
+        raise IssuerConfigError(
+            f"{where}: issuer {iss!r}: cannot read jwks_file {jwks_file}: {exc.strerror}"
+        ) from None
+    except (ValueError, TypeError, AttributeError, jwt.PyJWKSetError, jwt.PyJWKError) as exc:
+        raise IssuerConfigError(
+            f"{where}: issuer {iss!r}: jwks_file {jwks_file} is not a usable JWKS: {exc}"
+        ) from None
+    if not keys:
+        raise IssuerConfigError(f"{where}: issuer {iss!r}: jwks_file {jwks_file} has no key")

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Iterator, MutableMapping
 from typing import Any
 
 import pytest
 
+from cds_service.main import create_app
 from tests import cases
 from tests.builders import hook_request, patient, searchset
-from tests.conftest import SERVICE_URL, ClientFactory
+from tests.conftest import SERVICE_URL, ClientFactory, settings_for_tests
 from tests.response_rules import assert_spec_response
 
 pytestmark = pytest.mark.anyio
@@ -257,3 +260,39 @@ async def test_api_hook_instance_not_a_uuid_is_400_in_words(client_at: ClientFac
     response = await client_at().post(SERVICE_URL, json=body)
     assert response.status_code == 400
     assert response.json()["issue"][0]["details"]["text"].startswith("hookInstance must be a UUID")
+
+
+async def test_api_client_gone_mid_body_is_its_fault_not_a_500(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A caller that disconnects mid-body (or breaks the protocol there) is logged as such, at
+    warning level, not as a 500 internal_error an operator would page on."""
+    app = create_app(settings_for_tests())
+    messages: Iterator[dict[str, Any]] = iter(
+        [
+            {"type": "http.request", "body": b'{"hook": "patient-view", ', "more_body": True},
+            {"type": "http.disconnect"},
+        ]
+    )
+    sent: list[MutableMapping[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return next(messages)
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+        "scheme": "http", "path": SERVICE_URL, "raw_path": SERVICE_URL.encode(),
+        "root_path": "", "query_string": b"", "server": ("127.0.0.1", 8080),
+        "client": ("127.0.0.1", 5000), "headers": [(b"content-type", b"application/json")],
+    }  # fmt: skip
+    with caplog.at_level(logging.INFO, logger="cds_service"):
+        await app(scope, receive, send)
+    (call,) = [r for r in caplog.records if r.getMessage() == "hook_call"]
+    assert call.levelno == logging.WARNING
+    assert call.fields["status"] == 400  # type: ignore[attr-defined]
+    assert call.fields["outcome"] == "client_disconnected"  # type: ignore[attr-defined]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert sent[0]["status"] == 400

@@ -486,9 +486,18 @@ def test_jwt_example_issuers_file_loads(tmp_path: Path) -> None:
         'issuer = [{ iss = "x", jwks_url = "https://a", algorithms = ["HS256"] }]',  # HMAC
         'issuer = [{ iss = "x", jwks_url = "https://a" }, { iss = "x", jwks_url = "https://b" }]',
         'issuer = [{ iss = "x", jwks_url = "https://a", colour = "red" }]',
+        # A pinned JWKS file missing, not JSON, not a JWKS, or empty: found at start, not by
+        # refusing every call afterwards.
+        'issuer = [{ iss = "x", jwks_file = "missing.json" }]',
+        'issuer = [{ iss = "x", jwks_file = "garbage.json" }]',
+        'issuer = [{ iss = "x", jwks_file = "not-a-jwks.json" }]',
+        'issuer = [{ iss = "x", jwks_file = "empty.json" }]',
     ],
 )
 def test_jwt_bad_issuer_files_stop_the_service(tmp_path: Path, text: str) -> None:
+    (tmp_path / "garbage.json").write_text("garbage")
+    (tmp_path / "not-a-jwks.json").write_text('{"keys": 5}')
+    (tmp_path / "empty.json").write_text('{"keys": []}')
     path = tmp_path / "issuers.toml"
     path.write_text(text)
     with pytest.raises(IssuerConfigError):
@@ -574,6 +583,32 @@ async def test_jwt_token_for_another_service_named_through_the_host_header_is_re
         )
         assert response.status_code == 401, scheme
     assert (await post(sign(claims()))).status_code == 200  # its own audience still works
+
+
+async def test_jwt_audience_behind_a_proxy_prefix_names_the_prefix_once(
+    issuers_file: Path, jwks_served: Any
+) -> None:
+    """Behind a proxy that strips /base (uvicorn --root-path /base), the public base URL holds
+    the prefix and the request path holds it too: the audience names it once."""
+    app = create_app(
+        settings_for_tests(
+            require_jwt=True, trusted_issuers_file=issuers_file, public_base_url=BASE + "/base"
+        ),
+        clock=lambda: NOW,
+    )
+    transport = httpx.ASGITransport(app=app, root_path="/base")
+    body = hook_request(cases.maya_before_mri(), pid="maya")
+    async with httpx.AsyncClient(transport=transport, base_url=BASE + "/base") as client:
+        for audience, status in (
+            (f"{BASE}/base{SERVICE_URL}", 200),
+            (f"{BASE}/base/base{SERVICE_URL}", 401),
+            (f"{BASE}{SERVICE_URL}", 401),
+        ):
+            token = sign(claims(aud=audience))
+            response = await client.post(
+                SERVICE_URL.lstrip("/"), json=body, headers={"Authorization": f"Bearer {token}"}
+            )
+            assert response.status_code == status, (audience, response.text)
 
 
 def test_jwt_on_without_a_public_base_url_refuses_to_start_in_one_line() -> None:

@@ -76,6 +76,22 @@ def test_retention_purge_keeps_what_is_recent_or_still_referred(database_url: st
     engine.dispose()
 
 
+def test_retention_purge_goes_in_batches_to_the_end(database_url: str) -> None:
+    # Small transactions, so calls waiting for the database get in between; none left behind.
+    engine = open_engine(database_url)
+    ledger, replay = CardLedger(engine), ReplayStore(engine)
+    old = NOW - timedelta(days=100)
+    ledger.record([issued(f"c{n}") for n in range(7)], now=old)
+    ledger.store_feedback([overridden(f"c{n}") for n in range(5)], now=old)
+    for n in range(5):
+        replay.remember("https://ehr", f"j{n}", NOW - timedelta(minutes=1), old)
+    assert ledger.purge(NOW - timedelta(days=90), batch=2) == (7, 5)
+    assert replay.purge(NOW, batch=2) == 5
+    assert cards_left(ledger) == []
+    assert token_ids_left(replay) == 0
+    engine.dispose()
+
+
 async def test_retention_service_purges_at_start_and_logs_counts_only(
     database_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:

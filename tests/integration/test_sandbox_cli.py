@@ -228,10 +228,30 @@ def test_cli_dev_token_and_signed_fire_reach_a_service_with_jwt_on(
         assert unsigned.returncode == 1
         assert "HTTP 401" in unsigned.stderr
         assert "--sign" in unsigned.stderr
+        elsewhere = tmp_path / "elsewhere"  # the key named by folder, from another directory
+        elsewhere.mkdir()
         signed = fire(
-            demo_loaded, "sacral-bsi-demo-runner", "--service-url", url, "--sign", cwd=tmp_path
+            demo_loaded,
+            "sacral-bsi-demo-runner",
+            "--service-url",
+            url,
+            "--sign",
+            "--dev-key-folder",
+            str(keys),
+            cwd=elsewhere,
         )
         assert signed.returncode == 0, signed.stderr
         assert "consider sacral stress injury" in signed.stdout
         logged = service.stop()
     assert "development-only issuer trusted" in logged
+
+
+def test_cli_dev_token_with_a_broken_key_says_so_in_one_line(tmp_path: Path) -> None:
+    folder = tmp_path / "var" / "dev-issuer"
+    folder.mkdir(parents=True)
+    (folder / "key.pem").write_text("garbage")
+    result = cds_service("dev-token", cwd=tmp_path)
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert "is not a PEM private key" in line
+    assert "delete the folder" in line

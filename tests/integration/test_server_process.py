@@ -84,6 +84,29 @@ def _raw_get(url: str, header_bytes: int) -> bytes:
     return b""
 
 
+def _websocket_upgrade(url: str, path: str) -> bytes:
+    """A WebSocket upgrade request over a raw socket; the answer's first bytes."""
+    host, port = url.removeprefix("http://").split(":")
+    request = (
+        f"GET {path} HTTP/1.1\r\nHost: cds.test\r\nUpgrade: websocket\r\n"
+        "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        "Sec-WebSocket-Version: 13\r\n\r\n"
+    ).encode()
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(request)
+        return sock.recv(200)
+
+
+def test_server_cli_serve_has_no_websocket_endpoint(tmp_path: Path) -> None:
+    env = {"CDS_DATABASE_URL": f"sqlite:///{tmp_path / 'cds.db'}", "CDS_REQUIRE_JWT": "false"}
+    with service_process(tmp_path, env, cli=True) as service:
+        # Plain HTTP, a 404 for an unknown path: no 101, no 403 from a WebSocket handler.
+        answer = _websocket_upgrade(service.url, "/nothing/pat-0042?patient=pat-0042")
+        assert answer.startswith(b"HTTP/1.1 404"), answer
+        logged = service.stop()
+    assert "pat-0042" not in logged
+
+
 def test_server_cli_serve_bounds_request_headers(tmp_path: Path) -> None:
     env = {
         "CDS_DATABASE_URL": f"sqlite:///{tmp_path / 'cds.db'}",
@@ -150,6 +173,18 @@ def test_server_start_errors_are_one_line(tmp_path: Path, cli: bool) -> None:
     assert "cannot open the database" in down.stderr
     assert "Connection refused" in down.stderr
     assert "s3cret" not in down.stderr
+    hidden = _start_fails(
+        tmp_path,
+        {
+            "CDS_DATABASE_URL": f"postgresql+psycopg://cds@127.0.0.1:{free_port()}/cds"
+            "?password=s3cret",
+            "CDS_REQUIRE_JWT": "false",
+        },
+        cli=cli,
+    )
+    assert "s3cret" not in hidden.stderr
+    level = _start_fails(tmp_path, {"CDS_DATABASE_URL": sqlite, "CDS_LOG_LEVEL": "LOUD"}, cli=cli)
+    assert "CDS_LOG_LEVEL" in level.stderr
     bad = _start_fails(tmp_path, {"CDS_DATABASE_URL": sqlite, "CDS_REQUIRE_JWT": "maybe"}, cli=cli)
     assert "CDS_REQUIRE_JWT" in bad.stderr
     assert "maybe" not in bad.stderr
@@ -164,12 +199,16 @@ def test_server_under_plain_uvicorn_logs_json_and_no_configured_port(tmp_path: P
     }
     with service_process(tmp_path, env) as service:
         assert httpx.get(f"{service.url}/healthz?patient=someone").status_code == 200
+        # A refused path and a WebSocket upgrade may carry anything, a patient id included.
+        assert httpx.get(f"{service.url}/Patient/pat-0042?patient=pat-0042").status_code == 404
+        _websocket_upgrade(service.url, "/cds-services?patient=pat-0042")
         logged = service.stop()
+    assert "pat-0042" not in logged
     lines = [json.loads(line) for line in logged.splitlines() if line.strip()]  # all JSON
     port = service.url.rsplit(":", 1)[1]
     assert any(f"127.0.0.1:{port}" in line["event"] for line in lines), logged
     assert not any(":9 " in line["event"] or line.get("configuredPort") for line in lines)
-    (access,) = [x for x in lines if x["event"] == "http_request" and x["path"] == "/healthz"]
+    (access,) = [x for x in lines if x["event"] == "http_request" and x.get("path") == "/healthz"]
     assert access["method"] == "GET"
     assert access["status"] == 200
     assert "someone" not in logged
