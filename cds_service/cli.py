@@ -34,9 +34,17 @@ from cds_service.content import load_content
 from cds_service.hooks.service import valid_base_url
 from cds_service.settings import Settings
 
-cli = typer.Typer(help="Sacral BSI CDS Hooks service.", no_args_is_help=True, add_completion=False)
+# Plain (click) help and usage errors: no boxes, which a narrow terminal cuts and wraps.
+cli = typer.Typer(
+    help="Sacral BSI CDS Hooks service.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
+)
 fire_cli = typer.Typer(
-    help="Fire a CDS hook at the service, as an EHR would.", no_args_is_help=True
+    help="Fire a CDS hook at the service, as an EHR would.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
 )
 cli.add_typer(fire_cli, name="fire")
 out = Console()

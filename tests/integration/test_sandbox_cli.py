@@ -196,6 +196,13 @@ def test_cli_long_summary_and_errors_are_not_cut_or_wrapped(
     assert failed.returncode == 1
     (line,) = failed.stderr.strip().splitlines()  # one line, the terminal folds it
     assert line.startswith("Error: Patient nobody-here was not found")
+    usage = subprocess.run(
+        [*command, "--fhir-server", demo_loaded],
+        cwd=tmp_path, env=narrow, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert usage.returncode == 2
+    assert "Error: Missing option '--patient'." in usage.stderr.splitlines()  # no box around it
+    assert "╭" not in usage.stderr
 
 
 def test_cli_dev_token_and_signed_fire_reach_a_service_with_jwt_on(
