@@ -71,6 +71,7 @@ Token = Annotated[
 def serve() -> None:
     """Start the service on CDS_HOST:CDS_PORT (default 127.0.0.1:8080)."""
     from cds_service.main import StartupError, create_app, load_settings  # noqa: PLC0415
+    from cds_service.server import head_deadline_protocol  # noqa: PLC0415
 
     try:
         settings = load_settings()
@@ -81,8 +82,9 @@ def serve() -> None:
         app,
         host=settings.host,
         port=settings.port,
-        # h11 bounds the request line plus headers (httptools reads them without limit).
-        http="h11",
+        # h11 bounds the request line plus headers in size (httptools reads them without limit);
+        # this subclass bounds them in time too.
+        http=head_deadline_protocol(settings.request_read_timeout_seconds),
         h11_max_incomplete_event_size=settings.max_header_bytes,
         ws="none",  # no WebSocket endpoint: an upgrade request is plain HTTP (404), not a 403
         limit_concurrency=settings.max_connections,
@@ -168,7 +170,10 @@ def fire_patient_view(
     if as_json:
         out.print_json(json.dumps(result))
         return
-    show_cards(result)
+    try:
+        show_cards(result)
+    except (TypeError, KeyError, AttributeError, ValueError) as exc:
+        _fail(f"The service's answer is not a CDS Hooks response ({type(exc).__name__}).", 1)
 
 
 async def _fire(
@@ -241,6 +246,8 @@ def _run(coro: Any) -> Any:
     except sandbox.SandboxError as exc:
         err.print(f"[bold red]Error:[/bold red] {escape(str(exc))}")
         raise typer.Exit(exc.exit_code) from None
+    except (TypeError, KeyError, AttributeError) as exc:  # an answer of an unexpected shape
+        _fail(f"The answer is not what CDS Hooks or FHIR say it is ({type(exc).__name__}).", 1)
     except (httpx.HTTPError, httpx.InvalidURL, ValueError) as exc:
         err.print(f"[bold red]Error:[/bold red] {type(exc).__name__}: {escape(str(exc))}")
         raise typer.Exit(1) from None

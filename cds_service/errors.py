@@ -46,6 +46,14 @@ class ClientDisconnectedError(BadRequestError):
         super().__init__("The client disconnected before the request body arrived.")
 
 
+class RequestTimeoutError(CdsError):
+    """The body did not arrive within CDS_REQUEST_READ_TIMEOUT_SECONDS."""
+
+    status = 408
+    issue_code = "timeout"
+    kind = "request_timeout"
+
+
 class UnknownServiceError(CdsError):
     status = 404
     issue_code = "not-found"

@@ -51,7 +51,8 @@ def _server_fields(record: logging.LogRecord) -> dict[str, Any]:
     if record.name == "uvicorn.access" and len(args) == 5:
         _, method, path, _, status = args
         fields: dict[str, Any] = {"event": "http_request", "method": method, "status": status}
-        if isinstance(status, int) and status < 400:
+        # A CORS preflight is answered 200 whatever its path: its path is the caller's text.
+        if isinstance(status, int) and status < 400 and method != "OPTIONS":
             fields["path"] = str(path).split("?")[0]
         return fields
     if '"WebSocket %s"' in str(record.msg):
@@ -71,14 +72,31 @@ def configure(level: str) -> None:
         server_logger = logging.getLogger(name)
         ours = [h for h in server_logger.handlers if getattr(h, "_cds_json", False)]
         server_logger.handlers = ours  # uvicorn's plain-text handlers out
-        _json_handler(server_logger)
+        _json_handler(server_logger, _ServerLineFilter())
         server_logger.propagate = False
+        server_logger.setLevel(level.upper())
 
 
-def _json_handler(logger: logging.Logger) -> None:
+class _ServerLineFilter(logging.Filter):
+    """uvicorn's lines that would carry what a caller sent, or that anyone can repeat at will
+    to flood the log, are not written: its debug lines (the websockets library logs whole
+    upgrade requests, headers included, there) and its warnings about upgrade requests, which
+    the service does not serve."""
+
+    DROPPED = ("Unsupported upgrade request", "No supported WebSocket library detected")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno <= logging.DEBUG:
+            return False
+        return not str(record.msg).startswith(self.DROPPED)
+
+
+def _json_handler(logger: logging.Logger, line_filter: logging.Filter | None = None) -> None:
     if not any(getattr(h, "_cds_json", False) for h in logger.handlers):
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(JsonFormatter())
+        if line_filter is not None:
+            handler.addFilter(line_filter)
         handler._cds_json = True  # type: ignore[attr-defined]
         logger.addHandler(handler)
 

@@ -180,8 +180,17 @@ def _diagnostics(response: httpx.Response) -> str:
     except ValueError:
         return response.text[:200]
     issues = body.get("issue", []) if isinstance(body, dict) else []
-    texts = [i.get("details", {}).get("text") or i.get("diagnostics", "") for i in issues]
+    texts = [_issue_text(i) for i in (issues if isinstance(issues, list) else [])]
     return "; ".join(t for t in texts if t)[:300] or f"HTTP {response.status_code}"
+
+
+def _issue_text(issue: Any) -> str:
+    if not isinstance(issue, dict):
+        return ""
+    details = issue.get("details")
+    text = details.get("text") if isinstance(details, dict) else None
+    text = text or issue.get("diagnostics")
+    return text if isinstance(text, str) else ""
 
 
 async def load(

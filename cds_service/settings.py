@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     # Largest request line plus headers accepted by ``cds-service serve`` (bytes); past it the
     # connection answers 400 and closes (uvicorn's h11 parser limit).
     max_header_bytes: int = Field(default=65_536, ge=8_192, le=1_048_576)
+    # Seconds a client has to send a request's line and headers (under ``cds-service serve``),
+    # and, separately, its body: slower ones are closed (head) or answered 408 (body).
+    request_read_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
     # Most connections and tasks at once under ``cds-service serve``; beyond it new ones get 503
     # (bounds the memory slow or idle clients can hold; their timeouts belong to the proxy).
     max_connections: int = Field(default=1000, ge=10, le=100_000)

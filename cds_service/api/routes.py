@@ -22,6 +22,7 @@ from cds_service.errors import (
     ClientDisconnectedError,
     InternalError,
     PayloadTooLargeError,
+    RequestTimeoutError,
 )
 from cds_service.hooks.service import CallEnvironment
 from cds_service.logs import log_event
@@ -239,6 +240,18 @@ async def _decoded_body(request: Request, decode: Callable[[bytes], _T]) -> _T:
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
+    seconds = request.app.state.settings.request_read_timeout_seconds
+    try:
+        async with asyncio.timeout(seconds):
+            return await _read_body_within(request, limit)
+    except TimeoutError:
+        raise RequestTimeoutError(
+            f"The request body did not arrive within {seconds:g} s "
+            "(CDS_REQUEST_READ_TIMEOUT_SECONDS)."
+        ) from None
+
+
+async def _read_body_within(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLargeError(f"Request body larger than {limit} bytes.")

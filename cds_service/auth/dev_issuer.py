@@ -72,6 +72,11 @@ def ensure(folder: Path = DEFAULT_FOLDER) -> DevIssuer:
     (made the owner's alone if it was not); the JWKS and issuers file written from it each time,
     so they always match it. Raises ValueError or OSError saying what is wrong with the folder."""
     issuer = DevIssuer(folder)
+    for made in (issuer.key_file, issuer.jwks_file, issuer.issuers_file):
+        if made.is_symlink():  # never change, or write through, what a link points to
+            raise ValueError(
+                f"{made} is a symbolic link; the development issuer writes only files of its own"
+            )
     if issuer.key_file.is_file() and issuer.key_file.stat().st_mode & 0o077:
         issuer.key_file.chmod(0o600)
     if not issuer.key_file.exists():

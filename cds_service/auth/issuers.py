@@ -60,8 +60,8 @@ def load_issuers(path: Path) -> dict[str, TrustedIssuer]:
     try:
         data = json.loads(raw) if path.suffix == ".json" else tomllib.loads(raw.decode())
         issuers = msgspec.convert(data, _IssuersFile).issuer
-    except (ValueError, msgspec.ValidationError) as exc:
-        raise IssuerConfigError(f"{path.name}: {exc}") from None
+    except (ValueError, RecursionError, msgspec.ValidationError) as exc:
+        raise IssuerConfigError(f"{path.name}: {str(exc) or type(exc).__name__}") from None
     out: dict[str, TrustedIssuer] = {}
     for listed in issuers:
         issuer = listed
@@ -85,14 +85,29 @@ def _check_pinned_jwks(where: str, iss: str, jwks_file: Path) -> None:
     """A pinned JWKS file is read at start, so a missing or broken one stops the service
     instead of refusing every call later (the verifier reads it again, for rotation)."""
     try:
-        keys = jwt.PyJWKSet.from_dict(json.loads(jwks_file.read_text(encoding="utf-8"))).keys
+        document = json.loads(jwks_file.read_text(encoding="utf-8"))
+        keys = jwt.PyJWKSet.from_dict(document).keys
     except OSError as exc:
         raise IssuerConfigError(
             f"{where}: issuer {iss!r}: cannot read jwks_file {jwks_file}: {exc.strerror}"
         ) from None
-    except (ValueError, TypeError, AttributeError, jwt.PyJWKSetError, jwt.PyJWKError) as exc:
+    except (
+        ValueError,
+        TypeError,
+        AttributeError,
+        RecursionError,
+        jwt.PyJWKSetError,
+        jwt.PyJWKError,
+    ) as exc:
         raise IssuerConfigError(
             f"{where}: issuer {iss!r}: jwks_file {jwks_file} is not a usable JWKS: {exc}"
         ) from None
-    if not keys:
-        raise IssuerConfigError(f"{where}: issuer {iss!r}: jwks_file {jwks_file} has no key")
+    if any(isinstance(k, dict) and "d" in k for k in document["keys"]):
+        raise IssuerConfigError(
+            f"{where}: issuer {iss!r}: jwks_file {jwks_file} holds a private key: keep only "
+            "the public keys there"
+        )
+    if not any(k.key_type in ("EC", "RSA") for k in keys):
+        raise IssuerConfigError(
+            f"{where}: issuer {iss!r}: jwks_file {jwks_file} has no EC or RSA public key"
+        )

@@ -53,6 +53,31 @@ def _shown(value: object) -> object:
     return f"<{type(value).__name__}>"
 
 
+def unsigned_text(value: object, limit: int = 64) -> str:
+    """A value from a token nobody has verified yet, fit for a log line: letters, digits and
+    ``._:/-`` only, at most ``limit`` of them (anyone can write anything there)."""
+    text = value if isinstance(value, str) else f"<{_json_type(value)}>"
+    kept = "".join(
+        ch for ch in text[: limit * 4] if ch.isascii() and (ch.isalnum() or ch in "._:/-")
+    )
+    return kept[:limit] + ("…" if len(kept) > limit or kept != text else "")
+
+
+def unsigned_origin(iss: str) -> str:
+    """An unverified ``iss`` as its scheme and host only (which EHR it claims to be), or what
+    kind of thing it is; never the rest, where anyone can write anything."""
+    try:
+        url = httpx.URL(iss)
+    except (httpx.InvalidURL, ValueError, TypeError):
+        return "<not a URL>"
+    if url.scheme not in ("http", "https") or not url.host:
+        return "<not an http(s) URL>"
+    port = f":{url.port}" if url.port else ""
+    return unsigned_text(f"{url.scheme}://{url.host}{port}", 260) + (
+        " (path left out)" if url.raw_path not in (b"", b"/") else ""
+    )
+
+
 def _json_type(value: object) -> str:
     return {str: "string", bool: "boolean", int: "number", float: "number", list: "array",
             dict: "object", type(None): "null"}.get(type(value), type(value).__name__)  # fmt: skip
@@ -109,7 +134,7 @@ class JwksCache:
                 entry = await self._fetch_shared(issuer, source, new=False)
         found = _pick(entry.keys, kid)
         if found is None:
-            raise AuthFailure(f"no key with kid {kid!r} in the issuer's JWKS")
+            raise AuthFailure("no key with this kid in the issuer's JWKS", kid=unsigned_text(kid))
         return found
 
     def _admit_new_source(self, issuer: str, source: str, now: float) -> None:
@@ -227,7 +252,9 @@ class JwtVerifier:
         if issuer is None:
             raise AuthFailure(
                 "issuer not trusted",
-                presentedIss=iss if isinstance(iss, str) else f"<{_json_type(iss)}>",
+                presentedIss=unsigned_origin(iss)
+                if isinstance(iss, str)
+                else f"<{_json_type(iss)}>",
                 trustedIss=sorted(self.issuers)[:5],
             )
         if alg not in issuer.algorithms:

@@ -7,6 +7,7 @@ import logging
 from collections.abc import Iterator, MutableMapping
 from typing import Any
 
+import anyio
 import pytest
 
 from cds_service.main import create_app
@@ -296,3 +297,35 @@ async def test_api_client_gone_mid_body_is_its_fault_not_a_500(
     assert call.fields["outcome"] == "client_disconnected"  # type: ignore[attr-defined]
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert sent[0]["status"] == 400
+
+
+async def test_api_body_that_never_finishes_is_408_not_held(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = create_app(settings_for_tests(request_read_timeout_seconds=0.2))
+    first = True
+
+    async def receive() -> dict[str, Any]:
+        nonlocal first
+        if first:
+            first = False
+            return {"type": "http.request", "body": b'{"hook": ', "more_body": True}
+        await anyio.sleep(3600)  # the rest never comes
+        raise AssertionError
+
+    sent: list[MutableMapping[str, Any]] = []
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+        "scheme": "http", "path": SERVICE_URL, "raw_path": SERVICE_URL.encode(),
+        "root_path": "", "query_string": b"", "server": ("127.0.0.1", 8080),
+        "client": ("127.0.0.1", 5000), "headers": [(b"content-type", b"application/json")],
+    }  # fmt: skip
+    with anyio.fail_after(10):
+        await app(scope, receive, send)
+    assert sent[0]["status"] == 408
+    body = json.loads(b"".join(m.get("body", b"") for m in sent[1:]))
+    assert body["issue"][0]["diagnostics"] == "request_timeout"

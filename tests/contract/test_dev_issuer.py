@@ -67,3 +67,17 @@ def test_dev_issuer_broken_key_says_so(tmp_path: Path, content: bytes) -> None:
     (folder / "key.pem").write_bytes(content)
     with pytest.raises(ValueError, match="is not a PEM private key"):
         dev_issuer.ensure(folder)
+
+
+@pytest.mark.parametrize("name", ["key.pem", "jwks.json", "issuers.toml"])
+def test_dev_issuer_never_writes_through_a_symbolic_link(tmp_path: Path, name: str) -> None:
+    dev_issuer.ensure(tmp_path / "dev")
+    target = tmp_path / "someone-elses-file"
+    target.write_text("theirs")
+    target.chmod(0o644)
+    (tmp_path / "dev" / name).unlink()
+    (tmp_path / "dev" / name).symlink_to(target)
+    with pytest.raises(ValueError, match="is a symbolic link"):
+        dev_issuer.ensure(tmp_path / "dev")
+    assert target.read_text() == "theirs"
+    assert target.stat().st_mode & 0o777 == 0o644

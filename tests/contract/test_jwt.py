@@ -492,9 +492,17 @@ def test_jwt_example_issuers_file_loads(tmp_path: Path) -> None:
         'issuer = [{ iss = "x", jwks_file = "garbage.json" }]',
         'issuer = [{ iss = "x", jwks_file = "not-a-jwks.json" }]',
         'issuer = [{ iss = "x", jwks_file = "empty.json" }]',
+        'issuer = [{ iss = "x", jwks_file = "private.json" }]',  # a private key published
+        'issuer = [{ iss = "x", jwks_file = "hmac.json" }]',  # no EC or RSA key
+        'issuer = [{ iss = "x", jwks_file = "nested.json" }]',
+        "a = " + "[" * 100_000,  # nested beyond the parser's recursion
     ],
 )
 def test_jwt_bad_issuer_files_stop_the_service(tmp_path: Path, text: str) -> None:
+    private = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(ec.generate_private_key(ec.SECP384R1())))
+    (tmp_path / "private.json").write_text(json.dumps({"keys": [private]}))
+    (tmp_path / "hmac.json").write_text('{"keys": [{"kty": "oct", "k": "c2VjcmV0"}]}')
+    (tmp_path / "nested.json").write_text("[" * 100_000 + "]" * 100_000)
     (tmp_path / "garbage.json").write_text("garbage")
     (tmp_path / "not-a-jwks.json").write_text('{"keys": 5}')
     (tmp_path / "empty.json").write_text('{"keys": []}')
@@ -675,6 +683,36 @@ async def test_jwt_auth_failure_log_names_the_untrusted_issuer_and_the_trusted_o
     line = await auth_log(post, caplog, sign(claims(iss="https://evil.example")))
     assert line["presentedIss"] == "https://evil.example"
     assert EHR in line["trustedIss"]
+
+
+@pytest.mark.parametrize(
+    ("iss", "logged"),
+    [
+        ("Patient/PAT4711 Jane Doe 1970-01-01", "<not an http(s) URL>"),
+        ("https://evil.example/Patient/PAT4711?name=Jane", "https://evil.example (path left out)"),
+        ("https://" + "a" * 5000 + ".example", None),
+    ],
+)
+async def test_jwt_unverified_issuer_is_logged_as_its_origin_only(
+    post: Post, caplog: pytest.LogCaptureFixture, iss: str, logged: str | None
+) -> None:
+    """Anyone can write anything in an unverified token: the log keeps which host it claims,
+    never free text, never at length."""
+    line = await auth_log(post, caplog, sign(claims(iss=iss)))
+    assert "PAT4711" not in json.dumps(line)
+    assert len(json.dumps(line)) < 1000
+    if logged:
+        assert line["presentedIss"] == logged
+
+
+async def test_jwt_unknown_kid_is_logged_short_and_plain(
+    post: Post, caplog: pytest.LogCaptureFixture
+) -> None:
+    token = sign(claims(), ROGUE_KEY, kid="PAT4711 Jane Doe " + "x" * 100_000)
+    line = await auth_log(post, caplog, token)
+    assert line["reason"] == "no key with this kid in the issuer's JWKS"
+    assert line["kid"] == "PAT4711JaneDoexxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx…"
+    assert len(json.dumps(line)) < 1000
 
 
 @pytest.mark.parametrize("jti", [123, ["a"], {"x": 1}])

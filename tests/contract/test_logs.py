@@ -8,6 +8,7 @@ import logging
 
 import pytest
 
+from cds_service import logs
 from cds_service.logs import LOGGER_NAME, JsonFormatter
 from tests import cases
 from tests.builders import hook_request
@@ -70,3 +71,45 @@ async def test_logs_hook_call_line_has_outcome_and_no_patient_data(
     text = stream.getvalue()
     for secret in ("maya", "Maya", "Quintero", "2005-03-01", "si-1", "Sacroiliitis"):
         assert secret not in text, secret
+
+
+def _uvicorn_line(name: str, level: int, msg: str, args: tuple[object, ...]) -> str | None:
+    """What the service's JSON handler on a uvicorn logger writes for one record (None:
+    dropped)."""
+    logs.configure("DEBUG")
+    (handler,) = logging.getLogger(name).handlers
+    record = logging.LogRecord(name, level, __file__, 1, msg, args, None)
+    if not handler.filter(record):
+        return None
+    return handler.format(record)
+
+
+def test_logs_server_lines_never_carry_what_the_caller_sent() -> None:
+    access = '%s - "%s %s HTTP/%s" %d'
+    answered = _uvicorn_line(
+        "uvicorn.access", logging.INFO, access, ("10.1.2.3:5", "GET", "/healthz?p=PAT1", "1.1", 200)
+    )
+    assert answered is not None
+    assert json.loads(answered) | {"ts": ""} == {
+        "ts": "", "level": "info", "event": "http_request", "method": "GET", "status": 200,
+        "path": "/healthz",
+    }  # fmt: skip
+    for method, path, status in (("GET", "/Patient/PAT1", 404), ("OPTIONS", "/x/PAT1", 200)):
+        line = _uvicorn_line(
+            "uvicorn.access", logging.INFO, access, ("10.1.2.3:5", method, path, "1.1", status)
+        )
+        assert line is not None
+        assert "PAT1" not in line
+        assert "10.1.2.3" not in line
+    websocket = _uvicorn_line(
+        "uvicorn.error", logging.INFO, '%s - "WebSocket %s" %s', ("10.1.2.3:5", "/?p=PAT1", 403)
+    )
+    assert websocket is not None
+    assert "PAT1" not in websocket
+    # The websockets library's debug lines (whole requests, headers included) and the warnings
+    # anyone can provoke with an Upgrade header are not written at all.
+    assert _uvicorn_line("uvicorn.error", logging.DEBUG, "< GET %s HTTP/1.1", ("/?p=PAT1",)) is None
+    assert (
+        _uvicorn_line("uvicorn.error", logging.WARNING, "Unsupported upgrade request.", ()) is None
+    )
+    logs.configure("INFO")

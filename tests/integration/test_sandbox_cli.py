@@ -8,7 +8,9 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -262,3 +264,39 @@ def test_cli_dev_token_with_a_broken_key_says_so_in_one_line(tmp_path: Path) -> 
     (line,) = result.stderr.strip().splitlines()
     assert "is not a PEM private key" in line
     assert "delete the folder" in line
+
+
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [
+        (200, b'{"cards": "x"}'),
+        (200, b"[1, 2]"),
+        (200, b'{"cards": [{"summary": "s", "indicator": "info", "links": [{"label": "l"}]}]}'),
+        (412, b'{"resourceType": "OperationOutcome", "issue": "not a list"}'),
+    ],
+)
+def test_cli_fire_at_a_service_answering_nonsense_says_so_in_one_line(
+    tmp_path: Path, status: int, body: bytes
+) -> None:
+    class Nonsense(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("content-length", 0)))
+            self.send_response(status)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Nonsense)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        result = fire("http://127.0.0.1:9/fhir", "x", "--service-url", url, cwd=tmp_path)
+    finally:
+        server.shutdown()
+    assert result.returncode == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("Error: ")

@@ -107,6 +107,35 @@ def test_server_cli_serve_has_no_websocket_endpoint(tmp_path: Path) -> None:
     assert "pat-0042" not in logged
 
 
+def test_server_cli_serve_closes_a_connection_whose_head_never_comes(tmp_path: Path) -> None:
+    env = {
+        "CDS_DATABASE_URL": f"sqlite:///{tmp_path / 'cds.db'}",
+        "CDS_REQUIRE_JWT": "false",
+        "CDS_REQUEST_READ_TIMEOUT_SECONDS": "1",
+        "CDS_MAX_CONNECTIONS": "20",
+    }
+    with service_process(tmp_path, env, cli=True) as service:
+        host, port = service.url.removeprefix("http://").split(":")
+        # More silent and half-sent connections than the limit: each is closed at its deadline.
+        idle = [socket.create_connection((host, int(port)), timeout=30) for _ in range(25)]
+        for n, sock in enumerate(idle):
+            if n % 2:
+                sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # never finished
+        for sock in idle:
+            with sock:
+                assert sock.recv(100) == b""  # closed by the server, nothing answered
+        assert httpx.get(f"{service.url}/healthz").status_code == 200
+        # A head that arrives in time, then a response, then a slow second head: closed too.
+        with socket.create_connection((host, int(port)), timeout=30) as sock:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            answer = b""
+            while not answer.endswith(b'{"status":"ok"}'):
+                answer += sock.recv(1000)
+            assert answer.startswith(b"HTTP/1.1 200")
+            sock.sendall(b"GET /healthz HTTP/1.1\r\n")
+            assert sock.recv(100) == b""
+
+
 def test_server_cli_serve_bounds_request_headers(tmp_path: Path) -> None:
     env = {
         "CDS_DATABASE_URL": f"sqlite:///{tmp_path / 'cds.db'}",
@@ -183,6 +212,19 @@ def test_server_start_errors_are_one_line(tmp_path: Path, cli: bool) -> None:
         cli=cli,
     )
     assert "s3cret" not in hidden.stderr
+    # A password that is also part of the host, the port or the message is not shown by
+    # masking it there: the driver's message is left out.
+    port = free_port()
+    echoed = _start_fails(
+        tmp_path,
+        {
+            "CDS_DATABASE_URL": f"postgresql+psycopg://cds:{port}@127.0.0.1:{port}/cds",
+            "CDS_REQUIRE_JWT": "false",
+        },
+        cli=cli,
+    )
+    assert "the driver's message is left out" in echoed.stderr
+    assert "***" not in echoed.stderr.split("(CDS_DATABASE_URL)")[1]
     level = _start_fails(tmp_path, {"CDS_DATABASE_URL": sqlite, "CDS_LOG_LEVEL": "LOUD"}, cli=cli)
     assert "CDS_LOG_LEVEL" in level.stderr
     bad = _start_fails(tmp_path, {"CDS_DATABASE_URL": sqlite, "CDS_REQUIRE_JWT": "maybe"}, cli=cli)

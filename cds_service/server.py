@@ -1,0 +1,57 @@
+"""How ``cds-service serve`` runs uvicorn: the h11 parser with bounds on what a client may hold.
+
+uvicorn's h11 protocol bounds the size of a request head (``h11_max_incomplete_event_size``)
+but not the time it takes to arrive: a connection that sends nothing, or a few bytes now and
+then, is kept for ever. ``HeadDeadlineH11Protocol`` closes a connection whose request line and
+headers are not complete ``head_timeout`` seconds after it opened or after its previous
+response. (Idle keep-alive connections are closed by uvicorn's own ``timeout_keep_alive``.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import h11
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+
+def head_deadline_protocol(head_timeout: float) -> type[asyncio.Protocol]:
+    """The h11 protocol class with this deadline for each request head."""
+
+    class HeadDeadlineH11Protocol(H11Protocol):
+        _head_deadline: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            self._arm_head_deadline()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self._arm_head_deadline()
+
+        def handle_events(self) -> None:
+            super().handle_events()
+            if self.conn.their_state is not h11.IDLE:  # a request head is in: no deadline
+                self._disarm_head_deadline()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm_head_deadline()
+            super().connection_lost(exc)
+
+        def _arm_head_deadline(self) -> None:
+            self._disarm_head_deadline()
+            if not self.transport.is_closing():
+                self._head_deadline = self.loop.call_later(head_timeout, self._head_too_slow)
+
+        def _disarm_head_deadline(self) -> None:
+            if self._head_deadline is not None:
+                self._head_deadline.cancel()
+                self._head_deadline = None
+
+        def _head_too_slow(self) -> None:
+            self._head_deadline = None
+            if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+                self.transport.close()
+
+    return HeadDeadlineH11Protocol
