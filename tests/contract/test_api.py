@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from typing import Any
 
 import anyio
@@ -263,56 +263,12 @@ async def test_api_hook_instance_not_a_uuid_is_400_in_words(client_at: ClientFac
     assert response.json()["issue"][0]["details"]["text"].startswith("hookInstance must be a UUID")
 
 
-async def test_api_client_gone_mid_body_is_its_fault_not_a_500(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    """A caller that disconnects mid-body (or breaks the protocol there) is logged as such, at
-    warning level, not as a 500 internal_error an operator would page on."""
-    app = create_app(settings_for_tests())
-    messages: Iterator[dict[str, Any]] = iter(
-        [
-            {"type": "http.request", "body": b'{"hook": "patient-view", ', "more_body": True},
-            {"type": "http.disconnect"},
-        ]
-    )
-    sent: list[MutableMapping[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return next(messages)
-
-    async def send(message: MutableMapping[str, Any]) -> None:
-        sent.append(message)
-
-    scope = {
-        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
-        "scheme": "http", "path": SERVICE_URL, "raw_path": SERVICE_URL.encode(),
-        "root_path": "", "query_string": b"", "server": ("127.0.0.1", 8080),
-        "client": ("127.0.0.1", 5000), "headers": [(b"content-type", b"application/json")],
-    }  # fmt: skip
-    with caplog.at_level(logging.INFO, logger="cds_service"):
-        await app(scope, receive, send)
-    (call,) = [r for r in caplog.records if r.getMessage() == "hook_call"]
-    assert call.levelno == logging.WARNING
-    assert call.fields["status"] == 400  # type: ignore[attr-defined]
-    assert call.fields["outcome"] == "client_disconnected"  # type: ignore[attr-defined]
-    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
-    assert sent[0]["status"] == 400
+Receive = Callable[[], Awaitable[dict[str, Any]]]
 
 
-async def test_api_body_that_never_finishes_is_408_not_held(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    app = create_app(settings_for_tests(request_read_timeout_seconds=0.2))
-    first = True
-
-    async def receive() -> dict[str, Any]:
-        nonlocal first
-        if first:
-            first = False
-            return {"type": "http.request", "body": b'{"hook": ', "more_body": True}
-        await anyio.sleep(3600)  # the rest never comes
-        raise AssertionError
-
+async def raw_hook_call(app: Any, receive: Receive) -> list[MutableMapping[str, Any]]:
+    """POST to the service straight through ASGI, the body as ``receive`` gives it (a
+    disconnect, a stall): what the app sent back."""
     sent: list[MutableMapping[str, Any]] = []
 
     async def send(message: MutableMapping[str, Any]) -> None:
@@ -326,6 +282,47 @@ async def test_api_body_that_never_finishes_is_408_not_held(
     }  # fmt: skip
     with anyio.fail_after(10):
         await app(scope, receive, send)
+    return sent
+
+
+async def test_api_client_gone_mid_body_is_its_fault_not_a_500(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A caller that disconnects mid-body (or breaks the protocol there) is logged as such, at
+    warning level, not as a 500 internal_error an operator would page on."""
+    messages: Iterator[dict[str, Any]] = iter(
+        [
+            {"type": "http.request", "body": b'{"hook": "patient-view", ', "more_body": True},
+            {"type": "http.disconnect"},
+        ]
+    )
+
+    async def receive() -> dict[str, Any]:
+        return next(messages)
+
+    with caplog.at_level(logging.INFO, logger="cds_service"):
+        sent = await raw_hook_call(create_app(settings_for_tests()), receive)
+    (call,) = [r for r in caplog.records if r.getMessage() == "hook_call"]
+    assert call.levelno == logging.WARNING
+    assert call.fields["status"] == 400  # type: ignore[attr-defined]
+    assert call.fields["outcome"] == "client_disconnected"  # type: ignore[attr-defined]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert sent[0]["status"] == 400
+
+
+async def test_api_body_that_never_finishes_is_408_not_held() -> None:
+    first = True
+
+    async def receive() -> dict[str, Any]:
+        nonlocal first
+        if first:
+            first = False
+            return {"type": "http.request", "body": b'{"hook": ', "more_body": True}
+        await anyio.sleep(3600)  # the rest never comes
+        raise AssertionError
+
+    app = create_app(settings_for_tests(request_read_timeout_seconds=0.2))
+    sent = await raw_hook_call(app, receive)
     assert sent[0]["status"] == 408
     body = json.loads(b"".join(m.get("body", b"") for m in sent[1:]))
     assert body["issue"][0]["diagnostics"] == "request_timeout"
