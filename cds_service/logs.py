@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import sys
+import threading
 from datetime import UTC, datetime
 from typing import Any
 
@@ -39,7 +41,20 @@ class JsonFormatter(logging.Formatter):
             line["exception"] = exc_type.__name__
             if tb is not None:
                 line["where"] = f"{tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}"
-        return json.dumps(line, separators=(",", ":"), default=str)
+        try:
+            return json.dumps(line, separators=(",", ":"), default=str, allow_nan=False)
+        except ValueError:  # NaN or infinity somewhere: strict JSON has no word for them
+            return json.dumps(_finite(line), separators=(",", ":"), default=str)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _server_fields(record: logging.LogRecord) -> dict[str, Any]:
@@ -84,11 +99,31 @@ class _ServerLineFilter(logging.Filter):
     the service does not serve."""
 
     DROPPED = ("Unsupported upgrade request", "No supported WebSocket library detected")
+    # Lines one request can provoke: at most one per message every this many seconds, the next
+    # one saying how many were left out in between.
+    THROTTLED = ("Invalid HTTP request received.", "Exceeded concurrency limit.")
+    EVERY_SECONDS = 10.0
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._last: dict[str, float] = {}
+        self._left_out: dict[str, int] = {}
+        self._lock = threading.Lock()
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno <= logging.DEBUG:
             return False
-        return not str(record.msg).startswith(self.DROPPED)
+        message = str(record.msg)
+        if message.startswith(self.DROPPED):
+            return False
+        if message in self.THROTTLED:
+            with self._lock:
+                if record.created - self._last.get(message, -math.inf) < self.EVERY_SECONDS:
+                    self._left_out[message] = self._left_out.get(message, 0) + 1
+                    return False
+                self._last[message] = record.created
+                record.fields = {"sameLinesLeftOut": self._left_out.pop(message, 0)}
+        return True
 
 
 def _json_handler(logger: logging.Logger, line_filter: logging.Filter | None = None) -> None:

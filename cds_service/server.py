@@ -28,6 +28,12 @@ def head_deadline_protocol(head_timeout: float) -> type[asyncio.Protocol]:
 
         def on_response_complete(self) -> None:
             super().on_response_complete()
+            if self.conn.their_state is h11.SEND_BODY:
+                # Answered before its body was read (a 408, a 413, an early error): the rest of
+                # that body would keep the connection, and the deadline, at bay. Close it, as
+                # HTTP allows, once the answer is written.
+                self.transport.close()
+                return
             self._arm_head_deadline()
 
         def handle_events(self) -> None:

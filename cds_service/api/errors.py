@@ -93,16 +93,26 @@ class CatchAllMiddleware:
             await self.app(scope, receive, send)
             return
         started = False
+        send_failed = False
 
         async def tracking_send(message: Message) -> None:
-            nonlocal started
+            nonlocal started, send_failed
             if message["type"] == "http.response.start":
                 started = True
-            await send(message)
+            try:
+                await send(message)
+            except Exception:
+                send_failed = True
+                raise
 
         try:
             await self.app(scope, receive, tracking_send)
         except Exception:
+            if send_failed:
+                # The server could not take the answer: the client broke the protocol or went
+                # away (the server has answered it, or closed). Its doing, not a bug.
+                log_event("response_not_delivered", level=logging.WARNING, exc_info=True)
+                return
             log_event("unhandled_error", level=logging.ERROR, exc_info=True)
             if started:
                 return

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -45,7 +46,12 @@ def _shown(value: object) -> object:
     """A claim value fit for a log line: strings cut to 200 characters, at most 5 list items,
     anything else by its JSON type."""
     if isinstance(value, str):
-        return value[:200]
+        # Printable characters only: no control characters, bidi overrides or lone surrogates.
+        return "".join(
+            ch for ch in value[:200] if ch.isprintable() and not "\ud800" <= ch <= "\udfff"
+        )
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
     if isinstance(value, list | tuple):
         return [_shown(v) for v in value[:5]]
     if value is None or isinstance(value, bool | int | float):
@@ -336,8 +342,11 @@ class JwtVerifier:
     def _check_times(self, claims: Mapping[str, Any], now: datetime) -> datetime:
         moment = now.timestamp()
         values = [claims["exp"], claims["iat"], *([claims["nbf"]] if "nbf" in claims else [])]
-        if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
-            raise AuthFailure("time claims are not numbers")
+        if not all(
+            isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+            for v in values
+        ):
+            raise AuthFailure("time claims are not finite numbers")
         exp, iat = float(claims["exp"]), float(claims["iat"])
         nbf = float(claims["nbf"]) if "nbf" in claims else None
         allowed = self.max_lifetime_seconds + self.leeway_seconds

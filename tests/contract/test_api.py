@@ -266,13 +266,20 @@ async def test_api_hook_instance_not_a_uuid_is_400_in_words(client_at: ClientFac
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 
 
-async def raw_hook_call(app: Any, receive: Receive) -> list[MutableMapping[str, Any]]:
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+
+async def raw_hook_call(
+    app: Any, receive: Receive, refuse: Send | None = None
+) -> list[MutableMapping[str, Any]]:
     """POST to the service straight through ASGI, the body as ``receive`` gives it (a
-    disconnect, a stall): what the app sent back."""
+    disconnect, a stall): what the app sent back (``refuse``: the server's send, failing)."""
     sent: list[MutableMapping[str, Any]] = []
 
     async def send(message: MutableMapping[str, Any]) -> None:
         sent.append(message)
+        if refuse is not None:
+            await refuse(message)
 
     scope = {
         "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
@@ -326,3 +333,23 @@ async def test_api_body_that_never_finishes_is_408_not_held() -> None:
     assert sent[0]["status"] == 408
     body = json.loads(b"".join(m.get("body", b"") for m in sent[1:]))
     assert body["issue"][0]["diagnostics"] == "request_timeout"
+
+
+async def test_api_answer_the_server_cannot_take_is_a_warning_not_a_bug(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """When the server refuses the answer (the client broke the protocol mid-body and has been
+    answered 400 already), that is logged as a warning, not as an unhandled error."""
+    body = json.dumps(hook_request(cases.daniel(), pid="daniel")).encode()
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def refuse(message: MutableMapping[str, Any]) -> None:
+        raise RuntimeError("the protocol is in an error state")
+
+    with caplog.at_level(logging.INFO, logger="cds_service"):
+        await raw_hook_call(create_app(settings_for_tests()), receive, refuse)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == [
+        "response_not_delivered"
+    ]

@@ -234,6 +234,8 @@ BAD: dict[str, Callable[[], str]] = {
     "exp in the far future": lambda: sign(claims(exp=10**20)),
     "lifetime over the maximum": lambda: sign(claims(exp=int(NOW.timestamp()) + 7200)),
     "exp not a number": lambda: sign(claims(exp="soon")),
+    "iat NaN (every comparison with it is false)": lambda: sign(claims(iat=float("nan"))),
+    "lifetime past what a float holds": lambda: sign(claims(exp=1e308, iat=-1e308)),
     "jku walking out of the allowlisted folder": lambda: sign(
         claims(iss=EPIC), EPIC_KEY, jku=EPIC_KEYS + "../../../../uploads/evil.json"
     ),

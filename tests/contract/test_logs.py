@@ -113,3 +113,39 @@ def test_logs_server_lines_never_carry_what_the_caller_sent() -> None:
         _uvicorn_line("uvicorn.error", logging.WARNING, "Unsupported upgrade request.", ()) is None
     )
     logs.configure("INFO")
+
+
+def test_logs_lines_are_strict_json_even_with_infinities() -> None:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    record = logging.LogRecord(LOGGER_NAME, logging.WARNING, __file__, 1, "auth_failed", (), None)
+    record.fields = {"lifetimeSeconds": float("inf"), "nested": [float("nan")]}
+    handler.emit(record)
+
+    def refuse(name: str) -> None:
+        raise AssertionError(f"{name} is not JSON")
+
+    line = json.loads(stream.getvalue(), parse_constant=refuse)
+    assert line["lifetimeSeconds"] == "inf"
+    assert line["nested"] == ["nan"]
+
+
+def test_logs_lines_one_request_can_provoke_are_throttled() -> None:
+    first = _uvicorn_record("Invalid HTTP request received.", created=1000.0)
+    assert first is not None
+    assert json.loads(first)["sameLinesLeftOut"] == 0
+    for moment in (1001.0, 1005.0, 1009.9):
+        assert _uvicorn_record("Invalid HTTP request received.", created=moment) is None
+    later = _uvicorn_record("Invalid HTTP request received.", created=1011.0)
+    assert later is not None
+    assert json.loads(later)["sameLinesLeftOut"] == 3
+    logs.configure("INFO")
+
+
+def _uvicorn_record(msg: str, created: float) -> str | None:
+    logs.configure("INFO")
+    (handler,) = logging.getLogger("uvicorn.error").handlers
+    record = logging.LogRecord("uvicorn.error", logging.WARNING, __file__, 1, msg, (), None)
+    record.created = created
+    return handler.format(record) if handler.filter(record) else None

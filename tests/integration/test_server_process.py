@@ -134,6 +134,14 @@ def test_server_cli_serve_closes_a_connection_whose_head_never_comes(tmp_path: P
             assert answer.startswith(b"HTTP/1.1 200")
             sock.sendall(b"GET /healthz HTTP/1.1\r\n")
             assert sock.recv(100) == b""
+        # A head promising a body that never comes is answered, then closed: its unread body
+        # cannot keep the connection past the deadline by trickling a byte now and then.
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n")
+            answer = b""
+            while chunk := sock.recv(1000):
+                answer += chunk
+            assert answer.startswith(b"HTTP/1.1 200")  # and then end of stream: closed
 
 
 def test_server_cli_serve_bounds_request_headers(tmp_path: Path) -> None:
