@@ -92,6 +92,9 @@ def configure(level: str) -> None:
         server_logger.setLevel(level.upper())
 
 
+INCOMPLETE_RESPONSE = "ASGI callable returned without completing response."
+
+
 class _ServerLineFilter(logging.Filter):
     """uvicorn's lines that would carry what a caller sent, or that anyone can repeat at will
     to flood the log, are not written: its debug lines (the websockets library logs whole
@@ -101,7 +104,11 @@ class _ServerLineFilter(logging.Filter):
     DROPPED = ("Unsupported upgrade request", "No supported WebSocket library detected")
     # Lines one request can provoke: at most one per message every this many seconds, the next
     # one saying how many were left out in between.
-    THROTTLED = ("Invalid HTTP request received.", "Exceeded concurrency limit.")
+    THROTTLED = (
+        "Invalid HTTP request received.",
+        "Exceeded concurrency limit.",
+        INCOMPLETE_RESPONSE,
+    )
     EVERY_SECONDS = 10.0
 
     def __init__(self) -> None:
@@ -116,6 +123,11 @@ class _ServerLineFilter(logging.Filter):
         message = str(record.msg)
         if message.startswith(self.DROPPED):
             return False
+        if message == INCOMPLETE_RESPONSE:
+            # The service always completes a response unless the server refused to take it (a
+            # client that broke the protocol, logged as response_not_delivered): the client's
+            # doing, so a warning, not an error anyone can raise at will.
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
         if message in self.THROTTLED:
             with self._lock:
                 if record.created - self._last.get(message, -math.inf) < self.EVERY_SECONDS:

@@ -149,3 +149,10 @@ def _uvicorn_record(msg: str, created: float) -> str | None:
     record = logging.LogRecord("uvicorn.error", logging.WARNING, __file__, 1, msg, (), None)
     record.created = created
     return handler.format(record) if handler.filter(record) else None
+
+
+def test_logs_incomplete_response_after_a_protocol_error_is_a_warning() -> None:
+    line = _uvicorn_record("ASGI callable returned without completing response.", created=5.0)
+    assert line is not None
+    assert json.loads(line)["level"] == "warning"
+    logs.configure("INFO")
