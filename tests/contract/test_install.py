@@ -94,3 +94,15 @@ def test_install_a_venv_of_another_python_is_rebuilt(checkout: Path) -> None:
         (venv / mark).touch()
     assert "rm -rf" not in dry_run(checkout, "install")
     assert "pip install" not in dry_run(checkout, "install")
+
+
+@pytest.mark.skipif(MAKE is None, reason="make is not installed")
+def test_install_a_python_that_does_not_run_is_named_in_one_line(checkout: Path) -> None:
+    assert MAKE is not None
+    result = subprocess.run(
+        [MAKE, "-n", "run", "PYTHON=/nonexistent/python3.12"],
+        cwd=checkout, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "PYTHON=/nonexistent/python3.12 is not a Python 3.11, 3.12 or 3.13" in result.stderr
+    assert "rm -rf" not in result.stdout  # nothing was touched
