@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
 # The Python asked for, as major.minor: .venv is rebuilt when it was made with another one.
 PYTHON_VERSION := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
-ifeq ($(filter 3.11 3.12 3.13,$(PYTHON_VERSION)),)
+ifeq ($(filter 3.11 3.12 3.13,$(PYTHON_VERSION))$(filter clean,$(MAKECMDGOALS)),)
 $(error PYTHON=$(PYTHON) is not a Python 3.11, 3.12 or 3.13 that runs here (its version: '$(PYTHON_VERSION)'); name one on PATH or by full path, e.g. make run PYTHON=python3.12)
 endif
 VENV := .venv

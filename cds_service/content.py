@@ -238,8 +238,10 @@ def _read(path: Path) -> dict[str, Any]:
             return tomllib.load(handle)
     except FileNotFoundError:
         raise ContentError(f"content file missing: {path}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ContentError(f"{path.name}: {exc}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise ContentError(f"{path.name}: {exc or type(exc).__name__}") from None
+    except OSError as exc:  # a folder where a file should be, no permission, ...
+        raise ContentError(f"cannot read {path}: {exc.strerror or type(exc).__name__}") from None
 
 
 def _convert(data: Any, kind: type[_T], where: str) -> _T:
@@ -278,6 +280,10 @@ def load_bmi_for_age(path: Path) -> BmiForAgeReference:
                 rows[sex].append(point)
     except FileNotFoundError:
         raise ContentError(f"content file missing: {path}") from None
+    except UnicodeDecodeError:
+        raise ContentError(f"{path.name}: not UTF-8") from None
+    except OSError as exc:
+        raise ContentError(f"cannot read {path}: {exc.strerror or type(exc).__name__}") from None
     if not rows["male"] or not rows["female"]:
         raise ContentError(f"{path.name}: no LMS rows for one of the sexes")
     return BmiForAgeReference(

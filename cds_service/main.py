@@ -8,6 +8,7 @@ import gc
 import logging
 import os
 import sys
+import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -114,14 +115,17 @@ def create_app(
     registry = ServiceRegistry(SacralBsiService(content))
     engine = _open_database(settings.database_url)
     ledger, replay = CardLedger(engine), ReplayStore(engine)
+    stopping = threading.Event()  # set at shutdown: a purge in its thread stops between batches
 
     def housekeeping(*, at_start: bool = False) -> None:
         """Forget what is past its retention: expired token ids, old cards and feedback. One
         log line at start, then only when something was deleted."""
         now = clock()
         try:
-            token_ids = replay.purge(now)
-            cards, feedback = ledger.purge(now - timedelta(days=settings.retention_days))
+            token_ids = replay.purge(now, stop=stopping)
+            cards, feedback = ledger.purge(
+                now - timedelta(days=settings.retention_days), stop=stopping
+            )
         except Exception:
             logs.log_event("housekeeping failed", level=logging.WARNING, exc_info=True)
             return
@@ -190,6 +194,7 @@ def create_app(
         gc.collect()
         gc.freeze()
         yield
+        stopping.set()
         housekeeper.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await housekeeper
@@ -212,7 +217,12 @@ def create_app(
     app.state.content_version = content.version
     app.state.http = http
     app.state.engine = engine
-    app.state.writer = Writer(http, ClaimStore(engine))
+    app.state.writer = Writer(
+        http,
+        ClaimStore(engine),
+        settings.fhir_max_response_bytes,
+        settings.fhir_max_total_bytes,
+    )
     app.state.ledger = ledger
 
     async def remember(issuer: str, jti: str, expires: datetime, now: datetime) -> bool:

@@ -21,20 +21,30 @@ def head_deadline_protocol(head_timeout: float) -> type[asyncio.Protocol]:
 
     class HeadDeadlineH11Protocol(H11Protocol):
         _head_deadline: asyncio.TimerHandle | None = None
+        _linger: asyncio.TimerHandle | None = None
 
         def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
             self._arm_head_deadline()
 
         def on_response_complete(self) -> None:
+            # Read before uvicorn starts the next cycle (a pipelined request would change it).
+            unread_body = self.conn.their_state is h11.SEND_BODY
             super().on_response_complete()
-            if self.conn.their_state is h11.SEND_BODY:
-                # Answered before its body was read (a 408, a 413, an early error): the rest of
-                # that body would keep the connection, and the deadline, at bay. Close it, as
-                # HTTP allows, once the answer is written.
-                self.transport.close()
+            if unread_body:
+                # Answered before its body was read (a 408, a 413, a 401): the rest of that body
+                # must not keep the connection, and the deadline, at bay. Close it, as HTTP
+                # allows, after a short linger in which uvicorn reads and drops what is still
+                # coming (closing a socket with unread data resets it, and the client would
+                # lose the answer).
+                self._linger = self.loop.call_later(min(2.0, head_timeout), self._close)
                 return
             self._arm_head_deadline()
+
+        def _close(self) -> None:
+            self._linger = None
+            if not self.transport.is_closing():
+                self.transport.close()
 
         def handle_events(self) -> None:
             super().handle_events()
@@ -43,6 +53,9 @@ def head_deadline_protocol(head_timeout: float) -> type[asyncio.Protocol]:
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._disarm_head_deadline()
+            if self._linger is not None:
+                self._linger.cancel()
+                self._linger = None
             super().connection_lost(exc)
 
         def _arm_head_deadline(self) -> None:

@@ -273,7 +273,9 @@ class ReplayStore:
         self._count = 0
         self._lock = threading.Lock()
 
-    def purge(self, now: datetime | None = None, batch: int = 1000) -> int:
+    def purge(
+        self, now: datetime | None = None, batch: int = 1000, stop: threading.Event | None = None
+    ) -> int:
         """Forget the token ids whose tokens have expired, ``batch`` rows per transaction (so
         calls waiting for the database get in between); return how many."""
         cutoff = _naive(now or datetime.now(UTC))
@@ -282,6 +284,7 @@ class ReplayStore:
             select(SeenJti.key).where(SeenJti.expires_at < cutoff),
             lambda keys: delete(SeenJti).where(SeenJti.key.in_(keys)),
             batch,
+            stop,
             self._lock,
         )
 
@@ -315,12 +318,13 @@ def _purge_in_batches(
     keys: Select[_K],
     delete_these: Callable[[list[_K]], Delete],
     batch: int,
+    stop: threading.Event | None = None,
     lock: AbstractContextManager[object] | None = None,
 ) -> int:
-    """Delete the rows ``keys`` selects, ``batch`` at a time, each batch its own transaction;
-    return how many."""
+    """Delete the rows ``keys`` selects, ``batch`` at a time, each batch its own transaction,
+    until none is left or ``stop`` is set (the service is shutting down); return how many."""
     deleted = 0
-    while True:
+    while stop is None or not stop.is_set():
         with lock or nullcontext(), serialised(engine), Session(engine) as session:
             chunk = list(session.scalars(keys.limit(batch)))
             if chunk:
@@ -328,7 +332,8 @@ def _purge_in_batches(
                 session.commit()
         deleted += len(chunk)
         if len(chunk) < batch:
-            return deleted
+            break
+    return deleted
 
 
 @dataclass(frozen=True)
@@ -435,7 +440,9 @@ class CardLedger:
             )
             return [frozenset(json.loads(evidence)) for evidence in rows]
 
-    def purge(self, before: datetime, batch: int = 1000) -> tuple[int, int]:
+    def purge(
+        self, before: datetime, batch: int = 1000, stop: threading.Event | None = None
+    ) -> tuple[int, int]:
         """Delete the feedback received before ``before``, then the cards issued before it that
         no feedback refers to any more, ``batch`` rows per transaction; return (cards,
         feedback) deleted. A card with recent feedback stays, so an override snooze shorter than
@@ -446,13 +453,18 @@ class CardLedger:
             select(Feedback.id).where(Feedback.received_at < cutoff),
             lambda ids: delete(Feedback).where(Feedback.id.in_(ids)),
             batch,
+            stop,
         )
         referred = select(Feedback.card_uuid).where(Feedback.card_uuid == IssuedCard.card_uuid)
         cards = _purge_in_batches(
             self.engine,
             select(IssuedCard.card_uuid).where(IssuedCard.issued_at < cutoff, ~referred.exists()),
-            lambda uuids: delete(IssuedCard).where(IssuedCard.card_uuid.in_(uuids)),
+            # The NOT EXISTS again: feedback stored since the select keeps its card.
+            lambda uuids: delete(IssuedCard).where(
+                IssuedCard.card_uuid.in_(uuids), ~referred.exists()
+            ),
             batch,
+            stop,
         )
         return cards, feedback
 

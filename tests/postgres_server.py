@@ -87,7 +87,11 @@ def temp_postgres(
         os.chown(folder, nobody.pw_uid, nobody.pw_gid)
         as_user = {"user": nobody.pw_uid, "group": nobody.pw_gid, "extra_groups": []}
         # ``nobody`` must be able to reach the binaries: a copy in its own folder.
-        install = copy_install(install, folder / "install")
+        try:
+            install = copy_install(install, folder / "install")
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
     else:
         folder = Path(tempfile.mkdtemp(prefix="pgtest-"))
     binaries = install / "bin"

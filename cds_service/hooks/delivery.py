@@ -27,7 +27,13 @@ from typing import Any, Literal
 from cds_service import cds_hooks as wire
 from cds_service.content import Content
 from cds_service.errors import FhirServerError
-from cds_service.hooks.fhir_client import FetchStats, FhirClient
+from cds_service.hooks.fhir_client import (
+    DEFAULT_MAX_RESPONSE_BYTES,
+    DEFAULT_MAX_TOTAL_BYTES,
+    ByteBudget,
+    FetchStats,
+    FhirClient,
+)
 from cds_service.http_client import SharedHttp
 from cds_service.render import RenderContext, Rendered, system_action_card, written_card
 from cds_service.rules.identity import IDENTIFIER_SYSTEM
@@ -63,6 +69,9 @@ class Delivered:
 class Writer:
     http: SharedHttp
     claims: ClaimStore
+    # CDS_FHIR_MAX_RESPONSE_BYTES / CDS_FHIR_MAX_TOTAL_BYTES, for the transaction's answer.
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
+    max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES
 
 
 async def deliver(
@@ -93,7 +102,12 @@ async def deliver(
     if asyncio.get_running_loop().time() >= deadline:
         return Delivered(fallback, "suggestion: no time left in the budget to write")
     client = FhirClient(
-        writer.http.client, request.fhirServer, auth.access_token if auth else None, 1, FetchStats()
+        writer.http.client,
+        request.fhirServer,
+        auth.access_token if auth else None,
+        1,
+        FetchStats(),
+        ByteBudget(writer.max_response_bytes, writer.max_total_bytes),
     )
     identifier = conf.plan_identifier
     # One claim per FHIR server and plan: two EHRs may share patient and Condition ids.

@@ -9,6 +9,7 @@ leaves for another host. Redirects are not followed for the same reason.
 from __future__ import annotations
 
 import codecs
+import zlib
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit, urlunsplit
 
@@ -160,7 +161,8 @@ class FhirClient:
         """One request to the FHIR server, its answer read up to the byte budget; transport
         failures, refused tokens, server errors and oversized answers become FhirServerErrors
         naming ``what``. Other statuses are the caller's (their body is not read)."""
-        headers = {"Accept": FHIR_JSON}
+        # Only encodings whose decompression the service bounds itself (see _bounded_read).
+        headers = {"Accept": FHIR_JSON, "Accept-Encoding": "gzip, deflate"}
         if body is not None:
             headers["Content-Type"] = FHIR_JSON
         if self.token:
@@ -183,6 +185,10 @@ class FhirClient:
             raise FhirTimeoutError(f"The FHIR server did not answer in time ({what}).") from None
         except httpx.TransportError:
             raise FhirUnreachableError(f"The FHIR server could not be reached ({what}).") from None
+        except httpx.DecodingError:
+            raise FhirBadResponseError(
+                f"The FHIR server sent a body that does not decode ({what})."
+            ) from None
         except (httpx.InvalidURL, ValueError):
             raise FhirBadResponseError(f"Not a usable FHIR URL ({what}).") from None
 
@@ -193,9 +199,21 @@ class FhirClient:
         declared = response.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > budget.per_response:
             raise self._too_large(what, budget.per_response, "CDS_FHIR_MAX_RESPONSE_BYTES")
+        encoding = response.headers.get("content-encoding", "identity").strip().lower()
+        if encoding in ("", "identity"):
+            inflate = None
+        elif encoding in ("gzip", "x-gzip", "deflate"):
+            inflate = zlib.decompressobj(wbits=47)  # gzip or zlib header, told apart by itself
+        else:
+            raise FhirBadResponseError(
+                f"The FHIR server sent an encoding the service does not read ({encoding!r}) "
+                f"({what})."
+            )
         chunks: list[bytes] = []
         size = 0
-        async for chunk in response.aiter_bytes():
+
+        def take(chunk: bytes) -> None:
+            nonlocal size
             size += len(chunk)
             budget.used += len(chunk)
             if size > budget.per_response:
@@ -205,6 +223,23 @@ class FhirClient:
                     "all answers of this call", budget.total, "CDS_FHIR_MAX_TOTAL_BYTES"
                 )
             chunks.append(chunk)
+
+        try:
+            async for raw in response.aiter_raw():
+                if inflate is None:
+                    take(raw)
+                    continue
+                # Inflated a bounded piece at a time: a bomb never grows past the cap + 64 KB.
+                pending = raw
+                while pending:
+                    take(inflate.decompress(pending, 65536))
+                    pending = inflate.unconsumed_tail
+            if inflate is not None:
+                take(inflate.flush())
+        except zlib.error:
+            raise FhirBadResponseError(
+                f"The FHIR server sent a compressed body that does not decompress ({what})."
+            ) from None
         return b"".join(chunks)
 
     @staticmethod
@@ -304,7 +339,7 @@ def utf8_body(body: bytes, charset: str | None, what: str) -> bytes:
         if codecs.lookup(charset).name == "utf-8":
             return body
         return body.decode(charset).encode("utf-8")
-    except (LookupError, UnicodeDecodeError):
+    except (LookupError, UnicodeError):  # unknown charset; bytes, or text, it cannot carry
         raise FhirBadResponseError(
             f"The FHIR server's answer is not readable in the charset it declares ({what})."
         ) from None

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
 
-from cds_service.main import create_app
+from cds_service.content import load_content
+from cds_service.main import StartupError, create_app
 from tests import cases
 from tests.builders import hook_request, patient, searchset
 from tests.conftest import SERVICE_URL, ClientFactory, settings_for_tests
@@ -353,3 +356,19 @@ async def test_api_answer_the_server_cannot_take_is_a_warning_not_a_bug(
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == [
         "response_not_delivered"
     ]
+
+
+@pytest.mark.parametrize("what", ["a file", "latin-1"])
+def test_api_content_that_cannot_be_read_stops_start_in_one_line(tmp_path: Path, what: str) -> None:
+    if what == "a file":
+        content_dir = tmp_path / "not-a-folder"
+        content_dir.write_text("x")
+    else:
+        content_dir = tmp_path / "content"
+        shutil.copytree(load_content().directory, content_dir)
+        (content_dir / "content.toml").write_bytes(
+            b"# caf\xe9\n" + (content_dir / "content.toml").read_bytes()
+        )
+    with pytest.raises(StartupError, match=r"^CDS_CONTENT_DIR: ") as refused:
+        create_app(settings_for_tests(content_dir=content_dir))
+    assert "\n" not in str(refused.value)

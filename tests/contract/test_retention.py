@@ -5,6 +5,7 @@ PostgreSQL server."""
 from __future__ import annotations
 
 import logging
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -89,6 +90,18 @@ def test_retention_purge_goes_in_batches_to_the_end(database_url: str) -> None:
     assert replay.purge(NOW, batch=2) == 5
     assert cards_left(ledger) == []
     assert token_ids_left(replay) == 0
+    engine.dispose()
+
+
+def test_retention_purge_stops_between_batches_when_told(database_url: str) -> None:
+    # At shutdown the purge's thread stops at the next batch instead of running to the end.
+    engine = open_engine(database_url)
+    ledger = CardLedger(engine)
+    ledger.record([issued(f"c{n}") for n in range(5)], now=NOW - timedelta(days=100))
+    stop = threading.Event()
+    stop.set()
+    assert ledger.purge(NOW - timedelta(days=90), batch=2, stop=stop) == (0, 0)
+    assert len(cards_left(ledger)) == 5
     engine.dispose()
 
 

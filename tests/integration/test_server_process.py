@@ -9,11 +9,13 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.conftest import SERVICE_URL
 from tests.integration.conftest import free_port, service_process
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -142,6 +144,37 @@ def test_server_cli_serve_closes_a_connection_whose_head_never_comes(tmp_path: P
             while chunk := sock.recv(1000):
                 answer += chunk
             assert answer.startswith(b"HTTP/1.1 200")  # and then end of stream: closed
+
+
+def test_server_cli_serve_early_answers_arrive_and_pipelining_holds(tmp_path: Path) -> None:
+    env = {
+        "CDS_DATABASE_URL": f"sqlite:///{tmp_path / 'cds.db'}",
+        "CDS_REQUIRE_JWT": "false",
+        "CDS_MAX_BODY_BYTES": "1024",
+    }
+    with service_process(tmp_path, env, cli=True) as service:
+        host, port = service.url.removeprefix("http://").split(":")
+        # A body over the limit, sent whole before reading: the 413 arrives (no reset).
+        with socket.create_connection((host, int(port)), timeout=30) as sock:
+            body = b"x" * 3_000_000
+            head = f"POST {SERVICE_URL} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n"
+            sock.sendall(head.encode() + b"Content-Type: application/json\r\n\r\n" + body)
+            assert sock.recv(100).startswith(b"HTTP/1.1 413")
+        # Two requests in one packet, the second's body in a later one: both answered.
+        with socket.create_connection((host, int(port)), timeout=30) as sock:
+            sock.sendall(
+                b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+                b"POST /nothing HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n12345"
+            )
+            time.sleep(0.3)  # the first answer goes out while the second body is unfinished
+            sock.sendall(b"67890")
+            answers = b""
+            while answers.count(b"HTTP/1.1 ") < 2:
+                chunk = sock.recv(4096)
+                assert chunk, answers
+                answers += chunk
+            assert answers.startswith(b"HTTP/1.1 200")
+            assert b"HTTP/1.1 404" in answers
 
 
 def test_server_cli_serve_bounds_request_headers(tmp_path: Path) -> None:
