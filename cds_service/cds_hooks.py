@@ -10,6 +10,7 @@ import re
 from datetime import datetime
 from typing import Annotated, Any, Literal, TypeVar
 
+import httpx
 import msgspec
 
 NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
@@ -48,6 +49,27 @@ HookInstance = Annotated[
         pattern=r"^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$"
     ),
 ]
+
+
+def valid_base_url(url: str) -> bool:
+    """A base URL (a request's fhirServer, the service's own public one): http(s), a host, a
+    port in range, no user info, query or fragment (not even an empty "?" or "#"), no white
+    space, nothing unprintable. Paths are appended to it (``{base}/{type}/{id}``, the service
+    path), and the result must stay one URL."""
+    if any(ch.isspace() or not ch.isprintable() or ch in "?#" for ch in url):
+        return False
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, ValueError, TypeError):
+        return False
+    return (
+        parsed.scheme in ("http", "https")
+        and bool(parsed.host)
+        and (parsed.port is None or 0 < parsed.port < 65536)
+        and not parsed.userinfo
+        and not parsed.query
+        and not parsed.fragment
+    )
 
 
 class HookRequest(msgspec.Struct, frozen=True):

@@ -10,10 +10,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal
 
-import httpx
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from cds_service.cds_hooks import valid_base_url
 from cds_service.content import DEFAULT_CONTENT_DIR
 
 
@@ -99,7 +99,7 @@ class Settings(BaseSettings):
     def _absolute_base(cls, value: str | None) -> str | None:
         if value is None or value == "":
             return None
-        if not _is_base_url(value):
+        if not valid_base_url(value):
             raise ValueError(
                 "must be the absolute http(s) URL EHRs call the service at, with no query, "
                 "fragment or credentials, e.g. https://cds.example.org"
@@ -137,16 +137,6 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 # CDS_* variables read by the project's own tools, not by the service.
 NOT_SETTINGS = frozenset({"CDS_TEST_REQUIRE_FHIR_SERVER"})
-
-
-def _is_base_url(value: str) -> bool:
-    if any(ch.isspace() or not ch.isprintable() or ch in "?#" for ch in value):
-        return False
-    try:
-        url = httpx.URL(value)
-    except (httpx.InvalidURL, ValueError, TypeError):
-        return False
-    return url.scheme in ("http", "https") and bool(url.host) and not url.userinfo
 
 
 def is_loopback(host: str) -> bool:

@@ -12,9 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-import httpx
-
 from cds_service import cds_hooks as wire
+from cds_service.cds_hooks import valid_base_url
 from cds_service.content import Content
 from cds_service.errors import BadRequestError, UnknownServiceError
 from cds_service.hooks.delivery import Delivery, Writer, deliver
@@ -214,26 +213,6 @@ class SacralBsiService:
             ]
             await asyncio.to_thread(env.ledger.record, issued, now)
         return CallOutcome(response, finding_kind(assessment), stats, note)
-
-
-def valid_base_url(url: str) -> bool:
-    """A FHIR base URL the service may call: http(s), a host, a port in range, no user info,
-    query or fragment (not even an empty "?" or "#"), no white space, nothing unprintable. The
-    service refers to resources on it by ``{base}/{type}/{id}``, which must stay one URL."""
-    if any(ch.isspace() or not ch.isprintable() or ch in "?#" for ch in url):
-        return False
-    try:
-        parsed = httpx.URL(url)
-    except (httpx.InvalidURL, ValueError, TypeError):
-        return False
-    return (
-        parsed.scheme in ("http", "https")
-        and bool(parsed.host)
-        and (parsed.port is None or 0 < parsed.port < 65536)
-        and not parsed.userinfo
-        and not parsed.query
-        and not parsed.fragment
-    )
 
 
 class ServiceRegistry:
