@@ -27,13 +27,7 @@ from typing import Any, Literal
 from cds_service import cds_hooks as wire
 from cds_service.content import Content
 from cds_service.errors import FhirServerError
-from cds_service.hooks.fhir_client import (
-    DEFAULT_MAX_RESPONSE_BYTES,
-    DEFAULT_MAX_TOTAL_BYTES,
-    ByteBudget,
-    FetchStats,
-    FhirClient,
-)
+from cds_service.hooks.fhir_client import ByteBudget, FetchStats, FhirClient
 from cds_service.http_client import SharedHttp
 from cds_service.render import RenderContext, Rendered, system_action_card, written_card
 from cds_service.rules.identity import IDENTIFIER_SYSTEM
@@ -70,8 +64,8 @@ class Writer:
     http: SharedHttp
     claims: ClaimStore
     # CDS_FHIR_MAX_RESPONSE_BYTES / CDS_FHIR_MAX_TOTAL_BYTES, for the transaction's answer.
-    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
-    max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES
+    max_response_bytes: int
+    max_total_bytes: int
 
 
 async def deliver(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import codecs
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -38,17 +38,14 @@ class FetchStats:
     outcome_entries: int = 0
 
 
-DEFAULT_MAX_RESPONSE_BYTES = 16_000_000
-DEFAULT_MAX_TOTAL_BYTES = 48_000_000
-
-
 @dataclass
 class ByteBudget:
     """How much one hook call reads from the FHIR server: each answer at most
-    ``per_response`` bytes, all of them together at most ``total``. Reading stops at the cap."""
+    ``per_response`` bytes, all of them together at most ``total`` (the settings
+    CDS_FHIR_MAX_RESPONSE_BYTES and CDS_FHIR_MAX_TOTAL_BYTES). Reading stops at the cap."""
 
-    per_response: int = DEFAULT_MAX_RESPONSE_BYTES
-    total: int = DEFAULT_MAX_TOTAL_BYTES
+    per_response: int
+    total: int
     used: int = 0
 
 
@@ -133,8 +130,8 @@ class FhirClient:
     base: str  # fhirServer, without trailing slash
     token: str | None
     max_pages: int
-    stats: FetchStats = field(default_factory=FetchStats)
-    budget: ByteBudget = field(default_factory=ByteBudget)
+    stats: FetchStats
+    budget: ByteBudget
 
     def __post_init__(self) -> None:
         self.base = self.base.rstrip("/")

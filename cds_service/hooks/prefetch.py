@@ -91,7 +91,7 @@ async def resolve(
     *,
     deadline: float,
     max_pages: int,
-    budget: ByteBudget | None = None,
+    budget: ByteBudget,
 ) -> tuple[PatientRecord, ResolveStats]:
     """``deadline``: event-loop time by which fetching must be done (the call's time budget);
     ``budget``: how many bytes the call may read from the FHIR server."""
@@ -103,7 +103,7 @@ async def resolve(
             request.fhirAuthorization.access_token if request.fhirAuthorization else None,
             max_pages,
             stats.fetch,
-            budget or ByteBudget(),
+            budget,
         )
         if request.fhirServer
         else None

@@ -17,11 +17,7 @@ from cds_service.cds_hooks import valid_base_url
 from cds_service.content import Content
 from cds_service.errors import BadRequestError, UnknownServiceError
 from cds_service.hooks.delivery import Delivery, Writer, deliver
-from cds_service.hooks.fhir_client import (
-    DEFAULT_MAX_RESPONSE_BYTES,
-    DEFAULT_MAX_TOTAL_BYTES,
-    ByteBudget,
-)
+from cds_service.hooks.fhir_client import ByteBudget
 from cds_service.hooks.prefetch import PrefetchKey, ResolveStats, resolve
 from cds_service.http_client import SharedHttp
 from cds_service.render import RenderContext, render
@@ -120,8 +116,8 @@ class CallEnvironment:
     clock: Callable[[], datetime]
     fhir_timeout_seconds: float
     fhir_max_pages: int
-    fhir_max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
-    fhir_max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES
+    fhir_max_response_bytes: int
+    fhir_max_total_bytes: int
     delivery: Delivery = "suggestion"
     writer: Writer | None = None
     ledger: CardLedger | None = None
