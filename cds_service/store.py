@@ -265,12 +265,11 @@ def _naive(moment: datetime) -> datetime:
 
 class ReplayStore:
     """Token ids seen, in the database every worker and instance shares: a ``jti`` replayed
-    within its token's lifetime is refused anywhere."""
+    within its token's lifetime is refused anywhere. Expired ids are deleted by ``purge``
+    (the service's housekeeping), not on the call path."""
 
-    def __init__(self, engine: Engine, purge_every: int = 500) -> None:
+    def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self.purge_every = purge_every
-        self._count = 0
         self._lock = threading.Lock()
 
     def purge(
@@ -295,10 +294,6 @@ class ReplayStore:
         key = hashlib.sha256(f"{issuer}\n{jti}".encode()).hexdigest()
         now = _naive(now or datetime.now(UTC))
         with self._lock, serialised(self.engine), Session(self.engine) as session:
-            self._count += 1
-            if self._count % self.purge_every == 1:
-                session.execute(delete(SeenJti).where(SeenJti.expires_at < now))
-                session.commit()
             session.add(SeenJti(key=key, expires_at=_naive(expires)))
             try:
                 session.commit()
