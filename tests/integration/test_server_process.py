@@ -69,16 +69,21 @@ def test_server_refuses_to_start_unauthenticated_beyond_loopback(tmp_path: Path)
     assert "Traceback" not in result.stderr
 
 
+def _connect(url: str, timeout: float = 30) -> socket.socket:
+    """A raw TCP connection to the service at ``url`` (http://host:port)."""
+    host, port = url.removeprefix("http://").split(":")
+    return socket.create_connection((host, int(port)), timeout=timeout)
+
+
 def _raw_get(url: str, header_bytes: int) -> bytes:
     """GET /healthz with one header of ``header_bytes`` bytes over a raw socket; the answer's
     first bytes (b"" if the server closed without one)."""
-    host, port = url.removeprefix("http://").split(":")
     request = (
         b"GET /healthz HTTP/1.1\r\nHost: cds.test\r\nX-Big: "
         + b"a" * header_bytes
         + b"\r\nConnection: close\r\n\r\n"
     )
-    with socket.create_connection((host, int(port)), timeout=30) as sock:
+    with _connect(url) as sock:
         with contextlib.suppress(ConnectionResetError, BrokenPipeError):
             sock.sendall(request)
         with contextlib.suppress(ConnectionResetError):
@@ -88,13 +93,12 @@ def _raw_get(url: str, header_bytes: int) -> bytes:
 
 def _websocket_upgrade(url: str, path: str) -> bytes:
     """A WebSocket upgrade request over a raw socket; the answer's first bytes."""
-    host, port = url.removeprefix("http://").split(":")
     request = (
         f"GET {path} HTTP/1.1\r\nHost: cds.test\r\nUpgrade: websocket\r\n"
         "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
         "Sec-WebSocket-Version: 13\r\n\r\n"
     ).encode()
-    with socket.create_connection((host, int(port)), timeout=30) as sock:
+    with _connect(url) as sock:
         sock.sendall(request)
         return sock.recv(200)
 
@@ -117,9 +121,8 @@ def test_server_cli_serve_closes_a_connection_whose_head_never_comes(tmp_path: P
         "CDS_MAX_CONNECTIONS": "20",
     }
     with service_process(tmp_path, env, cli=True) as service:
-        host, port = service.url.removeprefix("http://").split(":")
         # More silent and half-sent connections than the limit: each is closed at its deadline.
-        idle = [socket.create_connection((host, int(port)), timeout=30) for _ in range(25)]
+        idle = [_connect(service.url) for _ in range(25)]
         for n, sock in enumerate(idle):
             if n % 2:
                 sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # never finished
@@ -128,7 +131,7 @@ def test_server_cli_serve_closes_a_connection_whose_head_never_comes(tmp_path: P
                 assert sock.recv(100) == b""  # closed by the server, nothing answered
         assert httpx.get(f"{service.url}/healthz").status_code == 200
         # A head that arrives in time, then a response, then a slow second head: closed too.
-        with socket.create_connection((host, int(port)), timeout=30) as sock:
+        with _connect(service.url) as sock:
             sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
             answer = b""
             while not answer.endswith(b'{"status":"ok"}'):
@@ -138,7 +141,7 @@ def test_server_cli_serve_closes_a_connection_whose_head_never_comes(tmp_path: P
             assert sock.recv(100) == b""
         # A head promising a body that never comes is answered, then closed: its unread body
         # cannot keep the connection past the deadline by trickling a byte now and then.
-        with socket.create_connection((host, int(port)), timeout=10) as sock:
+        with _connect(service.url, timeout=10) as sock:
             sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n")
             answer = b""
             while chunk := sock.recv(1000):
@@ -153,15 +156,14 @@ def test_server_cli_serve_early_answers_arrive_and_pipelining_holds(tmp_path: Pa
         "CDS_MAX_BODY_BYTES": "1024",
     }
     with service_process(tmp_path, env, cli=True) as service:
-        host, port = service.url.removeprefix("http://").split(":")
         # A body over the limit, sent whole before reading: the 413 arrives (no reset).
-        with socket.create_connection((host, int(port)), timeout=30) as sock:
+        with _connect(service.url) as sock:
             body = b"x" * 3_000_000
             head = f"POST {SERVICE_URL} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n"
             sock.sendall(head.encode() + b"Content-Type: application/json\r\n\r\n" + body)
             assert sock.recv(100).startswith(b"HTTP/1.1 413")
         # Two requests in one packet, the second's body in a later one: both answered.
-        with socket.create_connection((host, int(port)), timeout=30) as sock:
+        with _connect(service.url) as sock:
             sock.sendall(
                 b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
                 b"POST /nothing HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n12345"
@@ -232,38 +234,22 @@ def test_server_start_errors_are_one_line(tmp_path: Path, cli: bool) -> None:
     )
     assert "CDS_TRUSTED_ISSUERS_FILE" in typo.stderr
     assert "jwks_ur" in typo.stderr
-    down = _start_fails(
-        tmp_path,
-        {
-            "CDS_DATABASE_URL": f"postgresql+psycopg://cds:s3cret@127.0.0.1:{free_port()}/cds",
-            "CDS_REQUIRE_JWT": "false",
-        },
-        cli=cli,
-    )
+
+    def database_fails(url: str) -> subprocess.CompletedProcess[str]:
+        return _start_fails(
+            tmp_path, {"CDS_DATABASE_URL": url, "CDS_REQUIRE_JWT": "false"}, cli=cli
+        )
+
+    down = database_fails(f"postgresql+psycopg://cds:s3cret@127.0.0.1:{free_port()}/cds")
     assert "cannot open the database" in down.stderr
     assert "Connection refused" in down.stderr
     assert "s3cret" not in down.stderr
-    hidden = _start_fails(
-        tmp_path,
-        {
-            "CDS_DATABASE_URL": f"postgresql+psycopg://cds@127.0.0.1:{free_port()}/cds"
-            "?password=s3cret",
-            "CDS_REQUIRE_JWT": "false",
-        },
-        cli=cli,
-    )
+    hidden = database_fails(f"postgresql+psycopg://cds@127.0.0.1:{free_port()}/cds?password=s3cret")
     assert "s3cret" not in hidden.stderr
     # A password that is also part of the host, the port or the message is not shown by
     # masking it there: the driver's message is left out.
     port = free_port()
-    echoed = _start_fails(
-        tmp_path,
-        {
-            "CDS_DATABASE_URL": f"postgresql+psycopg://cds:{port}@127.0.0.1:{port}/cds",
-            "CDS_REQUIRE_JWT": "false",
-        },
-        cli=cli,
-    )
+    echoed = database_fails(f"postgresql+psycopg://cds:{port}@127.0.0.1:{port}/cds")
     assert "the driver's message is left out" in echoed.stderr
     assert "***" not in echoed.stderr.split("(CDS_DATABASE_URL)")[1]
     level = _start_fails(tmp_path, {"CDS_DATABASE_URL": sqlite, "CDS_LOG_LEVEL": "LOUD"}, cli=cli)
