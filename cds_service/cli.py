@@ -244,13 +244,11 @@ def _run(coro: Any) -> Any:
     try:
         return asyncio.run(coro)
     except sandbox.SandboxError as exc:
-        err.print(f"[bold red]Error:[/bold red] {escape(str(exc))}")
-        raise typer.Exit(exc.exit_code) from None
+        _fail(str(exc), exc.exit_code)
     except (TypeError, KeyError, AttributeError) as exc:  # an answer of an unexpected shape
         _fail(f"The answer is not what CDS Hooks or FHIR say it is ({type(exc).__name__}).", 1)
     except (httpx.HTTPError, httpx.InvalidURL, ValueError) as exc:
-        err.print(f"[bold red]Error:[/bold red] {type(exc).__name__}: {escape(str(exc))}")
-        raise typer.Exit(1) from None
+        _fail(f"{type(exc).__name__}: {exc}", 1)
 
 
 def _fail(message: str, code: int) -> NoReturn:
@@ -260,12 +258,9 @@ def _fail(message: str, code: int) -> NoReturn:
 
 def _checked_url(url: str, what: str) -> str:
     if not valid_base_url(url):
-        err.print(
-            f"[bold red]Error:[/bold red] {what} {escape(repr(url))} is not an absolute "
-            "http(s) URL "
-            "(e.g. https://hapi.fhir.org/baseR4)."
+        _fail(
+            f"{what} {url!r} is not an absolute http(s) URL (e.g. https://hapi.fhir.org/baseR4).", 2
         )
-        raise typer.Exit(2)
     return url
 
 
