@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cds_service.content import load_content
-from cds_service.hooks.service import prefetch_keys
+from cds_service.services.sacral_bsi.content import load_content
+from cds_service.services.sacral_bsi.service import prefetch_keys
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SYNTHEA_DIR = SHARED_DATA / "synthea"

@@ -30,8 +30,8 @@ from rich.text import Text
 
 from cds_service import sandbox
 from cds_service.auth import dev_issuer
-from cds_service.cds_hooks import valid_base_url
-from cds_service.content import load_content
+from cds_service.platform.wire import valid_base_url
+from cds_service.services.sacral_bsi.content import load_content
 from cds_service.settings import Settings
 
 # Plain (click) help and usage errors: no boxes, which a narrow terminal cuts and wraps.

@@ -12,6 +12,7 @@ import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
+from importlib.metadata import version
 from typing import Any
 
 import httpx
@@ -20,16 +21,18 @@ from pydantic import ValidationError
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
-from cds_service import cds_hooks as wire
 from cds_service import logs
 from cds_service.api import errors, routes
 from cds_service.api.cors import JsonCorsMiddleware
+from cds_service.api.deps import Collaborators
 from cds_service.auth.issuers import IssuerConfigError, load_issuers
 from cds_service.auth.jwt_verifier import JwksCache, JwtVerifier
-from cds_service.content import ContentError, load_content
-from cds_service.hooks.delivery import Writer
-from cds_service.hooks.service import SacralBsiService, ServiceRegistry
-from cds_service.http_client import SharedHttp
+from cds_service.platform import wire
+from cds_service.platform.content import ContentError
+from cds_service.platform.http_client import SharedHttp
+from cds_service.platform.registry import ServiceRegistry
+from cds_service.platform.service import Writer
+from cds_service.services.registry import load_services
 from cds_service.settings import Settings, unknown_environment_settings
 from cds_service.store import CardLedger, ClaimStore, ReplayStore, close_engine, open_engine
 
@@ -103,16 +106,17 @@ def create_app(
     except IssuerConfigError as exc:
         raise StartupError(f"CDS_TRUSTED_ISSUERS_FILE: {exc}") from None
     try:
-        content = load_content(settings.content_dir)
+        services = load_services(settings.content_dir)
     except ContentError as exc:
         raise StartupError(f"CDS_CONTENT_DIR: {exc}") from None
-    snooze = content.parameters.suppression.snooze_after_override_days
+    snooze = max(service.snooze_days for service in services)
     if settings.retention_days <= snooze:
         raise StartupError(
             f"CDS_RETENTION_DAYS ({settings.retention_days}) must be longer than the override "
             f"snooze ({snooze} days), or an overridden card would come back early"
         )
-    registry = ServiceRegistry(SacralBsiService(content))
+    registry = ServiceRegistry(*services)
+    content_versions = {s.definition.id: s.content_version for s in services}
     engine = _open_database(settings.database_url)
     ledger, replay = CardLedger(engine), ReplayStore(engine)
     stopping = threading.Event()  # set at shutdown: a purge in its thread stops between batches
@@ -159,7 +163,7 @@ def create_app(
         # in the same JSON format), and CDS_HOST / CDS_PORT may not be what it listens on.
         logs.log_event(
             "service_started",
-            contentVersion=content.version,
+            contentVersions=content_versions,
             requireJwt=settings.require_jwt,
             trustedIssuers=len(issuers),
             retentionDays=settings.retention_days,
@@ -202,8 +206,8 @@ def create_app(
         close_engine(engine)
 
     app = FastAPI(
-        title="Sacral BSI CDS Hooks service",
-        version=content.version,
+        title="Sacral BSI CDS Hooks services",
+        version=version("sacral-bsi-cds"),
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
@@ -211,24 +215,17 @@ def create_app(
         # POST loses its body, and the Location would be built from the caller's Host header.
         redirect_slashes=False,
     )
-    app.state.settings = settings
-    app.state.registry = registry
-    app.state.discovery_body = wire.encode(registry.discovery())
-    app.state.content_version = content.version
-    app.state.http = http
-    app.state.engine = engine
-    app.state.writer = Writer(
+    writer = Writer(
         http,
         ClaimStore(engine),
         settings.fhir_max_response_bytes,
         settings.fhir_max_total_bytes,
     )
-    app.state.ledger = ledger
 
     async def remember(issuer: str, jti: str, expires: datetime, now: datetime) -> bool:
         return await asyncio.to_thread(replay.remember, issuer, jti, expires, now)
 
-    app.state.verifier = JwtVerifier(
+    verifier = JwtVerifier(
         issuers,
         JwksCache(
             http,
@@ -239,7 +236,17 @@ def create_app(
         leeway_seconds=settings.jwt_leeway_seconds,
         max_lifetime_seconds=settings.jwt_max_lifetime_seconds,
     )
-    app.state.clock = clock
+    app.state.collaborators = Collaborators(
+        settings=settings,
+        registry=registry,
+        discovery_body=wire.encode(registry.discovery()),
+        http=http,
+        engine=engine,
+        writer=writer,
+        ledger=ledger,
+        verifier=verifier,
+        clock=clock,
+    )
     app.add_middleware(
         JsonCorsMiddleware,
         allow_origins=list(settings.cors_allow_origins),
@@ -250,6 +257,17 @@ def create_app(
     app.add_middleware(errors.CatchAllMiddleware)  # outermost: added last
     errors.install(app)
     app.include_router(routes.router)
+    generated = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        # The request schemas' components (generated from the wire models) go with the rest.
+        if app.openapi_schema is None:
+            schema = generated()
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            components.update(routes.SCHEMA_COMPONENTS)
+        return app.openapi_schema or {}
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app
 
 

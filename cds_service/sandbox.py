@@ -18,8 +18,8 @@ from typing import Any
 
 import httpx
 
-from cds_service.hooks.fhir_client import FHIR_JSON
-from cds_service.hooks.prefetch import fill_template
+from cds_service.platform.fhir_client import FHIR_JSON
+from cds_service.platform.prefetch import fill_template
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 # The examples' dates are written as of this day; demo-load moves them to the current date.

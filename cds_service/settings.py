@@ -13,8 +13,9 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from cds_service.cds_hooks import valid_base_url
-from cds_service.content import DEFAULT_CONTENT_DIR
+from cds_service.platform.wire import valid_base_url
+
+CARDS_DIR = Path(__file__).resolve().parents[1] / "cards"
 
 
 class Settings(BaseSettings):
@@ -23,7 +24,7 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
     database_url: str = "sqlite:///./var/cds.db"
-    content_dir: Path = DEFAULT_CONTENT_DIR
+    content_dir: Path = CARDS_DIR  # one folder per service inside
     # Verify the calling EHR's signed JWT (CDS Hooks "Trusting CDS Clients").
     require_jwt: bool = True
     # Let a service bound to a non-loopback address run with JWT verification off (never in

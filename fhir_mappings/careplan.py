@@ -9,7 +9,7 @@ from typing import Any
 
 import msgspec
 
-from cds_service.rules.identity import IDENTIFIER_SYSTEM
+from cds_service.clinical.identity import IDENTIFIER_SYSTEM
 from fhir_mappings import r4
 from fhir_mappings.coding import CodingSpec
 from fhir_mappings.primitives import is_literal_reference, is_resource_reference
@@ -66,7 +66,7 @@ class PlanFor:
     """Who and what the plan is for."""
 
     patient_id: str
-    identifier: str  # urn:uuid: business identifier (cds_service.rules.identity)
+    identifier: str  # urn:uuid: business identifier (cds_service.clinical.identity)
     day0: date
     description: str
     condition: str | None  # "Condition/1": the confirmed diagnosis (or the one proposed with it)

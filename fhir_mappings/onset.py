@@ -16,9 +16,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
 
+from cds_service.clinical.text_rules import tidy
 from fhir_mappings import lean
 from fhir_mappings.primitives import parse_date
-from fhir_mappings.text_rules import tidy
 
 _I = re.IGNORECASE
 _MONTHS = {name.lower(): n for n, name in enumerate(calendar.month_name) if name} | {

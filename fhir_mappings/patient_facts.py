@@ -17,7 +17,8 @@ from typing import TypeVar
 
 import msgspec
 
-from cds_service.rules.facts import (
+from cds_service.clinical import report_text, text_rules
+from cds_service.clinical.facts import (
     BsiDiagnosis,
     ClinicalStatus,
     Code,
@@ -46,8 +47,8 @@ from cds_service.rules.facts import (
     Verification,
     combine_sides,
 )
-from cds_service.rules.growth import PLAUSIBLE_BMI
-from fhir_mappings import lean, report_text, text_rules
+from cds_service.clinical.growth import PLAUSIBLE_BMI
+from fhir_mappings import lean
 from fhir_mappings.onset import condition_onset
 from fhir_mappings.primitives import normalise_reference, parse_date
 from fhir_mappings.terminology import Match, Terminology, normalise_icd10
@@ -65,6 +66,32 @@ class PatientRecord:
     care_plans: tuple[lean.CarePlan, ...] = ()
     encounters: tuple[lean.Encounter, ...] = ()
     orders: tuple[lean.ServiceRequest, ...] = ()
+
+
+_R = TypeVar("_R", bound=msgspec.Struct)
+
+
+def patient_record(patient_id: str, resources: Iterable[msgspec.Struct]) -> PatientRecord:
+    """The resources grouped by type (one pass, whatever the number of types)."""
+    by_type: dict[type, list[msgspec.Struct]] = {}
+    for resource in resources:
+        by_type.setdefault(type(resource), []).append(resource)
+
+    def of(model: type[_R]) -> tuple[_R, ...]:
+        found: list[_R] = by_type.get(model, [])  # type: ignore[assignment]
+        return tuple(found)
+
+    patients = of(lean.Patient)
+    return PatientRecord(
+        patient_id=patient_id,
+        patient=next((p for p in patients if p.id == patient_id), None),
+        conditions=of(lean.Condition),
+        observations=of(lean.Observation),
+        reports=of(lean.DiagnosticReport),
+        care_plans=of(lean.CarePlan),
+        orders=of(lean.ServiceRequest),
+        encounters=of(lean.Encounter),
+    )
 
 
 _PAIN_VALUESETS = (

@@ -17,11 +17,11 @@ import msgspec
 import psycopg
 import pytest
 
-from cds_service.content import Content, load_content
+from cds_service.clinical.facts import PatientFacts
+from cds_service.clinical.parameters import RuleParameters
+from cds_service.clinical.sacral_bsi import Assessment, assess
 from cds_service.main import create_app
-from cds_service.rules.facts import PatientFacts
-from cds_service.rules.parameters import RuleParameters
-from cds_service.rules.sacral_bsi import Assessment, assess
+from cds_service.services.sacral_bsi.content import Content, load_content
 from cds_service.settings import Settings
 from fhir_mappings import lean
 from fhir_mappings.patient_facts import PatientRecord, to_patient_facts

@@ -7,7 +7,8 @@ import logging
 
 from fastapi import Request
 
-from cds_service.auth.jwt_verifier import AuthFailure, JwtVerifier, VerifiedToken
+from cds_service.api.deps import Collaborators
+from cds_service.auth.jwt_verifier import AuthFailure, VerifiedToken
 from cds_service.errors import CdsError
 from cds_service.logs import log_event
 
@@ -50,14 +51,13 @@ def expected_audience(request: Request, public_base_url: str) -> str:
     return public_base_url.rstrip("/") + path
 
 
-async def authenticate(request: Request) -> VerifiedToken | None:
+async def authenticate(request: Request, deps: Collaborators) -> VerifiedToken | None:
     """Verify the caller's JWT when the service requires one; None when it does not."""
-    state = request.app.state
-    settings = state.settings
+    settings = deps.settings
     if not settings.require_jwt:
         _refuse_insecure_non_loopback(request, settings.allow_insecure)
         return None
-    verifier: JwtVerifier = state.verifier
+    verifier = deps.verifier
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -69,7 +69,7 @@ async def authenticate(request: Request) -> VerifiedToken | None:
         raise UnauthorizedError
     try:
         verified = await verifier.verify(
-            token.strip(), expected_audience(request, public_base_url), state.clock()
+            token.strip(), expected_audience(request, public_base_url), deps.clock()
         )
     except AuthFailure as failure:
         log_event("auth_failed", level=logging.WARNING, reason=failure.reason, **failure.details)

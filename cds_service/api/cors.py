@@ -7,8 +7,8 @@ from starlette.datastructures import Headers
 from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import Response
 
-from cds_service import cds_hooks as wire
 from cds_service.api.errors import JSON, operation_outcome
+from cds_service.platform import wire
 
 
 class JsonCorsMiddleware(CORSMiddleware):

@@ -11,9 +11,9 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from cds_service import cds_hooks as wire
 from cds_service.errors import CdsError, InternalError
 from cds_service.logs import log_event
+from cds_service.platform import wire
 
 JSON = "application/json"
 

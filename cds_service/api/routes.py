@@ -7,14 +7,16 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any, TypeVar
 
+import msgspec
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.requests import ClientDisconnect
 
-from cds_service import cds_hooks as wire
 from cds_service.api.auth import authenticate
+from cds_service.api.deps import Deps
 from cds_service.api.errors import JSON
 from cds_service.errors import (
     BadRequestError,
@@ -24,89 +26,36 @@ from cds_service.errors import (
     PayloadTooLargeError,
     RequestTimeoutError,
 )
-from cds_service.hooks.service import CallEnvironment
 from cds_service.logs import log_event
+from cds_service.platform import wire
+from cds_service.platform.call import call
+from cds_service.platform.service import CallEnvironment
+from cds_service.settings import Settings
 from cds_service.store import FeedbackRecord, is_ready
 
 router = APIRouter()
 _T = TypeVar("_T")
 
-_REQUEST_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["hook", "hookInstance", "context"],
-    "properties": {
-        "hook": {"type": "string", "example": "patient-view"},
-        "hookInstance": {"type": "string", "format": "uuid"},
-        "fhirServer": {"type": "string", "format": "uri"},
-        "fhirAuthorization": {
-            "type": "object",
-            "required": ["access_token", "token_type"],
-            "properties": {
-                "access_token": {"type": "string"},
-                "token_type": {"type": "string"},
-                "expires_in": {"type": "integer"},
-                "scope": {"type": "string"},
-                "subject": {"type": "string"},
-            },
-        },
-        "context": {
-            "type": "object",
-            "required": ["patientId"],
-            "properties": {
-                "userId": {"type": "string"},
-                "patientId": {"type": "string"},
-                "encounterId": {"type": "string"},
-            },
-        },
-        "prefetch": {"type": "object", "additionalProperties": True},
-    },
-}
-
-
-_FEEDBACK_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["feedback"],
-    "properties": {
-        "feedback": {
-            "type": "array",
-            "minItems": 1,
-            "items": {
-                "type": "object",
-                "required": ["card", "outcome", "outcomeTimestamp"],
-                "properties": {
-                    "card": {"type": "string"},
-                    "outcome": {"type": "string", "enum": ["accepted", "overridden"]},
-                    "outcomeTimestamp": {"type": "string", "format": "date-time"},
-                    "acceptedSuggestions": {
-                        "type": "array",
-                        "items": {
-                            "type": "object",
-                            "required": ["id"],
-                            "properties": {"id": {"type": "string"}},
-                        },
-                    },
-                    "overrideReason": {"type": "object"},
-                },
-            },
-        }
-    },
-}
+# The request body schemas, generated from the wire models (one source): components named by
+# the models, referenced from the two routes below.
+REQUEST_SCHEMAS, SCHEMA_COMPONENTS = msgspec.json.schema_components(
+    (wire.WireRequest, wire.FeedbackRequest), ref_template="#/components/schemas/{name}"
+)
 
 
 @router.get("/cds-services", summary="CDS Hooks discovery")
-async def discovery(request: Request) -> Response:
-    return Response(request.app.state.discovery_body, media_type=JSON)
+async def discovery(deps: Deps) -> Response:
+    return Response(deps.discovery_body, media_type=JSON)
 
 
 @router.post(
     "/cds-services/{service_id}",
     summary="Call a CDS service",
     openapi_extra={
-        "requestBody": {"required": True, "content": {JSON: {"schema": _REQUEST_SCHEMA}}}
+        "requestBody": {"required": True, "content": {JSON: {"schema": REQUEST_SCHEMAS[0]}}}
     },
 )
-async def call_service(service_id: str, request: Request) -> Response:
-    state = request.app.state
+async def call_service(service_id: str, request: Request, deps: Deps) -> Response:
     started = time.perf_counter()
     hook_instance: str | None = None
 
@@ -116,7 +65,7 @@ async def call_service(service_id: str, request: Request) -> Response:
             level=level,
             exc_info=status == 500,
             hookInstance=hook_instance,
-            service=service_id if service_id in state.registry else None,
+            service=service_id if service_id in deps.registry else None,
             status=status,
             outcome=outcome,
             **fields,
@@ -124,23 +73,26 @@ async def call_service(service_id: str, request: Request) -> Response:
         )
 
     try:
-        service = state.registry.get(service_id)
-        caller = await authenticate(request)
-        hook_request = await _decoded_body(request, wire.decode_request)
+        service = deps.registry.get(service_id)
+        caller = await authenticate(request, deps)
+        hook_request = await _decoded_body(
+            request, deps, partial(wire.decode_request, expected_hook=service.definition.hook)
+        )
         hook_instance = hook_request.hookInstance
+        settings = deps.settings
         env = CallEnvironment(
-            http=state.http,
-            clock=state.clock,
-            fhir_timeout_seconds=state.settings.fhir_timeout_seconds,
-            fhir_max_pages=state.settings.fhir_max_pages,
-            fhir_max_response_bytes=state.settings.fhir_max_response_bytes,
-            fhir_max_total_bytes=state.settings.fhir_max_total_bytes,
-            delivery=state.settings.careplan_delivery,
-            writer=state.writer,
-            ledger=state.ledger,
+            http=deps.http,
+            clock=deps.clock,
+            fhir_timeout_seconds=settings.fhir_timeout_seconds,
+            fhir_max_pages=settings.fhir_max_pages,
+            fhir_max_response_bytes=settings.fhir_max_response_bytes,
+            fhir_max_total_bytes=settings.fhir_max_total_bytes,
+            delivery=settings.careplan_delivery,
+            writer=deps.writer,
+            ledger=deps.ledger,
             issuer=caller.iss if caller else None,
         )
-        outcome = await service.call(hook_request, env)
+        outcome = await call(service, hook_request, env)
     except CdsError as exc:
         log_call(logging.WARNING, exc.status, exc.kind)
         raise
@@ -153,7 +105,7 @@ async def call_service(service_id: str, request: Request) -> Response:
         outcome.outcome,
         cards=len(outcome.response.cards),
         **({"careplan": outcome.delivery} if outcome.delivery else {}),
-        contentVersion=state.content_version,
+        contentVersion=service.content_version,
         **outcome.stats.as_log(),
     )
     return Response(wire.encode(outcome.response), media_type=JSON)
@@ -163,16 +115,15 @@ async def call_service(service_id: str, request: Request) -> Response:
     "/cds-services/{service_id}/feedback",
     summary="Feedback on the cards of a CDS service",
     openapi_extra={
-        "requestBody": {"required": True, "content": {JSON: {"schema": _FEEDBACK_SCHEMA}}}
+        "requestBody": {"required": True, "content": {JSON: {"schema": REQUEST_SCHEMAS[1]}}}
     },
 )
-async def feedback(service_id: str, request: Request) -> Response:
-    state = request.app.state
+async def feedback(service_id: str, request: Request, deps: Deps) -> Response:
     try:
-        state.registry.get(service_id)
-        await authenticate(request)
-        received = await _decoded_body(request, wire.decode_feedback)
-        _refuse_future_outcomes(received, state.clock(), state.settings.jwt_leeway_seconds)
+        deps.registry.get(service_id)
+        await authenticate(request, deps)
+        received = await _decoded_body(request, deps, wire.decode_feedback)
+        _refuse_future_outcomes(received, deps.clock(), deps.settings.jwt_leeway_seconds)
         records = [
             FeedbackRecord(
                 service_id=service_id,
@@ -187,7 +138,7 @@ async def feedback(service_id: str, request: Request) -> Response:
             )
             for item in received.feedback
         ]
-        known = await asyncio.to_thread(state.ledger.store_feedback, records, state.clock())
+        known = await asyncio.to_thread(deps.ledger.store_feedback, records, deps.clock())
     except CdsError as exc:
         log_event("feedback", level=logging.WARNING, status=exc.status, outcome=exc.kind)
         raise
@@ -229,18 +180,18 @@ def _reason(item: wire.FeedbackItem, part: str) -> str | None:
     return value if isinstance(value, str) else None
 
 
-async def _decoded_body(request: Request, decode: Callable[[bytes], _T]) -> _T:
+async def _decoded_body(request: Request, deps: Deps, decode: Callable[[bytes], _T]) -> _T:
     """The request body, size-checked, decoded by ``decode``; a body that is not what the spec
     asks for is a 400 naming the field."""
-    body = await _read_body(request, request.app.state.settings.max_body_bytes)
+    body = await _read_body(request, deps.settings)
     try:
         return decode(body)
     except wire.RequestError as exc:
         raise BadRequestError(str(exc), field=exc.field) from None
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    seconds = request.app.state.settings.request_read_timeout_seconds
+async def _read_body(request: Request, settings: Settings) -> bytes:
+    seconds, limit = settings.request_read_timeout_seconds, settings.max_body_bytes
     try:
         async with asyncio.timeout(seconds):
             return await _read_body_within(request, limit)
@@ -274,7 +225,7 @@ async def healthz() -> Response:
 
 
 @router.get("/readyz", summary="Readiness: the database answers")
-async def readyz(request: Request) -> Response:
-    if is_ready(request.app.state.engine):
+async def readyz(deps: Deps) -> Response:
+    if is_ready(deps.engine):
         return Response(b'{"status":"ready"}', media_type=JSON)
     return Response(b'{"status":"database unavailable"}', status_code=503, media_type=JSON)

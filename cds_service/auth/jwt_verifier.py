@@ -22,7 +22,7 @@ import jwt
 from jwt.exceptions import InvalidJTIError
 
 from cds_service.auth.issuers import TrustedIssuer
-from cds_service.http_client import SharedHttp
+from cds_service.platform.http_client import SharedHttp
 
 SUPPORTED_ALGORITHMS = frozenset({"ES384", "RS384", "ES256", "RS256"})
 REQUIRED_CLAIMS = ("iss", "aud", "exp", "iat", "jti")

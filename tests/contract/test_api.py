@@ -12,8 +12,8 @@ from typing import Any
 import anyio
 import pytest
 
-from cds_service.content import load_content
 from cds_service.main import StartupError, create_app
+from cds_service.services.sacral_bsi.content import load_content
 from tests import cases
 from tests.builders import hook_request, patient, searchset
 from tests.conftest import SERVICE_URL, ClientFactory, settings_for_tests
@@ -364,11 +364,10 @@ def test_api_content_that_cannot_be_read_stops_start_in_one_line(tmp_path: Path,
         content_dir = tmp_path / "not-a-folder"
         content_dir.write_text("x")
     else:
-        content_dir = tmp_path / "content"
-        shutil.copytree(load_content().directory, content_dir)
-        (content_dir / "content.toml").write_bytes(
-            b"# caf\xe9\n" + (content_dir / "content.toml").read_bytes()
-        )
+        content_dir = tmp_path / "cards"
+        shutil.copytree(load_content().directory.parent, content_dir)
+        toml = content_dir / "sacral-bsi" / "content.toml"
+        toml.write_bytes(b"# caf\xe9\n" + toml.read_bytes())
     with pytest.raises(StartupError, match=r"^CDS_CONTENT_DIR: ") as refused:
         create_app(settings_for_tests(content_dir=content_dir))
     assert "\n" not in str(refused.value)

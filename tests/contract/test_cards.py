@@ -103,16 +103,17 @@ async def test_cards_buttock_pain_proposes_an_mri_of_the_pelvis(
 
 @pytest.fixture
 def with_risk_content(tmp_path: Path) -> Path:
-    """A copy of the content with unknown_laterality_policy = "with_risk"."""
-    folder = tmp_path / "content"
-    shutil.copytree(Path(__file__).resolve().parents[2] / "cards" / "sacral-bsi", folder)
-    params = folder / "parameters.toml"
+    """A copy of the content (all services' folders) with unknown_laterality_policy =
+    "with_risk"."""
+    root = tmp_path / "cards"
+    shutil.copytree(Path(__file__).resolve().parents[2] / "cards", root)
+    params = root / "sacral-bsi" / "parameters.toml"
     params.write_text(
         params.read_text().replace(
             'unknown_laterality_policy = "ignore"', 'unknown_laterality_policy = "with_risk"'
         )
     )
-    return folder
+    return root
 
 
 async def test_cards_suspect_unknown_side_under_with_risk_policy_says_side_not_recorded(

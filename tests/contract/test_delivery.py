@@ -14,7 +14,7 @@ import httpx
 import pytest
 import respx
 
-from cds_service.hooks.delivery import scope_allows_careplan_create
+from cds_service.services.sacral_bsi.delivery import scope_allows_careplan_create
 from cds_service.store import ClaimState, ClaimStore, open_engine
 from tests import cases
 from tests.builders import hook_request

@@ -60,7 +60,7 @@ async def test_feedback_accepted_is_stored_for_the_issued_card(database_url: str
             json=feedback(card["uuid"], "accepted", acceptedSuggestions=[{"id": suggestion}]),
         )
         assert response.status_code == 200
-        ledger = client._transport.app.state.ledger  # type: ignore[attr-defined]
+        ledger = client._transport.app.state.collaborators.ledger  # type: ignore[attr-defined]
     (stored,) = ledger.feedback_for(card["uuid"])
     assert stored.known_card is True
     assert stored.outcome == "accepted"
@@ -77,7 +77,7 @@ async def test_feedback_override_reason_is_stored(database_url: str) -> None:
             card["uuid"], overrideReason={"reason": reason, "userComment": "imaged last week"}
         )
         assert (await client.post(FEEDBACK_URL, json=body)).status_code == 200
-        ledger = client._transport.app.state.ledger  # type: ignore[attr-defined]
+        ledger = client._transport.app.state.collaborators.ledger  # type: ignore[attr-defined]
     (stored,) = ledger.feedback_for(card["uuid"])
     assert (stored.override_system, stored.override_code) == (reason["system"], reason["code"])
     assert stored.user_comment == "imaged last week"
@@ -86,7 +86,7 @@ async def test_feedback_override_reason_is_stored(database_url: str) -> None:
 async def test_feedback_for_an_unknown_card_is_stored_and_flagged(database_url: str) -> None:
     async with client_for(database_url) as client:
         response = await client.post(FEEDBACK_URL, json=feedback("never-issued"))
-        ledger = client._transport.app.state.ledger  # type: ignore[attr-defined]
+        ledger = client._transport.app.state.collaborators.ledger  # type: ignore[attr-defined]
     assert response.status_code == 200
     (stored,) = ledger.feedback_for("never-issued")
     assert stored.known_card is False

@@ -256,7 +256,7 @@ def jwt_client(
         jwks_refetch_seconds=refetch_seconds,
         public_base_url=BASE,
     )
-    client._transport.app.state.clock = lambda: NOW  # type: ignore[attr-defined]
+    client._transport.app.state.collaborators.clock = lambda: NOW  # type: ignore[attr-defined]
     return client
 
 
@@ -447,7 +447,7 @@ def sandbox_client(client_at: ClientFactory, tmp_path: Path) -> Any:
             trusted_issuers_file=config,
             public_base_url=SANDBOX_AUDIENCE_BASE,
         )
-        client._transport.app.state.clock = lambda: inside  # type: ignore[attr-defined]
+        client._transport.app.state.collaborators.clock = lambda: inside  # type: ignore[attr-defined]
         yield client, (folder / "hook-call-token.txt").read_text().strip()
 
 

@@ -120,7 +120,7 @@ async def test_retention_service_purges_at_start_and_logs_counts_only(
                 if any(r.getMessage() == "housekeeping" for r in caplog.records):
                     break
                 await anyio.sleep(0.05)
-            ledger = app.state.ledger
+            ledger = app.state.collaborators.ledger
             assert cards_left(ledger) == ["old-with-recent-feedback", "recent"]
             assert token_ids_left(ReplayStore(ledger.engine)) == 1
     (line,) = [r for r in caplog.records if r.getMessage() == "housekeeping"]
@@ -135,7 +135,7 @@ async def test_retention_runs_again_every_interval(tmp_path: Path) -> None:
         clock=lambda: clock[0],
     )
     async with app.router.lifespan_context(app):
-        ledger: CardLedger = app.state.ledger
+        ledger: CardLedger = app.state.collaborators.ledger
         ledger.record([issued("will-age")], now=NOW)
         clock[0] = NOW + timedelta(days=91)
         for _ in range(50):  # the loop sleeps 1 s between purges

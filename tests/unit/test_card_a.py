@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from cds_service import cds_hooks as wire
-from cds_service.content import Content
-from cds_service.render import RenderContext, render
-from cds_service.rules.facts import RiskCategory
-from cds_service.rules.sacral_bsi import NoCard, Suspicion
+from cds_service.clinical.facts import RiskCategory
+from cds_service.clinical.sacral_bsi import NoCard, Suspicion
+from cds_service.platform import wire
+from cds_service.services.sacral_bsi.content import Content
+from cds_service.services.sacral_bsi.render import RenderContext, render
 from tests.builders import (
     ICD10CM,
     LOINC,

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from cds_service.content import Content
-from cds_service.render import RenderContext, build_careplan
-from cds_service.rules.identity import IDENTIFIER_SYSTEM, plan_identifier
-from cds_service.rules.sacral_bsi import Confirmation
+from cds_service.clinical.identity import IDENTIFIER_SYSTEM, plan_identifier
+from cds_service.clinical.sacral_bsi import Confirmation
+from cds_service.services.sacral_bsi.content import Content
+from cds_service.services.sacral_bsi.render import RenderContext, build_careplan
 from fhir_mappings import r4
 from tests import cases
 from tests.builders import ICD10CM, LOINC, SNOMED, coding, condition, report

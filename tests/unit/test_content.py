@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from cds_service.content import Content, ContentError, load_content
-from cds_service.rules.sacral_bsi import Suspicion
+from cds_service.clinical.sacral_bsi import Suspicion
+from cds_service.platform.content import ContentError
+from cds_service.services.sacral_bsi.content import Content, load_content
 from tests import cases
 from tests.conftest import assess_case
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 from datetime import date, timedelta
 from typing import Any
 
-from cds_service.content import Content
-from cds_service.rules.facts import Side
-from cds_service.rules.identity import IDENTIFIER_SYSTEM, plan_identifier
-from cds_service.rules.sacral_bsi import Confirmation, ConfirmFirst, NoCard, Suspicion
+from cds_service.clinical.facts import Side
+from cds_service.clinical.identity import IDENTIFIER_SYSTEM, plan_identifier
+from cds_service.clinical.sacral_bsi import Confirmation, ConfirmFirst, NoCard, Suspicion
+from cds_service.services.sacral_bsi.content import Content
 from tests import cases
 from tests.builders import (
     ICD10CM,

@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from cds_service.content import BMI_FOR_AGE_FILE, Content, ContentError, load_bmi_for_age
-from cds_service.render import RenderContext, render
-from cds_service.rules.facts import RiskCategory
-from cds_service.rules.growth import BmiForAgeReference, LmsPoint, bmi_for_age, value_at
-from cds_service.rules.sacral_bsi import RiskFactor, Suspicion
+from cds_service.clinical.facts import RiskCategory
+from cds_service.clinical.growth import BmiForAgeReference, LmsPoint, bmi_for_age, value_at
+from cds_service.clinical.sacral_bsi import RiskFactor, Suspicion
+from cds_service.platform.content import ContentError
+from cds_service.services.sacral_bsi.content import BMI_FOR_AGE_FILE, Content, load_bmi_for_age
+from cds_service.services.sacral_bsi.render import RenderContext, render
 from tests.builders import ICD10CM, coding, condition, observation, patient, running_activity
 from tests.conftest import assess_case
 

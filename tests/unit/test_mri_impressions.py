@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import pytest
 
-from cds_service.rules.facts import ReportReading
-from fhir_mappings.report_text import impression_sentences, read_impression
-from fhir_mappings.text_rules import grade_from_text
+from cds_service.clinical.facts import ReportReading
+from cds_service.clinical.report_text import impression_sentences, read_impression
+from cds_service.clinical.text_rules import grade_from_text
 
 P, U, A, N, H, OTHER, S = (
     ReportReading.POSITIVE,

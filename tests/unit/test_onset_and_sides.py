@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from cds_service.content import Content
-from cds_service.rules.facts import Side
-from cds_service.rules.sacral_bsi import NoCard, Suspicion
+from cds_service.clinical.facts import Side
+from cds_service.clinical.sacral_bsi import NoCard, Suspicion
+from cds_service.services.sacral_bsi.content import Content
 from fhir_mappings.onset import onset_from_text
 from tests import cases
 from tests.builders import ICD10CM, RIGHT, SNOMED, coding, concept, condition

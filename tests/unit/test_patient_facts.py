@@ -6,8 +6,7 @@ from typing import Any
 
 import pytest
 
-from cds_service.content import Content
-from cds_service.rules.facts import (
+from cds_service.clinical.facts import (
     ClinicalStatus,
     ImagingRegion,
     MeasureKind,
@@ -16,6 +15,7 @@ from cds_service.rules.facts import (
     SideSource,
     Verification,
 )
+from cds_service.services.sacral_bsi.content import Content
 from tests.builders import (
     BILATERAL,
     ICD10CM,

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from cds_service.content import Content
-from cds_service.render import RenderContext, build_careplan, render
-from cds_service.rules.sacral_bsi import Confirmation
+from cds_service.clinical.sacral_bsi import Confirmation
+from cds_service.services.sacral_bsi.content import Content
+from cds_service.services.sacral_bsi.render import RenderContext, build_careplan, render
 from tests import cases
 from tests.builders import (
     ICD10CM,

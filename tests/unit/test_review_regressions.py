@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from cds_service.content import Content
-from cds_service.rules.facts import Grade, Polarity, ReportReading, Side
-from cds_service.rules.sacral_bsi import Confirmation, ConfirmFirst, NoCard, Suspicion
-from fhir_mappings import text_rules
-from fhir_mappings.report_text import read_impression
+from cds_service.clinical import text_rules
+from cds_service.clinical.facts import Grade, Polarity, ReportReading, Side
+from cds_service.clinical.report_text import read_impression
+from cds_service.clinical.sacral_bsi import Confirmation, ConfirmFirst, NoCard, Suspicion
+from cds_service.services.sacral_bsi.content import Content
 from tests import cases
 from tests.builders import (
     ICD10CM,

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from cds_service.content import Content
-from cds_service.rules.facts import RiskCategory
-from cds_service.rules.sacral_bsi import RiskFactor, Suspicion
+from cds_service.clinical.facts import RiskCategory
+from cds_service.clinical.sacral_bsi import RiskFactor, Suspicion
+from cds_service.services.sacral_bsi.content import Content
 from tests.builders import (
     ICD10CM,
     SNOMED,

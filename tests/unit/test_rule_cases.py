@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from cds_service.content import Content
-from cds_service.rules.facts import RiskCategory, Side
-from cds_service.rules.identity import IDENTIFIER_SYSTEM, plan_identifier
-from cds_service.rules.sacral_bsi import Confirmation, ConfirmFirst, NoCard, Suspicion
+from cds_service.clinical.facts import RiskCategory, Side
+from cds_service.clinical.identity import IDENTIFIER_SYSTEM, plan_identifier
+from cds_service.clinical.sacral_bsi import Confirmation, ConfirmFirst, NoCard, Suspicion
+from cds_service.services.sacral_bsi.content import Content
 from tests import cases
 from tests.builders import (
     BILATERAL,

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from cds_service.content import Content
-from cds_service.rules.facts import Polarity, RunnerKind, Strength
-from cds_service.rules.sacral_bsi import NoCard, Suspicion
-from fhir_mappings import text_rules
+from cds_service.clinical import text_rules
+from cds_service.clinical.facts import Polarity, RunnerKind, Strength
+from cds_service.clinical.sacral_bsi import NoCard, Suspicion
+from cds_service.services.sacral_bsi.content import Content
 from tests.builders import ICD10CM, LOINC, coding, condition, observation, patient
 from tests.conftest import assess_case
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from cds_service.rules.facts import Grade, Polarity, Side
-from fhir_mappings import text_rules
+from cds_service.clinical import text_rules
+from cds_service.clinical.facts import Grade, Polarity, Side
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,7 @@
 """BMI-for-age from the CDC 2000 growth reference (LMS method), for patients aged 2-19 (14.9).
 
 Pure arithmetic over a table handed in (``cards/sacral-bsi/reference/cdc-bmiagerev.csv``, loaded
-by ``cds_service.content``): no I/O here.
+by ``cds_service.services.sacral_bsi.content``): no I/O here.
 
 For a BMI ``X`` at an age with parameters L (power), M (median) and S (coefficient of variation):
 ``z = ((X / M) ** L - 1) / (L * S)`` (``ln(X / M) / S`` when L is 0), percentile ``100 * Phi(z)``,

@@ -7,6 +7,8 @@ they never carry null values or empty arrays (``cards: []`` excepted, as the spe
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -27,10 +29,42 @@ Comment = Annotated[str, msgspec.Meta(max_length=10000, pattern=_NO_NUL)]
 
 
 # ---------------------------------------------------------------------------- request
-class Context(msgspec.Struct, frozen=True):
+class PatientViewContext(msgspec.Struct, frozen=True):
+    """``patient-view``: the chart of a patient was opened."""
+
     patientId: FhirId
     userId: str | None = None
     encounterId: FhirId | None = None
+
+
+# A draftOrders Bundle, read field by field by the service that uses it (its entries are
+# FHIR resources of several types).
+DraftOrders = dict[str, Any]
+# "ServiceRequest/example-request-id": a reference to an entry of draftOrders.
+Selection = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+
+
+class OrderSelectContext(msgspec.Struct, frozen=True):
+    """``order-select``: the clinician is choosing orders. ``selections`` names the newly
+    selected ones; ``draftOrders`` holds every draft order of the session."""
+
+    patientId: FhirId
+    selections: Annotated[tuple[Selection, ...], msgspec.Meta(min_length=1)]
+    draftOrders: DraftOrders
+    userId: str | None = None
+    encounterId: FhirId | None = None
+
+
+class OrderSignContext(msgspec.Struct, frozen=True):
+    """``order-sign``: the clinician is about to sign ``draftOrders``."""
+
+    patientId: FhirId
+    draftOrders: DraftOrders
+    userId: str | None = None
+    encounterId: FhirId | None = None
+
+
+HookContext = PatientViewContext | OrderSelectContext | OrderSignContext
 
 
 class FhirAuthorization(msgspec.Struct, frozen=True):
@@ -72,16 +106,56 @@ def valid_base_url(url: str) -> bool:
     )
 
 
-class HookRequest(msgspec.Struct, frozen=True):
-    hook: NonEmpty
+class _Request(msgspec.Struct, frozen=True, kw_only=True, tag_field="hook"):
     hookInstance: HookInstance
-    context: Context
     fhirServer: str | None = None
     fhirAuthorization: FhirAuthorization | None = None
     prefetch: dict[str, msgspec.Raw] | None = None
 
 
-_REQUEST = msgspec.json.Decoder(HookRequest)
+class PatientViewRequest(_Request, frozen=True, tag="patient-view"):
+    context: PatientViewContext
+
+
+class OrderSelectRequest(_Request, frozen=True, tag="order-select"):
+    context: OrderSelectContext
+
+
+class OrderSignRequest(_Request, frozen=True, tag="order-sign"):
+    context: OrderSignContext
+
+
+# One request type per hook, told apart by "hook": this union is what the service decodes and
+# what the OpenAPI request schema is generated from (one source).
+WireRequest = PatientViewRequest | OrderSelectRequest | OrderSignRequest
+HOOKS: tuple[str, ...] = ("patient-view", "order-select", "order-sign")
+
+
+@dataclass(frozen=True)
+class HookRequest:
+    """A decoded hook call. ``context_extra`` keeps the context fields this service does not
+    model (an EHR's own, a later spec version's), as raw JSON: they are kept, not dropped."""
+
+    hook: str
+    hookInstance: str
+    context: HookContext
+    fhirServer: str | None = None
+    fhirAuthorization: FhirAuthorization | None = None
+    prefetch: dict[str, msgspec.Raw] | None = None
+    context_extra: Mapping[str, msgspec.Raw] = field(default_factory=dict)
+
+
+class _ContextFields(msgspec.Struct, frozen=True):
+    context: dict[str, msgspec.Raw] = {}
+
+
+class _HookOnly(msgspec.Struct, frozen=True):
+    hook: Any = None
+
+
+_REQUEST = msgspec.json.Decoder(WireRequest)
+_CONTEXT_FIELDS = msgspec.json.Decoder(_ContextFields)
+_HOOK_ONLY = msgspec.json.Decoder(_HookOnly)
 
 
 class RequestError(ValueError):
@@ -96,9 +170,60 @@ _MISSING = re.compile(r"missing required field `([^`]+)`(?: - at `\$\.?([^`]*)`)
 _AT = re.compile(r" - at `\$\.?([^`]*)`")
 
 
-def decode_request(body: bytes) -> HookRequest:
-    """Decode a hook request; RequestError names the offending field (``context.patientId``)."""
-    return _decode(_REQUEST, body)
+def decode_request(body: bytes, expected_hook: str | None = None) -> HookRequest:
+    """Decode a hook request; RequestError names the offending field (``context.patientId``).
+    A request for another hook than ``expected_hook`` is named as such, before its context is
+    judged by that other hook's rules."""
+    try:
+        wire = _decode(_REQUEST, body)
+    except RequestError as exc:
+        hook = _hook_of(body)
+        if expected_hook is not None and isinstance(hook, str) and hook != expected_hook:
+            raise wrong_hook(expected_hook, hook) from None
+        if exc.field == "hook":
+            raise _hook_error(hook) from None
+        raise
+    known = set(type(wire.context).__struct_fields__)
+    extra = {
+        name: raw for name, raw in _CONTEXT_FIELDS.decode(body).context.items() if name not in known
+    }
+    return HookRequest(
+        hook=str(type(wire).__struct_config__.tag),
+        hookInstance=wire.hookInstance,
+        context=wire.context,
+        fhirServer=wire.fhirServer,
+        fhirAuthorization=wire.fhirAuthorization,
+        prefetch=wire.prefetch,
+        context_extra=extra,
+    )
+
+
+def _hook_of(body: bytes) -> Any:
+    try:
+        return _HOOK_ONLY.decode(body).hook
+    except (msgspec.DecodeError, ValueError, RecursionError):  # not JSON, not UTF-8, too deep
+        return None
+
+
+def _shown(hook: str) -> str:
+    return hook if len(hook) <= 64 and hook.isprintable() else f"{hook[:64]!r}..."
+
+
+def wrong_hook(expected: str, hook: str) -> RequestError:
+    return RequestError(
+        f"This service answers the '{expected}' hook, not '{_shown(hook)}'.", "hook"
+    )
+
+
+def _hook_error(hook: Any) -> RequestError:
+    if hook is None:
+        return RequestError("Missing required field 'hook'.", "hook")
+    if not isinstance(hook, str) or not hook:
+        return RequestError("hook must be a non-empty string.", "hook")
+    return RequestError(
+        f"The hook '{_shown(hook)}' is not one this service answers ({', '.join(HOOKS)}).",
+        "hook",
+    )
 
 
 _T = TypeVar("_T")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from cds_service.rules.growth import BmiForAgeReference
+from cds_service.clinical.growth import BmiForAgeReference
 
 
 @dataclass(frozen=True)

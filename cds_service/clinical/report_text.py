@@ -38,8 +38,8 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
-from cds_service.rules.facts import ReportReading, Side
-from fhir_mappings.text_rules import side_from_text, tidy, words_after
+from cds_service.clinical.facts import ReportReading, Side
+from cds_service.clinical.text_rules import side_from_text, tidy, words_after
 
 _I = re.IGNORECASE
 QUOTE_LIMIT = 300

@@ -6,22 +6,27 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-import msgspec
-
-from cds_service.rules.growth import BmiForAgeReference, LmsPoint
-from cds_service.rules.parameters import (
+from cds_service.clinical.growth import BmiForAgeReference, LmsPoint
+from cds_service.clinical.parameters import (
     ConfirmationParameters,
     IndicatorParameters,
     RuleParameters,
     SuppressionParameters,
     SuspicionParameters,
     ThresholdParameters,
+)
+from cds_service.platform.content import (
+    ContentError,
+    Meta,
+    ServiceText,
+    Strict,
+    convert,
+    read_toml,
 )
 from fhir_mappings.careplan import RehabProtocol
 from fhir_mappings.conditions import DiagnosisSpec
@@ -30,34 +35,14 @@ from fhir_mappings.terminology import Terminology, TerminologySpec
 
 _T = TypeVar("_T")
 
-DEFAULT_CONTENT_DIR = Path(__file__).resolve().parent.parent / "cards" / "sacral-bsi"
+DEFAULT_CONTENT_DIR = Path(__file__).resolve().parents[3] / "cards" / "sacral-bsi"
 
 
-class ContentError(ValueError):
-    """A content file is missing, malformed or inconsistent."""
-
-
-class _Strict(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    pass
-
-
-class Meta(_Strict, frozen=True):
-    version: str
-    released: str
-
-
-class ServiceText(_Strict, frozen=True):
-    id: str
-    hook: str
-    title: str
-    description: str
-
-
-class SourceText(_Strict, frozen=True):
+class SourceText(Strict, frozen=True):
     label: str
 
 
-class Words(_Strict, frozen=True):
+class Words(Strict, frozen=True):
     left: str
     right: str
     unilateral: str
@@ -108,7 +93,7 @@ class Words(_Strict, frozen=True):
     more: str
 
 
-class SuspectText(_Strict, frozen=True):
+class SuspectText(Strict, frozen=True):
     summary_with_risks: str
     summary_si_label: str
     summary_default: str
@@ -146,7 +131,7 @@ class SuspectText(_Strict, frozen=True):
     order_note_pregnancy: str
 
 
-class ConfirmedText(_Strict, frozen=True):
+class ConfirmedText(Strict, frozen=True):
     summary_condition_and_report: str
     summary_condition: str
     summary_report: str
@@ -182,28 +167,28 @@ class ConfirmedText(_Strict, frozen=True):
     referral_note: str
 
 
-class ConfirmFirstText(_Strict, frozen=True):
+class ConfirmFirstText(Strict, frozen=True):
     summary: str
     detail: str
     suggestion_label: str
 
 
-class LinkText(_Strict, frozen=True):
+class LinkText(Strict, frozen=True):
     label: str
     url: str
 
 
-class OverrideReason(_Strict, frozen=True):
+class OverrideReason(Strict, frozen=True):
     code: str
     display: str
 
 
-class OverrideReasons(_Strict, frozen=True):
+class OverrideReasons(Strict, frozen=True):
     system: str
     reasons: tuple[OverrideReason, ...]
 
 
-class CardContent(_Strict, frozen=True):
+class CardContent(Strict, frozen=True):
     meta: Meta
     service: ServiceText
     source: SourceText
@@ -232,32 +217,13 @@ class Content:
         return self.cards.meta.version
 
 
-def _read(path: Path) -> dict[str, Any]:
-    try:
-        with path.open("rb") as handle:
-            return tomllib.load(handle)
-    except FileNotFoundError:
-        raise ContentError(f"content file missing: {path}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError) as exc:
-        raise ContentError(f"{path.name}: {exc or type(exc).__name__}") from None
-    except OSError as exc:  # a folder where a file should be, no permission, ...
-        raise ContentError(f"cannot read {path}: {exc.strerror or type(exc).__name__}") from None
-
-
-def _convert(data: Any, kind: type[_T], where: str) -> _T:
-    try:
-        return msgspec.convert(data, kind)
-    except msgspec.ValidationError as exc:
-        raise ContentError(f"{where}: {exc}") from None
-
-
 def _dataclass_section(data: dict[str, Any], kind: type[_T], where: str) -> _T:
     assert dataclasses.is_dataclass(kind)
     known = {f.name for f in dataclasses.fields(kind)}
     unknown = set(data) - known
     if unknown:
         raise ContentError(f"{where}: unknown parameter(s) {sorted(unknown)}")
-    return _convert(data, kind, where)
+    return convert(data, kind, where)
 
 
 BMI_FOR_AGE_FILE = Path("reference") / "cdc-bmiagerev.csv"
@@ -292,12 +258,12 @@ def load_bmi_for_age(path: Path) -> BmiForAgeReference:
 
 
 def load_content(directory: Path = DEFAULT_CONTENT_DIR) -> Content:
-    cards = _convert(_read(directory / "content.toml"), CardContent, "content.toml")
-    params = _read(directory / "parameters.toml")
-    protocol = _convert(
-        _read(directory / "rehab-protocol.toml"), RehabProtocol, "rehab-protocol.toml"
+    cards = convert(read_toml(directory / "content.toml"), CardContent, "content.toml")
+    params = read_toml(directory / "parameters.toml")
+    protocol = convert(
+        read_toml(directory / "rehab-protocol.toml"), RehabProtocol, "rehab-protocol.toml"
     )
-    terms_spec = _convert(_read(directory / "valuesets.toml"), TerminologySpec, "valuesets.toml")
+    terms_spec = convert(read_toml(directory / "valuesets.toml"), TerminologySpec, "valuesets.toml")
     known_sections = {
         "suspicion",
         "indicator",

@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from cds_service.rules.facts import Grade, Polarity, Side, Strength, TextTopic
+from cds_service.clinical.facts import Grade, Polarity, Side, Strength, TextTopic
 
 _I = re.IGNORECASE
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Literal
 
-from cds_service.rules.facts import (
+from cds_service.clinical.facts import (
     BsiDiagnosis,
     ClinicalStatus,
     Code,
@@ -48,9 +48,9 @@ from cds_service.rules.facts import (
     Verification,
     combine_sides,
 )
-from cds_service.rules.growth import PLAUSIBLE_BMI, bmi_for_age
-from cds_service.rules.identity import IDENTIFIER_SYSTEM, plan_identifier
-from cds_service.rules.parameters import RuleParameters
+from cds_service.clinical.growth import PLAUSIBLE_BMI, bmi_for_age
+from cds_service.clinical.identity import IDENTIFIER_SYSTEM, plan_identifier
+from cds_service.clinical.parameters import RuleParameters
 
 Indicator = Literal["info", "warning"]
 MriProposal = Literal["sacrum", "pelvis"]

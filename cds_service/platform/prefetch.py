@@ -17,13 +17,12 @@ import asyncio
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal, TypeVar
+from typing import Literal
 from urllib.parse import quote
 
 import httpx
 import msgspec
 
-from cds_service.cds_hooks import HookRequest
 from cds_service.errors import (
     BadRequestError,
     FhirNotFoundError,
@@ -31,9 +30,9 @@ from cds_service.errors import (
     FhirTimeoutError,
     PreconditionFailedError,
 )
-from cds_service.hooks.fhir_client import ByteBudget, FetchStats, FhirClient, Page, read_page
+from cds_service.platform.fhir_client import ByteBudget, FetchStats, FhirClient, Page, read_page
+from cds_service.platform.wire import HookRequest
 from fhir_mappings import lean
-from fhir_mappings.patient_facts import PatientRecord
 from fhir_mappings.primitives import normalise_reference
 
 
@@ -67,6 +66,15 @@ class ResolveStats:
         }
 
 
+@dataclass(frozen=True)
+class Resolved:
+    """What the prefetch and the fetches gave: each resource once, none about another
+    patient; the service groups them as its rule needs."""
+
+    resources: tuple[msgspec.Struct, ...]
+    stats: ResolveStats
+
+
 _TOKEN = re.compile(r"\{\{\s*context\.(\w+)\s*\}\}")
 
 
@@ -92,7 +100,7 @@ async def resolve(
     deadline: float,
     max_pages: int,
     budget: ByteBudget,
-) -> tuple[PatientRecord, ResolveStats]:
+) -> Resolved:
     """``deadline``: event-loop time by which fetching must be done (the call's time budget);
     ``budget``: how many bytes the call may read from the FHIR server."""
     stats = ResolveStats()
@@ -150,7 +158,7 @@ async def resolve(
             await _fetch_all(client, to_fetch, continuations, context, deadline, stats)
         )
         stats.fetched = len(to_fetch)
-    return _record(request.context.patientId, resources, stats), stats
+    return Resolved(_unique(request.context.patientId, resources, stats), stats)
 
 
 async def _fetch_all(
@@ -214,9 +222,6 @@ async def _fetch(
         ) from None
 
 
-_R = TypeVar("_R", bound=msgspec.Struct)
-
-
 def _about_another_patient(resource: msgspec.Struct, patient: str) -> bool:
     subject = getattr(resource, "subject", None)
     if not isinstance(subject, lean.Reference):
@@ -225,10 +230,12 @@ def _about_another_patient(resource: msgspec.Struct, patient: str) -> bool:
     return ref is not None and ref.startswith("Patient/") and ref != patient
 
 
-def _record(patient_id: str, resources: list[msgspec.Struct], stats: ResolveStats) -> PatientRecord:
-    """Group by type, one copy per Type/id (the same resource may come from two keys). A
-    resource whose subject is another patient is dropped (and counted): an EHR that mixed up
-    patients must not make this patient's card."""
+def _unique(
+    patient_id: str, resources: list[msgspec.Struct], stats: ResolveStats
+) -> tuple[msgspec.Struct, ...]:
+    """One copy per Type/id (the same resource may come from two keys). A resource whose
+    subject is another patient is dropped (and counted): an EHR that mixed up patients must not
+    make this patient's card."""
     unique: dict[tuple[type, str], msgspec.Struct] = {}
     patient = f"Patient/{patient_id}"
     for number, resource in enumerate(resources):
@@ -237,23 +244,4 @@ def _record(patient_id: str, resources: list[msgspec.Struct], stats: ResolveStat
             continue
         resource_id = getattr(resource, "id", None) or f"#anonymous-{number}"
         unique[(type(resource), resource_id)] = resource
-
-    by_type: dict[type, list[msgspec.Struct]] = {}
-    for resource in unique.values():  # one pass, whatever the number of types
-        by_type.setdefault(type(resource), []).append(resource)
-
-    def of(model: type[_R]) -> tuple[_R, ...]:
-        found: list[_R] = by_type.get(model, [])  # type: ignore[assignment]
-        return tuple(found)
-
-    patients = of(lean.Patient)
-    return PatientRecord(
-        patient_id=patient_id,
-        patient=next((p for p in patients if p.id == patient_id), None),
-        conditions=of(lean.Condition),
-        observations=of(lean.Observation),
-        reports=of(lean.DiagnosticReport),
-        care_plans=of(lean.CarePlan),
-        orders=of(lean.ServiceRequest),
-        encounters=of(lean.Encounter),
-    )
+    return tuple(unique.values())

@@ -9,9 +9,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from cds_service import cds_hooks as wire
-from cds_service.content import Content, Words
-from cds_service.rules.facts import (
+from cds_service.clinical.facts import (
     Code,
     Grade,
     MeasureKind,
@@ -21,8 +19,9 @@ from cds_service.rules.facts import (
     RunnerKind,
     Side,
 )
-from cds_service.rules.identity import PLAN_NAMESPACE
-from cds_service.rules.sacral_bsi import (
+from cds_service.clinical.identity import PLAN_NAMESPACE
+from cds_service.clinical.report_text import QUOTE_LIMIT
+from cds_service.clinical.sacral_bsi import (
     Assessment,
     Confirmation,
     ConfirmFirst,
@@ -31,11 +30,12 @@ from cds_service.rules.sacral_bsi import (
     RiskFactor,
     Suspicion,
 )
+from cds_service.platform import wire
+from cds_service.services.sacral_bsi.content import Content, Words
 from fhir_mappings.careplan import PlanFor, to_careplan
 from fhir_mappings.conditions import DiagnosisFor, to_condition
 from fhir_mappings.orders import to_service_request
 from fhir_mappings.primitives import is_literal_reference
-from fhir_mappings.report_text import QUOTE_LIMIT
 
 SUMMARY_LIMIT = 140  # CDS Hooks: summary SHOULD be under 140 characters
 

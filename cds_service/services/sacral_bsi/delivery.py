@@ -22,19 +22,22 @@ import hashlib
 import re
 import uuid
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
-from cds_service import cds_hooks as wire
-from cds_service.content import Content
+from cds_service.clinical.identity import IDENTIFIER_SYSTEM
+from cds_service.clinical.sacral_bsi import Confirmation
 from cds_service.errors import FhirServerError
-from cds_service.hooks.fhir_client import ByteBudget, FetchStats, FhirClient
-from cds_service.http_client import SharedHttp
-from cds_service.render import RenderContext, Rendered, system_action_card, written_card
-from cds_service.rules.identity import IDENTIFIER_SYSTEM
-from cds_service.rules.sacral_bsi import Confirmation
+from cds_service.platform import wire
+from cds_service.platform.fhir_client import ByteBudget, FetchStats, FhirClient
+from cds_service.platform.service import Delivery, Writer
+from cds_service.services.sacral_bsi.content import Content
+from cds_service.services.sacral_bsi.render import (
+    RenderContext,
+    Rendered,
+    system_action_card,
+    written_card,
+)
 from cds_service.store import Claim, ClaimState, ClaimStore
-
-Delivery = Literal["suggestion", "system-action", "direct-write"]
 
 # SMART v1 (user/CarePlan.write, user/*.*) and v2 (user/CarePlan.cud, system/*.c) scopes that
 # allow creating a CarePlan.
@@ -57,15 +60,6 @@ def scope_allows_careplan_create(scope: str | None) -> bool:
 class Delivered:
     response: wire.CdsResponse
     note: str  # for the log: what happened to the plan
-
-
-@dataclass(frozen=True)
-class Writer:
-    http: SharedHttp
-    claims: ClaimStore
-    # CDS_FHIR_MAX_RESPONSE_BYTES / CDS_FHIR_MAX_TOTAL_BYTES, for the transaction's answer.
-    max_response_bytes: int
-    max_total_bytes: int
 
 
 async def deliver(

@@ -1,0 +1,41 @@
+"""The routes' collaborators, built once by ``create_app`` and handed to each route through a
+typed dependency (``Annotated[Collaborators, Depends(...)]``), not read from untyped state."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy import Engine
+
+from cds_service.auth.jwt_verifier import JwtVerifier
+from cds_service.platform.http_client import SharedHttp
+from cds_service.platform.registry import ServiceRegistry
+from cds_service.platform.service import Writer
+from cds_service.settings import Settings
+from cds_service.store import CardLedger
+
+
+@dataclass
+class Collaborators:
+    settings: Settings
+    registry: ServiceRegistry
+    discovery_body: bytes
+    http: SharedHttp
+    engine: Engine
+    writer: Writer
+    ledger: CardLedger
+    verifier: JwtVerifier
+    clock: Callable[[], datetime]
+
+
+def collaborators_of(request: Request) -> Collaborators:
+    found = request.app.state.collaborators
+    assert isinstance(found, Collaborators)
+    return found
+
+
+Deps = Annotated[Collaborators, Depends(collaborators_of)]

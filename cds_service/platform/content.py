@@ -1,0 +1,51 @@
+"""Reading a service's content folder (``cards/<folder>/``): TOML files checked against typed
+schemas at start-up, so a typo stops the service at start rather than surfacing in a card."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, TypeVar
+
+import msgspec
+
+_T = TypeVar("_T")
+
+
+class ContentError(ValueError):
+    """A content file is missing, malformed or inconsistent."""
+
+
+class Strict(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    pass
+
+
+class Meta(Strict, frozen=True):
+    version: str
+    released: str
+
+
+class ServiceText(Strict, frozen=True):
+    id: str
+    hook: str
+    title: str
+    description: str
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ContentError(f"content file missing: {path}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise ContentError(f"{path.name}: {exc or type(exc).__name__}") from None
+    except OSError as exc:  # a folder where a file should be, no permission, ...
+        raise ContentError(f"cannot read {path}: {exc.strerror or type(exc).__name__}") from None
+
+
+def convert(data: Any, kind: type[_T], where: str) -> _T:
+    try:
+        return msgspec.convert(data, kind)
+    except msgspec.ValidationError as exc:
+        raise ContentError(f"{where}: {exc}") from None
