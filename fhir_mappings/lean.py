@@ -163,6 +163,8 @@ class ServiceRequest(msgspec.Struct, frozen=True, tag_field="resourceType", tag=
     authoredOn: str | None = None
     occurrenceDateTime: str | None = None
     bodySite: tuple[CodeableConcept, ...] = ()
+    reasonCode: tuple[CodeableConcept, ...] = ()
+    reasonReference: tuple[Reference, ...] = ()
 
 
 class Encounter(msgspec.Struct, frozen=True, tag_field="resourceType", tag="Encounter"):

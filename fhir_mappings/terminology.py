@@ -119,6 +119,7 @@ class Terminology:
 
     def __init__(self, spec: TerminologySpec, accept_marks: Iterable[str]) -> None:
         accepted = frozenset(accept_marks)
+        self.spec, self.accept_marks = spec, accepted
         self._system_keys = {uri: key for key, uris in spec.systems.items() for uri in uris}
         self.system_uris = {key: uris[0] for key, uris in spec.systems.items()}
         self._exact: dict[str, dict[tuple[str, str], CodeSpec]] = {}

@@ -171,11 +171,7 @@ _ANY_SIDE = frozenset({Side.LEFT, Side.RIGHT, Side.BILATERAL, Side.UNILATERAL})
 def assess(facts: PatientFacts, params: RuleParameters, today: date) -> Assessment:
     if any(d.insufficiency and d.clinical.is_active for d in facts.diagnoses):
         return NoCard("insufficiency_fracture")
-    confirmation = _confirmation(facts, params, today)
-    if confirmation is not None and _before_new_pain(confirmation.day0, facts, params, today):
-        # 14.2: this pain began well after that injury was confirmed: a new episode, for card A
-        # (the old injury is a previous BSI), not a plan for the old one.
-        confirmation = None
+    confirmation = _episode_confirmation(facts, params, today)
     stale = (
         confirmation is not None
         and confirmation.days_since_day0 > params.confirmation.report_max_age_days
@@ -192,6 +188,33 @@ def assess(facts: PatientFacts, params: RuleParameters, today: date) -> Assessme
         # The whole plan would lie in the past (14.3): nothing to propose.
         return NoCard("diagnosis_too_old_for_a_plan")
     return suspicion
+
+
+def _episode_confirmation(
+    facts: PatientFacts, params: RuleParameters, today: date
+) -> Confirmation | None:
+    confirmation = _confirmation(facts, params, today)
+    if confirmation is not None and _before_new_pain(confirmation.day0, facts, params, today):
+        # 14.2: this pain began well after that injury was confirmed: a new episode, for card A
+        # (the old injury is a previous BSI), not a plan for the old one.
+        return None
+    return confirmation
+
+
+def current_confirmation(
+    facts: PatientFacts, params: RuleParameters, today: date
+) -> Confirmation | None:
+    """The sacral BSI confirmed (8.2 paths 1, 2, 2b) for the current episode, no older than
+    ``report_max_age_days``: the injury card B plans for, whether or not a plan is in the
+    chart already. None for an insufficiency fracture (8.4)."""
+    if any(d.insufficiency and d.clinical.is_active for d in facts.diagnoses):
+        return None
+    confirmation = _episode_confirmation(facts, params, today)
+    if confirmation is None:
+        return None
+    if confirmation.days_since_day0 > params.confirmation.report_max_age_days:
+        return None
+    return confirmation
 
 
 def _before_new_pain(day0: date, facts: PatientFacts, params: RuleParameters, today: date) -> bool:

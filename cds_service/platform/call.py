@@ -62,8 +62,7 @@ async def call(service: Service, request: wire.HookRequest, env: CallEnvironment
                 card.uuid,
                 service.definition.id,
                 denv.patient,
-                decision.finding,
-                decision.evidence,
+                *decision.ledger_entry(card.uuid),
                 service.content_version,
             )
             for card in cards

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal, Protocol
@@ -79,6 +79,11 @@ class Decision:
     finding: str
     evidence: frozenset[str] = field(default_factory=frozenset)
     note: str | None = None  # for the log: e.g. what happened to a proposed CarePlan
+    # Cards of different kinds in one response: each card's own kind and evidence, by uuid.
+    per_card: Mapping[str, tuple[str, frozenset[str]]] = field(default_factory=dict)
+
+    def ledger_entry(self, card_uuid: str) -> tuple[str, frozenset[str]]:
+        return self.per_card.get(card_uuid, (self.finding, self.evidence))
 
 
 class Service(Protocol):

@@ -85,7 +85,7 @@ def _source(content: Content) -> wire.Source:
     return wire.Source(label=content.cards.source.label)
 
 
-def _links(content: Content) -> tuple[wire.Link, ...]:
+def links(content: Content) -> tuple[wire.Link, ...]:
     return tuple(
         wire.Link(label=link.label, url=link.url, type="absolute") for link in content.cards.links
     )
@@ -367,6 +367,30 @@ def _suspect_detail(s: Suspicion, content: Content) -> str:
     return detail
 
 
+@dataclass(frozen=True)
+class SuspicionEvidence:
+    """Card A's evidence in card words, for the cards of other services that stand on it."""
+
+    pain: str  # "left low back pain"
+    pains: str  # each qualifying condition, coded and dated
+    runner: str
+    counted: int
+    risks: str
+    lines: str  # the triad, MRI under way or uncertain, adolescent and pregnancy lines
+
+
+def suspicion_evidence(s: Suspicion, content: Content) -> SuspicionEvidence:
+    words, brevity = content.cards.words, _BREVITY[2]
+    return SuspicionEvidence(
+        pain=_pain_phrase(s, words),
+        pains=_pain_items(words, s.pains),
+        runner=_runner_text(words, s.runner),
+        counted=s.counted_risks,
+        risks=_risk_items(content, s.risks, brevity) or words.none_found,
+        lines="".join(f"\n{line}\n" for line in _suspect_lines(s, content, False)),
+    )
+
+
 def _suspect_card(s: Suspicion, content: Content, ctx: RenderContext) -> wire.Card:
     c, words, t = content.cards, content.cards.words, content.cards.suspect
     pain = _pain_phrase(s, words)
@@ -435,7 +459,7 @@ def _suspect_card(s: Suspicion, content: Content, ctx: RenderContext) -> wire.Ca
             wire.Coding(code=r.code, system=c.override_reasons.system, display=r.display)
             for r in c.override_reasons.reasons
         ),
-        links=_links(content),
+        links=links(content),
     )
 
 
@@ -642,7 +666,7 @@ def _confirmed_card(conf: Confirmation, content: Content, ctx: RenderContext) ->
         detail=detail,
         suggestions=tuple(suggestions),
         selectionBehavior="any" if len(suggestions) > 1 else "at-most-one",
-        links=_links(content),
+        links=links(content),
     )
     return Rendered((card,), careplan)
 
@@ -695,7 +719,7 @@ def written_card(
         selectionBehavior="at-most-one" if suggestions else None,
         links=(
             wire.Link(label=t.written_link_label, url=location, type="absolute"),
-            *_links(content),
+            *links(content),
         ),
     )
 
@@ -714,7 +738,7 @@ def system_action_card(
         detail=_confirmed_detail(conf, content, written=True) + "\n\n" + t.system_action_line,
         suggestions=suggestions,
         selectionBehavior="at-most-one" if suggestions else None,
-        links=_links(content),
+        links=links(content),
     )
     return card, _careplan_action(conf, content, careplan)
 
@@ -767,5 +791,5 @@ def _confirm_first_card(cf: ConfirmFirst, content: Content, ctx: RenderContext) 
             ),
         ),
         selectionBehavior="at-most-one",
-        links=_links(content),
+        links=links(content),
     )

@@ -1,0 +1,183 @@
+"""Orders being placed for a runner with one-sided low back or buttock pain (issue 10; brief 2,
+7.5, 8, 14.5): what kind each is, and which deserves a card.
+
+Pure: the FHIR mapping (``fhir_mappings/draft_orders.py``) turns the hook's ``draftOrders`` into
+``DraftOrder`` facts; this module decides.
+- A plain X-ray of the lumbar spine, pelvis, sacrum or SI joints, or a CT of the lumbar spine or
+  pelvis, for a patient card A suspects: X-ray and CT are often normal early in a sacral BSI,
+  MRI is the test.
+- An SI-joint injection, or physiotherapy whose reason is SI-joint pain or sacroiliitis, for
+  such a patient: consider a sacral BSI before treating it as SI-joint pain.
+- For a confirmed, current sacral BSI (brief 8): an SI-joint injection or a running or impact
+  programme is a warning.
+- An MRI of the region is the right test: no card, for any order of the session.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+from cds_service.clinical.sacral_bsi import Confirmation, Suspicion
+
+
+class OrderKind(enum.StrEnum):
+    XRAY = "xray"  # plain radiography of the lumbar spine, pelvis, sacrum/coccyx or SI joints
+    CT = "ct"  # CT of the lumbar spine or pelvis
+    MRI = "mri"  # MRI of the lumbar spine, sacrum or pelvis
+    SI_INJECTION = "si_injection"
+    PHYSIO = "physio"  # physiotherapy / physical therapy referral or evaluation
+    RUNNING = "running"  # a running, jumping or impact programme
+    OTHER = "other"
+
+
+Region = Literal["lumbar", "pelvis", "sacrum", "si_joint"]
+
+
+@dataclass(frozen=True)
+class DraftOrder:
+    source: str  # "ServiceRequest/example-request-id"
+    kind: OrderKind
+    label: str  # what the order is called (its text, else its display)
+    region: Region | None = None  # for X-ray and CT
+    si_reason: bool = False  # a reason (coded, or a referenced Condition) is SI-joint pain
+    status: str | None = None
+
+
+@dataclass(frozen=True)
+class ImagingInstead:
+    """X-ray or CT ordered for a patient card A suspects: suggest MRI instead."""
+
+    order: DraftOrder
+    suspicion: Suspicion
+
+
+@dataclass(frozen=True)
+class ConsiderBsiFirst:
+    """SI-joint injection or physiotherapy for SI-joint pain, for a patient card A suspects."""
+
+    order: DraftOrder
+    suspicion: Suspicion
+
+
+@dataclass(frozen=True)
+class ConfirmedBsiWarning:
+    """SI-joint injection or running / impact programme for a confirmed sacral BSI."""
+
+    order: DraftOrder
+    confirmation: Confirmation
+
+
+OrderFinding = ImagingInstead | ConsiderBsiFirst | ConfirmedBsiWarning
+
+FINDING_KINDS: dict[type, str] = {
+    ImagingInstead: "order_imaging",
+    ConsiderBsiFirst: "order_si_treatment",
+    ConfirmedBsiWarning: "order_confirmed_warning",
+}
+
+
+def finding_kind(finding: OrderFinding) -> str:
+    return FINDING_KINDS[type(finding)]
+
+
+def order_findings(
+    orders: Iterable[DraftOrder],
+    session: Iterable[DraftOrder],
+    suspicion: Suspicion | None,
+    confirmation: Confirmation | None,
+) -> list[OrderFinding]:
+    """The cards the ``orders`` under review deserve (newly selected ones for order-select;
+    all for order-sign). ``session`` is every order of the session: an MRI of the region in it
+    means the right test is being ordered, so X-ray and CT get no card."""
+    orders = list(orders)
+    if confirmation is not None:
+        return [
+            ConfirmedBsiWarning(order, confirmation)
+            for order in orders
+            if order.kind in (OrderKind.SI_INJECTION, OrderKind.RUNNING)
+        ]
+    if suspicion is None:
+        return []
+    mri_in_session = any(o.kind is OrderKind.MRI for o in session)
+    found: list[OrderFinding] = []
+    for order in orders:
+        if order.kind in (OrderKind.XRAY, OrderKind.CT):
+            if not mri_in_session and suspicion.mri_under_way is None:
+                found.append(ImagingInstead(order, suspicion))
+        elif order.kind is OrderKind.SI_INJECTION or (
+            order.kind is OrderKind.PHYSIO and order.si_reason
+        ):
+            found.append(ConsiderBsiFirst(order, suspicion))
+    return found
+
+
+def evidence_keys(finding: OrderFinding, card_a_evidence: frozenset[str]) -> frozenset[str]:
+    """What an order card stood on: card A's evidence (or the confirmed finding), and the
+    order's kind, so an override of the X-ray card does not silence the injection card."""
+    return card_a_evidence | {f"order:{finding.order.kind.value}"}
+
+
+# ---------------------------------------------------------------------------- order text
+# For orders sent with a local code and a name only. Region words as in brief 8.1b.
+_I = re.IGNORECASE
+_XRAY = re.compile(r"\b(x-?rays?|xr|radiograph\w*|plain films?|radiologic examination)\b", _I)
+_CT = re.compile(r"\b(ct|computed tomography|cat scan)\b", _I)
+_MRI = re.compile(r"\b(mr|mri|magnetic resonance)\b", _I)
+_NOT_IMAGING = re.compile(r"\b(mra|mrcp|angiograph\w*|guidance|guided)\b", _I)
+_REGIONS: tuple[tuple[Region, re.Pattern[str]], ...] = (
+    ("si_joint", re.compile(r"\b(sacroiliac|SI[- ]joints?|SIJs?)\b", _I)),
+    ("sacrum", re.compile(r"\b(sacrum|sacral|coccyx|sacrococcygeal)\b", _I)),
+    ("pelvis", re.compile(r"\b(pelvis|pelvic)\b", _I)),
+    ("lumbar", re.compile(r"\b(lumbar|lumbosacral|L-?spine|L[-/]?S spine)\b", _I)),
+)
+_INJECTION = re.compile(r"\b(inject\w*|block|steroid|infiltration)\b", _I)
+_SI_JOINT = _REGIONS[0][1]
+_PHYSIO = re.compile(r"\b(physio\w*|physical therap\w*|PT (referral|eval\w*))\b", _I)
+_RUNNING = re.compile(
+    r"\b(running|jogging|walk[- ]run|return[- ]to[- ]run\w*|plyometric\w*|jump(ing)? training|"
+    r"hop(ping)? (training|progression)|impact training|couch to 5k)\b",
+    _I,
+)
+_NEGATION = re.compile(r"\b(no|not|avoid\w*|without|stop|hold|defer\w*)\b", _I)
+
+
+def region_of(text: str) -> Region | None:
+    for region, pattern in _REGIONS:
+        if pattern.search(text):
+            return region
+    return None
+
+
+def kind_from_text(text: str | None) -> tuple[OrderKind, Region | None]:
+    """What an order's name says it is; OTHER when it names nothing this module reads."""
+    if not text:
+        return OrderKind.OTHER, None
+    text = " ".join(text.split())[:300]
+    region = region_of(text)
+    imaging = not _NOT_IMAGING.search(text)
+    if imaging and _MRI.search(text) and region is not None:
+        return OrderKind.MRI, region
+    if imaging and _CT.search(text) and region in ("lumbar", "pelvis", "sacrum", "si_joint"):
+        return OrderKind.CT, region
+    if imaging and _XRAY.search(text) and region is not None:
+        return OrderKind.XRAY, region
+    if _SI_JOINT.search(text) and _INJECTION.search(text):
+        return OrderKind.SI_INJECTION, "si_joint"
+    if _RUNNING.search(text) and not _negated_before(text, _RUNNING):
+        return OrderKind.RUNNING, None
+    if _PHYSIO.search(text):
+        return OrderKind.PHYSIO, None
+    return OrderKind.OTHER, None
+
+
+def _negated_before(text: str, pattern: re.Pattern[str]) -> bool:
+    """ "No running", "avoid jogging": the words before the match, in the same clause."""
+    found = pattern.search(text)
+    if found is None:
+        return False
+    before = re.split(r"[,;:.]|\bthen\b", text[: found.start()])[-1]
+    return bool(_NEGATION.search(before))
