@@ -4,7 +4,8 @@ cds-service serve
 cds-service demo-load --fhir-server URL
 cds-service fire patient-view --fhir-server URL --patient ID
             [--service-url URL [--sign]] [--prefetch] [--json] [--token TOKEN]
-cds-service dev-token [--service-url URL] [--feedback]     (development only)
+cds-service fire order-select|order-sign --fhir-server URL --patient ID --order KIND ...
+cds-service dev-token [--service-url URL] [--hook HOOK] [--feedback]  (development only)
 cds-service --version
 """
 
@@ -120,43 +121,120 @@ def demo_load(fhir_server: FhirServer, token: Token = None) -> None:
     )
 
 
+ServiceUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--service-url",
+        help="a running service, e.g. http://127.0.0.1:8080 (default: in-process)",
+    ),
+]
+Patient = Annotated[str, typer.Option("--patient", help="the patient's id on the FHIR server")]
+Prefetch = Annotated[
+    bool,
+    typer.Option("--prefetch", help="fill the prefetch here, as an EHR would", metavar=FLAG),
+]
+AsJson = Annotated[
+    bool, typer.Option("--json", help="print the raw CDS Hooks response", metavar=FLAG)
+]
+Sign = Annotated[
+    bool,
+    typer.Option(
+        "--sign",
+        help="sign the call with the development key of `cds-service dev-token` "
+        "(for a service with JWT verification on; never in production)",
+        metavar=FLAG,
+    ),
+]
+Orders = Annotated[
+    list[str],
+    typer.Option(
+        "--order",
+        help=f"a draft order to send (repeatable): {', '.join(sandbox.ORDERS)}",
+    ),
+]
+
+
 @fire_cli.command("patient-view")
 def fire_patient_view(
     fhir_server: FhirServer,
-    patient: Annotated[str, typer.Option("--patient", help="the patient's id on the FHIR server")],
-    service_url: Annotated[
-        str | None,
-        typer.Option(
-            "--service-url",
-            help="a running service, e.g. http://127.0.0.1:8080 (default: in-process)",
-        ),
-    ] = None,
-    prefetch: Annotated[
-        bool,
-        typer.Option("--prefetch", help="fill the prefetch here, as an EHR would", metavar=FLAG),
-    ] = False,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="print the raw CDS Hooks response", metavar=FLAG)
-    ] = False,
-    sign: Annotated[
-        bool,
-        typer.Option(
-            "--sign",
-            help="sign the call with the development key of `cds-service dev-token` "
-            "(for a service with JWT verification on; never in production)",
-            metavar=FLAG,
-        ),
-    ] = False,
+    patient: Patient,
+    service_url: ServiceUrl = None,
+    prefetch: Prefetch = False,
+    as_json: AsJson = False,
+    sign: Sign = False,
     dev_key_folder: DevKeyFolder = dev_issuer.DEFAULT_FOLDER,
     token: Token = None,
 ) -> None:
     """Build the patient-view request an EHR would send, post it, and show the cards."""
+    _fire_and_show(
+        "patient-view", (), fhir_server, patient, service_url, prefetch, as_json, sign,
+        dev_key_folder, token,
+    )  # fmt: skip
+
+
+@fire_cli.command("order-select")
+def fire_order_select(
+    fhir_server: FhirServer,
+    patient: Patient,
+    order: Orders,
+    service_url: ServiceUrl = None,
+    prefetch: Prefetch = False,
+    as_json: AsJson = False,
+    sign: Sign = False,
+    dev_key_folder: DevKeyFolder = dev_issuer.DEFAULT_FOLDER,
+    token: Token = None,
+) -> None:
+    """Build the order-select request an EHR sends while orders are chosen (the --order drafts,
+    all selected), post it, and show the cards."""
+    _fire_and_show(
+        "order-select", order, fhir_server, patient, service_url, prefetch, as_json, sign,
+        dev_key_folder, token,
+    )  # fmt: skip
+
+
+@fire_cli.command("order-sign")
+def fire_order_sign(
+    fhir_server: FhirServer,
+    patient: Patient,
+    order: Orders,
+    service_url: ServiceUrl = None,
+    prefetch: Prefetch = False,
+    as_json: AsJson = False,
+    sign: Sign = False,
+    dev_key_folder: DevKeyFolder = dev_issuer.DEFAULT_FOLDER,
+    token: Token = None,
+) -> None:
+    """Build the order-sign request an EHR sends before the --order drafts are signed, post
+    it, and show the cards."""
+    _fire_and_show(
+        "order-sign", order, fhir_server, patient, service_url, prefetch, as_json, sign,
+        dev_key_folder, token,
+    )  # fmt: skip
+
+
+def _fire_and_show(
+    hook: str,
+    orders: list[str] | tuple[()],
+    fhir_server: str,
+    patient: str,
+    service_url: str | None,
+    prefetch: bool,
+    as_json: bool,
+    sign: bool,
+    dev_key_folder: Path,
+    token: str | None,
+) -> None:
+    unknown = [o for o in orders if o not in sandbox.ORDERS]
+    if unknown:
+        _fail(f"--order {unknown[0]}: not one of {', '.join(sandbox.ORDERS)}.", 2)
     fhir_server = _checked_url(fhir_server, "--fhir-server")
     bearer = None
     if service_url is not None:
         service_url = _checked_url(service_url, "--service-url")
         if sign:
-            bearer = _dev_token(dev_key_folder, service_url.rstrip("/") + sandbox.SERVICE_PATH)
+            bearer = _dev_token(
+                dev_key_folder, service_url.rstrip("/") + sandbox.service_path(hook)
+            )
     elif sign:
         _fail("--sign needs --service-url: the in-process service verifies no token.", 2)
     hint = (
@@ -166,7 +244,8 @@ def fire_patient_view(
         if bearer
         else None
     )
-    result = _run(_fire(fhir_server, patient, service_url, prefetch, token, bearer, hint))
+    body = sandbox.hook_request(fhir_server, patient, token, hook=hook, orders=orders)
+    result = _run(_fire(body, fhir_server, patient, service_url, prefetch, token, bearer, hint))
     if as_json:
         out.print_json(json.dumps(result))
         return
@@ -177,6 +256,7 @@ def fire_patient_view(
 
 
 async def _fire(
+    body: dict[str, Any],
     fhir_server: str,
     patient: str,
     service_url: str | None,
@@ -185,7 +265,6 @@ async def _fire(
     bearer: str | None = None,
     unauthorized_hint: str | None = None,
 ) -> Any:
-    body = sandbox.hook_request(fhir_server, patient, token)
     async with httpx.AsyncClient(timeout=30) as http:
         if service_url:
             client = httpx.AsyncClient(base_url=service_url.rstrip("/"), timeout=30)
@@ -201,7 +280,7 @@ async def _fire(
             )
         async with client:
             if prefetch:
-                templates = await sandbox.discovery(client)
+                templates = await sandbox.discovery(client, sandbox.SERVICE_IDS[body["hook"]])
                 body["prefetch"] = await sandbox.prefetch(
                     http, fhir_server, templates, patient, token
                 )
@@ -276,12 +355,18 @@ def dev_token(
         bool,
         typer.Option("--feedback", help="a token for the feedback endpoint", metavar=FLAG),
     ] = False,
+    hook: Annotated[
+        str,
+        typer.Option("--hook", help=f"the service of this hook: {', '.join(sandbox.SERVICE_IDS)}"),
+    ] = "patient-view",
     folder: DevKeyFolder = dev_issuer.DEFAULT_FOLDER,
 ) -> None:
     """DEVELOPMENT ONLY: print a JWT for one call, signed by a local development key (made on
     first use with the issuers file that trusts it), and how to start a service that trusts it."""
     service_url = _checked_url(service_url, "--service-url").rstrip("/")
-    path = sandbox.SERVICE_PATH + ("/feedback" if feedback else "")
+    if hook not in sandbox.SERVICE_IDS:
+        _fail(f"--hook {hook}: not one of {', '.join(sandbox.SERVICE_IDS)}.", 2)
+    path = sandbox.service_path(hook) + ("/feedback" if feedback else "")
     token = _dev_token(folder, service_url + path)
     issuer = dev_issuer.DevIssuer(folder)
     err.print(

@@ -210,12 +210,115 @@ async def load(
 
 
 # ---------------------------------------------------------------------------- firing a hook
-def hook_request(fhir_server: str, patient: str, token: str | None = None) -> Resource:
+SERVICE_IDS = {
+    "patient-view": "sacral-bsi",
+    "order-select": "sacral-bsi-order-select",
+    "order-sign": "sacral-bsi-order-sign",
+}
+_CPT = "http://www.ama-assn.org/go/cpt"
+_SNOMED = "http://snomed.info/sct"
+# Draft orders as an EHR sends them (CPT, as the CDS Hooks Sandbox's PAMA tab does), with the
+# reason the order is placed for.
+ORDERS: dict[str, tuple[str, str, str, str]] = {
+    # kind: (CPT code, display, SNOMED CT reason code, reason display)
+    "xray-lumbar": (
+        "72100",
+        "Radiologic examination, spine, lumbosacral; 2 or 3 views",
+        "279039007",
+        "Low back pain",
+    ),
+    "xray-pelvis": (
+        "72170",
+        "Radiologic examination, pelvis; 1 or 2 views",
+        "202487003",
+        "Sacroiliac joint pain",
+    ),
+    "xray-si-joints": (
+        "72202",
+        "Radiologic examination, sacroiliac joints; 3 or more views",
+        "202487003",
+        "Sacroiliac joint pain",
+    ),
+    "xray-sacrum": (
+        "72220",
+        "Radiologic examination, sacrum and coccyx, minimum of 2 views",
+        "279039007",
+        "Low back pain",
+    ),
+    "ct-lumbar": (
+        "72131",
+        "Computed tomography, lumbar spine; without contrast material",
+        "279039007",
+        "Low back pain",
+    ),
+    "ct-pelvis": (
+        "72192",
+        "Computed tomography, pelvis; without contrast material",
+        "202487003",
+        "Sacroiliac joint pain",
+    ),
+    "si-injection": (
+        "27096",
+        "Injection procedure for sacroiliac joint, anesthetic/steroid, with image guidance",
+        "202487003",
+        "Sacroiliac joint pain",
+    ),
+    "physio-si": (
+        "97161",
+        "Physical therapy evaluation: low complexity",
+        "202487003",
+        "Sacroiliac joint pain",
+    ),
+    "mri-pelvis": (
+        "72195",
+        "Magnetic resonance (eg, proton) imaging, pelvis; without contrast material(s)",
+        "202487003",
+        "Sacroiliac joint pain",
+    ),
+}
+
+
+def draft_order(kind: str, patient: str, number: int = 1) -> Resource:
+    """A draft ServiceRequest of ``kind`` (a key of ORDERS) for ``patient``."""
+    code, display, reason, reason_display = ORDERS[kind]
+    return {
+        "resourceType": "ServiceRequest",
+        "id": f"draft-order-{number}",
+        "status": "draft",
+        "intent": "order",
+        "code": {"coding": [{"system": _CPT, "code": code, "display": display}], "text": display},
+        "subject": {"reference": f"Patient/{patient}"},
+        "reasonCode": [
+            {"coding": [{"system": _SNOMED, "code": reason, "display": reason_display}]}
+        ],
+    }
+
+
+def hook_request(
+    fhir_server: str,
+    patient: str,
+    token: str | None = None,
+    *,
+    hook: str = "patient-view",
+    orders: Iterable[str] = (),
+) -> Resource:
+    """The request an EHR sends for ``hook``; order hooks carry ``orders`` (keys of ORDERS) as
+    draft orders, all of them selected for order-select."""
+    context: Resource = {"userId": "Practitioner/cds-service-sandbox", "patientId": patient}
+    if hook != "patient-view":
+        drafts = [draft_order(kind, patient, n) for n, kind in enumerate(orders, start=1)]
+        context["draftOrders"] = {
+            "resourceType": "Bundle",
+            "type": "collection",
+            "entry": [{"resource": d} for d in drafts],
+        }
+        if hook == "order-select":
+            context["selections"] = [f"ServiceRequest/{d['id']}" for d in drafts]
     body: Resource = {
         "hookInstance": str(uuid.uuid4()),
-        "hook": "patient-view",
+        "hook": hook,
         "fhirServer": fhir_server.rstrip("/"),
-        "context": {"userId": "Practitioner/cds-service-sandbox", "patientId": patient},
+        "context": context,
     }
     if token:
         body["fhirAuthorization"] = {
@@ -223,7 +326,8 @@ def hook_request(fhir_server: str, patient: str, token: str | None = None) -> Re
             "token_type": "Bearer",
             "expires_in": 300,
             "scope": "user/Patient.read user/Condition.read user/Observation.read "
-            "user/DiagnosticReport.read user/CarePlan.read user/CarePlan.write",
+            "user/DiagnosticReport.read user/CarePlan.read user/CarePlan.write "
+            "user/ServiceRequest.read",
             "subject": "cds-service-sandbox",
         }
     return body
@@ -281,21 +385,22 @@ async def _reach(call: Awaitable[httpx.Response], where: str) -> httpx.Response:
         ) from None
 
 
-async def discovery(client: httpx.AsyncClient) -> dict[str, str]:
-    """The sacral-bsi service's prefetch templates, from its discovery endpoint."""
+async def discovery(client: httpx.AsyncClient, service_id: str = "sacral-bsi") -> dict[str, str]:
+    """A service's prefetch templates, from the discovery endpoint."""
     response = await _reach(client.get("/cds-services"), f"the CDS service at {client.base_url}")
     if response.status_code != 200:
         raise SandboxError(f"The CDS service's discovery answered HTTP {response.status_code}.")
     service = next(
-        (s for s in response.json().get("services", []) if s.get("id") == "sacral-bsi"), None
+        (s for s in response.json().get("services", []) if s.get("id") == service_id), None
     )
     if service is None:
-        raise SandboxError("The CDS service does not offer the sacral-bsi service.")
+        raise SandboxError(f"The CDS service does not offer the {service_id} service.")
     templates: dict[str, str] = service.get("prefetch", {})
     return templates
 
 
-SERVICE_PATH = "/cds-services/sacral-bsi"
+def service_path(hook: str) -> str:
+    return f"/cds-services/{SERVICE_IDS[hook]}"
 
 
 async def fire(
@@ -304,11 +409,12 @@ async def fire(
     bearer: str | None = None,
     unauthorized_hint: str | None = None,
 ) -> Resource:
-    """POST the hook request (with ``bearer`` as the EHR's JWT, if given); return the response
-    body, or raise SandboxError saying why not (``unauthorized_hint`` after a 401)."""
+    """POST the hook request to the service of its hook (with ``bearer`` as the EHR's JWT, if
+    given); return the response body, or raise SandboxError saying why not
+    (``unauthorized_hint`` after a 401)."""
     headers = {"Authorization": f"Bearer {bearer}"} if bearer else None
     response = await _reach(
-        client.post(SERVICE_PATH, json=body, headers=headers),
+        client.post(service_path(body["hook"]), json=body, headers=headers),
         f"the CDS service at {client.base_url}",
     )
     if response.status_code != 200:

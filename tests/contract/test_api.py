@@ -10,9 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import msgspec
 import pytest
 
 from cds_service.main import StartupError, create_app
+from cds_service.platform import wire
 from cds_service.services.sacral_bsi.content import load_content
 from tests import cases
 from tests.builders import hook_request, patient, searchset
@@ -371,3 +373,31 @@ def test_api_content_that_cannot_be_read_stops_start_in_one_line(tmp_path: Path,
     with pytest.raises(StartupError, match=r"^CDS_CONTENT_DIR: ") as refused:
         create_app(settings_for_tests(content_dir=content_dir))
     assert "\n" not in str(refused.value)
+
+
+async def test_api_openapi_request_schemas_are_generated_from_the_wire_models(
+    client_at: ClientFactory,
+) -> None:
+    """One source: the OpenAPI request bodies are the msgspec wire models' schemas, one request
+    type per hook told apart by ``hook``; a change to a model changes the schema."""
+    spec = (await client_at().get("/openapi.json")).json()
+    body = spec["paths"]["/cds-services/{service_id}"]["post"]["requestBody"]
+    schema = body["content"]["application/json"]["schema"]
+    components = spec["components"]["schemas"]
+    refs = [option["$ref"].rsplit("/", 1)[1] for option in schema["anyOf"]]
+    assert refs == ["PatientViewRequest", "OrderSelectRequest", "OrderSignRequest"]
+    assert schema["discriminator"]["propertyName"] == "hook"
+    for name, hook in zip(refs, wire.HOOKS, strict=True):
+        model = components[name]
+        assert model["properties"]["hook"] == {"enum": [hook]}
+        assert set(model["required"]) == {"hook", "hookInstance", "context"}
+        pattern = model["properties"]["hookInstance"]["pattern"]
+        assert pattern == msgspec.inspect.type_info(wire.HookInstance).pattern  # type: ignore[attr-defined]
+    select = components["OrderSelectContext"]
+    assert set(select["required"]) == {"patientId", "selections", "draftOrders"}
+    assert set(components["OrderSignContext"]["required"]) == {"patientId", "draftOrders"}
+    assert components["PatientViewContext"]["required"] == ["patientId"]
+    feedback = spec["paths"]["/cds-services/{service_id}/feedback"]["post"]["requestBody"]
+    assert feedback["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/FeedbackRequest"
+    }

@@ -49,3 +49,29 @@ async def test_golden_confirmed_card_and_careplan(client_at: ClientFactory, gold
     card = without_uuids(response.json()["cards"][0])
     golden("confirmed-card-maya", card)
     golden("careplan-maya", card["suggestions"][0]["actions"][0]["resource"])
+
+
+async def test_golden_order_select_ct_pelvis_card(client_at: ClientFactory, golden: Golden) -> None:
+    """The card the CDS Hooks Sandbox's PAMA tab shows for a CT pelvis (CPT 72192), and the MRI
+    order its suggestions carry."""
+    from tests.contract.test_order_services import SELECT_URL, pama_request
+
+    body = pama_request(
+        "maya",
+        cases.maya_before_mri(),
+        "72192",
+        "Computed tomography, pelvis; without contrast material",
+    )
+    response = await client_at(cases.MAYA_SUSPECT_DAY).post(SELECT_URL, json=body)
+    golden("order-select-ct-pelvis-card-maya", without_uuids(response.json()["cards"][0]))
+
+
+async def test_golden_order_sign_confirmed_injection_warning(
+    client_at: ClientFactory, golden: Golden
+) -> None:
+    from tests.contract.test_order_services import CPT, SIGN_URL, draft, order_request
+
+    injection = draft("i1", CPT, "27096", "SI joint injection with image guidance")
+    body = order_request(cases.maya_after_mri(), [injection], hook="order-sign")
+    response = await client_at(cases.MAYA_CONFIRMED_DAY).post(SIGN_URL, json=body)
+    golden("order-sign-injection-warning-maya", without_uuids(response.json()["cards"][0]))

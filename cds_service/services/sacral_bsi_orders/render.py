@@ -236,7 +236,6 @@ def _confirmed_card(
         order=quote_text(f.order.label),
         finding=finding,
         day0=c.day0.isoformat(),
-        weeks=c.days_since_day0 // 7,
         footer=_footer(content),
     ).strip()
     return _card(

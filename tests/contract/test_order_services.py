@@ -1,0 +1,542 @@
+"""The order services (issue 10) through HTTP, with the record in prefetch: order-select and
+order-sign, each order kind positive and negative, the suggestions as the spec and the CDS
+Hooks Sandbox's PAMA tab need them, errors, feedback and suppression."""
+
+from __future__ import annotations
+
+import copy
+from datetime import date
+from typing import Any
+
+import httpx
+import pytest
+
+from cds_service.main import create_app
+from tests import cases
+from tests.builders import coding, concept, condition, hook_request
+from tests.conftest import ClientFactory, at, settings_for_tests
+
+pytestmark = pytest.mark.anyio
+SELECT_URL = "/cds-services/sacral-bsi-order-select"
+SIGN_URL = "/cds-services/sacral-bsi-order-sign"
+CPT = "http://www.ama-assn.org/go/cpt"
+LOINC = "http://loinc.org"
+SNOMED = "http://snomed.info/sct"
+ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
+SI_PAIN = {"system": SNOMED, "code": "202487003", "display": "Sacroiliac joint pain (finding)"}
+LOW_BACK_PAIN = {"system": SNOMED, "code": "279039007", "display": "Low back pain (finding)"}
+
+
+def draft(
+    sid: str,
+    system: str | None,
+    code: str | None,
+    display: str,
+    *,
+    reasons: tuple[dict[str, str], ...] = (SI_PAIN,),
+    status: str = "draft",
+    pid: str = "maya",
+    **extra: Any,
+) -> dict[str, Any]:
+    coding = {"system": system, "code": code, "display": display} if code else {}
+    return {
+        "resourceType": "ServiceRequest",
+        "id": sid,
+        "status": status,
+        "intent": "plan",
+        "code": {"coding": [coding], "text": display},
+        "subject": {"reference": f"Patient/{pid}"},
+        "reasonCode": [{"coding": [r], "text": r["display"]} for r in reasons],
+        **extra,
+    }
+
+
+def order_request(
+    record: list[dict[str, Any]],
+    orders: list[dict[str, Any]],
+    *,
+    hook: str = "order-select",
+    selections: list[str] | None = None,
+    pid: str = "maya",
+) -> dict[str, Any]:
+    body = hook_request(record, pid=pid, hook=hook)
+    # As the PAMA tab sends it: a Bundle without a type.
+    body["context"]["draftOrders"] = {
+        "resourceType": "Bundle",
+        "entry": [{"resource": o} for o in orders],
+    }
+    if hook == "order-select":
+        body["context"]["selections"] = (
+            selections
+            if selections is not None
+            else [f"ServiceRequest/{o['id']}" for o in orders[:1]]
+        )
+    return body
+
+
+async def cards_for(
+    client_at: ClientFactory,
+    body: dict[str, Any],
+    day: date = cases.MAYA_SUSPECT_DAY,
+    url: str | None = None,
+) -> list[dict[str, Any]]:
+    url = url or (SELECT_URL if body["hook"] == "order-select" else SIGN_URL)
+    response = await client_at(day).post(url, json=body)
+    assert response.status_code == 200, response.text
+    cards: list[dict[str, Any]] = response.json()["cards"]
+    return cards
+
+
+# Every imaging order kind the issue names, in each code system a value set holds for it.
+XRAY_OR_CT = [
+    (CPT, "72100", "Radiologic examination, spine, lumbosacral; 2 or 3 views", "X-ray"),
+    (CPT, "72110", "X-ray lumbar spine, 4 views", "X-ray"),
+    (CPT, "72170", "Radiologic examination, pelvis; 1 or 2 views", "X-ray"),
+    (CPT, "72200", "Radiologic examination, sacroiliac joints; less than 3 views", "X-ray"),
+    (CPT, "72202", "Radiologic examination, sacroiliac joints; 3 or more views", "X-ray"),
+    (CPT, "72220", "Radiologic examination, sacrum and coccyx", "X-ray"),
+    (CPT, "72131", "Computed tomography, lumbar spine; without contrast material", "CT"),
+    (CPT, "72133", "CT lumbar spine without then with contrast", "CT"),
+    (CPT, "72192", "Computed tomography, pelvis; without contrast material", "CT"),
+    (CPT, "72194", "CT pelvis without then with contrast", "CT"),
+    ("urn:oid:2.16.840.1.113883.6.12", "72170", "Pelvis 2 views", "X-ray"),
+    (LOINC, "28561-9", "XR Pelvis Views", "X-ray"),
+    (LOINC, "24900-3", "XR Sacroiliac Joint Views", "X-ray"),
+    (LOINC, "30615-9", "CT Pelvis WO contrast", "CT"),
+    (SNOMED, "783627007", "Plain X-ray of sacroiliac joint", "X-ray"),
+    (SNOMED, "22791004", "Plain X-ray of lumbar and sacral spine", "X-ray"),
+    (SNOMED, "395771000119107", "Computed tomography of pelvis without contrast", "CT"),
+    # A local code the service does not know: read by its name.
+    ("urn:oid:1.2.3.4.local", "IMG123", "XR LUMBAR SPINE 2-3 VIEWS", "X-ray"),
+    ("urn:oid:1.2.3.4.local", "IMG456", "CT pelvis w/o contrast", "CT"),
+]
+
+
+@pytest.mark.parametrize(("system", "code", "display", "study"), XRAY_OR_CT)
+async def test_orders_xray_or_ct_for_a_suspected_runner_suggests_mri_instead(
+    client_at: ClientFactory, system: str, code: str, display: str, study: str
+) -> None:
+    order = draft("example-request-id", system, code, display)
+    (card,) = await cards_for(client_at, order_request(cases.maya_before_mri(), [order]))
+    assert card["summary"] == (
+        f"Runner, left SI-joint pain: {study} is often normal early in sacral stress injury; "
+        "MRI of sacrum is the test."
+    )
+    assert card["indicator"] == "warning"  # Maya has 3 counted risk factors
+    assert "normal early" in card["detail"]
+    assert "Runner:** Exercise activity = Running" in card["detail"]
+    assert card["selectionBehavior"] == "at-most-one"
+    update, replace = card["suggestions"]
+    assert update["isRecommended"] is True
+    (action,) = update["actions"]
+    assert action["type"] == "update"
+    changed = action["resource"]
+    # The same draft (id, status, intent, subject, reasons), now an MRI of the sacrum.
+    assert changed["id"] == "example-request-id"
+    assert (changed["status"], changed["intent"]) == ("draft", "plan")
+    assert changed["subject"] == order["subject"]
+    assert changed["reasonCode"] == order["reasonCode"]
+    assert changed["code"]["coding"] == [
+        {"system": SNOMED, "code": "388321000119101", "display": "MRI of sacrum"}
+    ]
+    assert changed["bodySite"][0]["coding"][0]["code"] == "54735007"
+    delete, create = replace["actions"]
+    assert delete == {
+        "type": "delete",
+        "description": f"Remove the draft order {display}.",
+        "resourceId": "ServiceRequest/example-request-id",
+    }
+    assert create["type"] == "create"
+    assert "id" not in create["resource"]
+    assert create["resource"]["code"] == changed["code"]
+    assert create["resource"]["intent"] == "plan"
+    assert create["resource"]["reasonCode"] == order["reasonCode"]
+    # Also linked to the conditions the card stands on.
+    assert {"reference": "Condition/si-1"} in create["resource"]["reasonReference"]
+
+
+async def test_orders_buttock_pain_turns_the_xray_into_an_mri_of_the_pelvis(
+    client_at: ClientFactory,
+) -> None:
+    buttock = condition(
+        "b1",
+        coding(SNOMED, "279043006", "Buttock pain"),
+        onset="2025-09-10",
+        body_sites=[concept(coding(SNOMED, "7771000", "Left"))],
+    )
+    record = cases.runner_with(buttock)
+    order = draft("x1", CPT, "72170", "X-ray pelvis", pid="p1")
+    (card,) = await cards_for(client_at, order_request(record, [order], pid="p1"))
+    assert "MRI of pelvis is the test" in card["summary"]
+    changed = card["suggestions"][0]["actions"][0]["resource"]
+    assert changed["code"] == {"text": "MRI of pelvis (including sacrum and both femoral necks)"}
+    assert changed["bodySite"][0]["coding"][0]["code"] == "12921003"
+
+
+async def test_orders_update_drops_the_xray_details_and_any_pama_rating_but_keeps_the_rest(
+    client_at: ClientFactory,
+) -> None:
+    pama = {
+        "url": "http://fhir.org/argonaut/Extension/pama-rating",
+        "valueCodeableConcept": {"coding": [{"code": "appropriate"}]},
+    }
+    own = {"url": "http://example.org/ehr-order-set", "valueString": "back pain set"}
+    order = draft(
+        "x1",
+        CPT,
+        "72100",
+        "XR L-spine",
+        extension=[pama, own],
+        orderDetail=[{"text": "AP and lateral"}],
+        note=[{"text": "please expedite"}],
+        priority="urgent",
+    )
+    (card,) = await cards_for(client_at, order_request(cases.maya_before_mri(), [order]))
+    changed = card["suggestions"][0]["actions"][0]["resource"]
+    assert changed["extension"] == [own]
+    assert "orderDetail" not in changed
+    assert changed["priority"] == "urgent"
+    assert changed["note"][0] == {"text": "please expedite"}
+    assert changed["note"][1]["text"].startswith("Changed from XR L-spine")
+
+
+@pytest.mark.parametrize(
+    ("order", "why"),
+    [
+        (draft("m1", CPT, "72195", "MRI pelvis without contrast"), "an MRI is the right test"),
+        (draft("m2", LOINC, "24867-4", "MR Pelvis"), "an MRI is the right test"),
+        (draft("m3", SNOMED, "388321000119101", "MRI of sacrum"), "an MRI is the right test"),
+        (draft("m4", CPT, "72148", "MRI lumbar spine"), "an MRI is the right test"),
+        (draft("h1", CPT, "70450", "CT head without contrast"), "not an order of the region"),
+        (draft("c1", LOINC, "36643-5", "XR Chest 2 Views"), "not an order of the region"),
+        (draft("a1", None, None, "MRA pelvis"), "angiography is not the MRI"),
+        # The PAMA tab's first call: nothing chosen yet.
+        (draft("e1", None, None, "", reasons=()), "an empty order"),
+        (draft("p1", CPT, "97161", "PT evaluation", reasons=(LOW_BACK_PAIN,)), "PT, no SI reason"),
+    ],
+)
+async def test_orders_no_card_for_orders_that_are_not_a_problem(
+    client_at: ClientFactory, order: dict[str, Any], why: str
+) -> None:
+    if not order["code"]["text"]:
+        order["code"] = {"coding": [{}]}
+        order.pop("reasonCode")
+    assert await cards_for(client_at, order_request(cases.maya_before_mri(), [order])) == [], why
+
+
+@pytest.mark.parametrize("hook", ["order-select", "order-sign"])
+async def test_orders_no_card_for_a_patient_card_a_would_not_suspect(
+    client_at: ClientFactory, hook: str
+) -> None:
+    order = draft("x1", CPT, "72100", "XR lumbar spine", pid="daniel")
+    body = order_request(cases.daniel(), [order], hook=hook, pid="daniel")
+    assert await cards_for(client_at, body) == []
+
+
+async def test_orders_no_imaging_card_when_an_mri_is_already_ordered_or_in_the_session(
+    client_at: ClientFactory,
+) -> None:
+    xray = draft("x1", CPT, "72170", "X-ray pelvis")
+    mri = draft("m1", CPT, "72195", "MRI pelvis")
+    # In the same ordering session (the X-ray selected, the MRI already drafted).
+    body = order_request(cases.maya_before_mri(), [xray, mri])
+    assert await cards_for(client_at, body) == []
+    # In the chart already (an open MRI order since the pain began: card A says so too).
+    ordered = {
+        **draft("m0", SNOMED, "388321000119101", "MRI of sacrum", status="active"),
+        "authoredOn": "2025-09-20",
+    }
+    body = order_request([*cases.maya_before_mri(), ordered], [xray])
+    assert await cards_for(client_at, body) == []
+
+
+@pytest.mark.parametrize(
+    ("order", "treatment"),
+    [
+        (draft("i1", CPT, "27096", "SI joint injection with image guidance"), "an SI-joint injection"),
+        (draft("i2", LOINC, "24901-1", "CT Guidance for injection of Sacroiliac Joint"), "an SI"),
+        (draft("i3", None, None, "Left sacroiliac joint steroid injection"), "an SI-joint"),
+        (draft("t1", CPT, "97161", "PT evaluation"), "physiotherapy for SI-joint pain"),
+        (draft("t2", SNOMED, "91251008", "Physiotherapy", reasons=(
+            {"system": SNOMED, "code": "55146009", "display": "Sacroiliitis"},)), "physiotherapy"),
+        (draft("t3", SNOMED, "308447003", "Referral to physiotherapist", reasons=(
+            {"system": ICD10CM, "code": "M46.1", "display": "Sacroiliitis NEC"},)), "physio"),
+    ],
+)  # fmt: skip
+async def test_orders_si_joint_treatment_for_a_suspected_runner_says_consider_bsi_first(
+    client_at: ClientFactory, order: dict[str, Any], treatment: str
+) -> None:
+    (card,) = await cards_for(client_at, order_request(cases.maya_before_mri(), [order]))
+    assert card["summary"] == (
+        "Runner, left SI-joint pain: consider sacral stress injury before treating as "
+        "SI-joint pain."
+    )
+    assert f"**Why this card:** {treatment}" in card["detail"]
+    (suggestion,) = card["suggestions"]
+    (create,) = suggestion["actions"]
+    assert create["type"] == "create"
+    assert create["resource"]["code"]["text"] == "MRI of sacrum"
+
+
+async def test_orders_physiotherapy_whose_reason_references_the_si_condition_counts(
+    client_at: ClientFactory,
+) -> None:
+    order = draft("t1", CPT, "97161", "PT evaluation", reasons=())
+    order["reasonReference"] = [{"reference": "Condition/si-1"}]
+    (card,) = await cards_for(client_at, order_request(cases.maya_before_mri(), [order]))
+    assert "physiotherapy for SI-joint pain" in card["detail"]
+
+
+@pytest.mark.parametrize(
+    ("order", "summary"),
+    [
+        (
+            draft("i1", CPT, "27096", "SI joint injection"),
+            "Confirmed sacral stress injury: an SI-joint injection is not its treatment.",
+        ),
+        (
+            draft("r1", None, None, "Return to running program", reasons=()),
+            "Confirmed sacral stress injury: no running, hopping or jumping until cleared.",
+        ),
+        (
+            draft("r2", CPT, "97161", "PT evaluation - plyometric and jump training", reasons=()),
+            "Confirmed sacral stress injury: no running, hopping or jumping until cleared.",
+        ),
+    ],
+)
+async def test_orders_confirmed_bsi_warns_against_injection_or_running_programme(
+    client_at: ClientFactory, order: dict[str, Any], summary: str
+) -> None:
+    body = order_request(cases.maya_after_mri(), [order], hook="order-sign")
+    (card,) = await cards_for(client_at, body, cases.MAYA_CONFIRMED_DAY)
+    assert card["indicator"] == "warning"
+    assert card["summary"] == summary
+    assert "Day 0 2025-10-03." in card["detail"]
+
+
+@pytest.mark.parametrize(
+    "order",
+    [
+        draft("x1", CPT, "72170", "X-ray pelvis"),
+        draft("m1", CPT, "72195", "MRI pelvis"),
+        draft("t1", CPT, "97161", "PT evaluation: no running until cleared", reasons=()),
+    ],
+)
+async def test_orders_confirmed_bsi_has_no_card_for_imaging_or_plain_physiotherapy(
+    client_at: ClientFactory, order: dict[str, Any]
+) -> None:
+    body = order_request(cases.maya_after_mri(), [order], hook="order-sign")
+    assert await cards_for(client_at, body, cases.MAYA_CONFIRMED_DAY) == []
+
+
+async def test_order_select_reviews_only_the_selected_orders(client_at: ClientFactory) -> None:
+    injection = draft("i1", CPT, "27096", "SI joint injection")
+    physio = draft("t1", CPT, "97161", "PT evaluation")
+    body = order_request(
+        cases.maya_before_mri(), [injection, physio], selections=["ServiceRequest/t1"]
+    )
+    (card,) = await cards_for(client_at, body)
+    assert 'physiotherapy for SI-joint pain ("PT evaluation")' in card["detail"]
+    body["context"]["selections"] = ["ServiceRequest/not-in-the-bundle"]
+    assert await cards_for(client_at, body) == []
+
+
+async def test_order_sign_reviews_every_order_being_signed_and_skips_finished_ones(
+    client_at: ClientFactory,
+) -> None:
+    orders = [
+        draft("x1", CPT, "72100", "XR lumbar spine"),
+        draft("i1", CPT, "27096", "SI joint injection", status="active"),  # re-signed
+        draft("c1", CPT, "72192", "CT pelvis", status="completed"),
+        draft("r1", CPT, "72170", "X-ray pelvis", status="revoked"),
+        {"resourceType": "MedicationRequest", "id": "med1", "status": "draft"},
+    ]
+    cards = await cards_for(
+        client_at, order_request(cases.maya_before_mri(), orders, hook="order-sign")
+    )
+    assert [c["summary"].split(":")[1].strip()[:25] for c in cards] == [
+        "X-ray is often normal ear",
+        "consider sacral stress in",
+    ]
+    assert cards[0]["uuid"] != cards[1]["uuid"]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "field"),
+    [
+        (lambda b: b["context"].pop("selections"), "context.selections"),
+        (lambda b: b["context"].update(selections=[]), "context.selections"),
+        (lambda b: b["context"].pop("draftOrders"), "context.draftOrders"),
+        (lambda b: b["context"].update(draftOrders=[]), "context.draftOrders"),
+        (lambda b: b["context"].update(draftOrders={"resourceType": "Patient"}), "context.draftOrders"),
+        (lambda b: b["context"]["draftOrders"]["entry"].append({}), "context.draftOrders.entry[1]"),
+        (
+            lambda b: b["context"]["draftOrders"]["entry"][0]["resource"].update(code=7),
+            "context.draftOrders.entry[0].resource",
+        ),
+        (lambda b: b.update(hook="patient-view"), "hook"),
+        (lambda b: b.update(hook="order-sign"), "hook"),
+        (lambda b: b.update(hook="encounter-start"), "hook"),
+    ],
+)  # fmt: skip
+async def test_orders_request_not_matching_the_spec_is_400_naming_the_field(
+    client_at: ClientFactory, mutate: Any, field: str
+) -> None:
+    body = order_request(cases.maya_before_mri(), [draft("x1", CPT, "72100", "XR L-spine")])
+    mutate(body)
+    response = await client_at(cases.MAYA_SUSPECT_DAY).post(SELECT_URL, json=body)
+    assert response.status_code == 400, response.text
+    issue = response.json()["issue"][0]
+    assert issue["expression"] == [field], issue
+
+
+async def test_patient_view_service_refuses_an_order_select_request_naming_the_hook(
+    client_at: ClientFactory,
+) -> None:
+    body = order_request(cases.maya_before_mri(), [draft("x1", CPT, "72100", "XR L-spine")])
+    response = await client_at().post("/cds-services/sacral-bsi", json=body)
+    assert response.status_code == 400
+    issue = response.json()["issue"][0]
+    assert issue["expression"] == ["hook"]
+    assert issue["details"]["text"] == (
+        "Service 'sacral-bsi' answers the 'patient-view' hook, not 'order-select'."
+    )
+
+
+# ---------------------------------------------------------------------------- the PAMA tab
+def pama_request(pid: str, record: list[dict[str, Any]], code: str, display: str) -> dict[str, Any]:
+    """Exactly what the CDS Hooks Sandbox's PAMA Imaging tab sends (src/components/Pama/pama.jsx,
+    src/retrieve-data-helpers/service-exchange.js): no encounterId, the same request id always,
+    intent plan, a Bundle without type; the prefetch the sandbox fills from its FHIR server."""
+    body = hook_request(record, pid=pid, hook="order-select")
+    body["context"] = {
+        "patientId": pid,
+        "userId": "Practitioner/COREPRACTITIONER1",
+        "selections": ["ServiceRequest/example-request-id"],
+        "draftOrders": {
+            "resourceType": "Bundle",
+            "entry": [
+                {
+                    "resource": {
+                        "resourceType": "ServiceRequest",
+                        "id": "example-request-id",
+                        "status": "draft",
+                        "intent": "plan",
+                        "code": {
+                            "coding": [{"system": CPT, "code": code, "display": display}],
+                            "text": display,
+                        },
+                        "subject": {"reference": f"Patient/{pid}"},
+                        "reasonCode": [{"coding": [SI_PAIN], "text": SI_PAIN["display"]}],
+                    }
+                }
+            ],
+        },
+    }
+    return body
+
+
+async def test_pama_tab_ct_pelvis_card_has_what_the_sandbox_renders_and_applies(
+    client_at: ClientFactory,
+) -> None:
+    body = pama_request(
+        "maya",
+        cases.maya_before_mri(),
+        "72192",
+        "Computed tomography, pelvis; without contrast material",
+    )
+    (card,) = await cards_for(client_at, body)
+    # card-list.jsx: summary, indicator, source.label, detail (markdown), a uuid for Dismiss,
+    # every suggestion with a label (and a uuid for feedback).
+    assert card["uuid"]
+    assert card["source"]["label"]
+    assert card["detail"]
+    assert all(s["label"] and s["uuid"] for s in card["suggestions"])
+    # dispatchSuggestedUpdates applies update actions: resource.code.coding[0] and
+    # resource.reasonCode[*].coding[0] must be there.
+    update = card["suggestions"][0]["actions"][0]
+    assert update["type"] == "update"
+    assert update["resource"]["code"]["coding"][0]["code"] == "388321000119101"
+    assert update["resource"]["reasonCode"][0]["coding"][0] == SI_PAIN
+    # No PAMA appropriate-use rating: this service does not rate appropriate use (README).
+    assert "extension" not in update["resource"]
+
+
+# ---------------------------------------------------------------------------- feedback
+def client_with_ledger(tmp_path: Any, day: date) -> httpx.AsyncClient:
+    url = f"sqlite:///{tmp_path}/ledger.db"
+    app = create_app(settings_for_tests(database_url=url), clock=at(day))
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://cds.test")
+
+
+async def test_orders_override_snoozes_that_order_card_only(tmp_path: Any) -> None:
+    xray = draft("x1", CPT, "72100", "XR lumbar spine")
+    injection = draft("i1", CPT, "27096", "SI joint injection")
+    async with client_with_ledger(tmp_path, cases.MAYA_SUSPECT_DAY) as client:
+        first = await client.post(SELECT_URL, json=order_request(cases.maya_before_mri(), [xray]))
+        (card,) = first.json()["cards"]
+        reason = card["overrideReasons"][1]
+        feedback = {
+            "feedback": [
+                {
+                    "card": card["uuid"],
+                    "outcome": "overridden",
+                    "outcomeTimestamp": "2025-09-30T11:55:00Z",
+                    "overrideReason": {"reason": reason},
+                }
+            ]
+        }
+        stored = await client.post(SELECT_URL + "/feedback", json=feedback)
+        assert stored.status_code == 200
+        ledger = client._transport.app.state.collaborators.ledger  # type: ignore[attr-defined]
+        (kept,) = ledger.feedback_for(card["uuid"])
+        assert kept.known_card is True
+        assert kept.override_code == "other-question"
+        # The same X-ray again: quiet, at selection and at signing.
+        again = await client.post(SELECT_URL, json=order_request(cases.maya_before_mri(), [xray]))
+        assert again.json() == {"cards": []}
+        signing = order_request(cases.maya_before_mri(), [xray], hook="order-sign")
+        assert (await client.post(SIGN_URL, json=signing)).json() == {"cards": []}
+        # The injection card stands on other evidence (another order kind): it still shows.
+        body = order_request(cases.maya_before_mri(), [injection])
+        assert len((await client.post(SELECT_URL, json=body)).json()["cards"]) == 1
+        # Card A in the chart is not snoozed by the order card's override.
+        view = hook_request(cases.maya_before_mri(), pid="maya")
+        assert len((await client.post("/cds-services/sacral-bsi", json=view)).json()["cards"]) == 1
+    # A month and a day later the snooze is over.
+    later = date(2025, 10, 31)
+    async with client_with_ledger(tmp_path, later) as client:
+        again = await client.post(SELECT_URL, json=order_request(cases.maya_before_mri(), [xray]))
+        assert len(again.json()["cards"]) == 1
+
+
+async def test_orders_card_a_override_does_not_silence_the_order_card(tmp_path: Any) -> None:
+    async with client_with_ledger(tmp_path, cases.MAYA_SUSPECT_DAY) as client:
+        view = hook_request(cases.maya_before_mri(), pid="maya")
+        (card,) = (await client.post("/cds-services/sacral-bsi", json=view)).json()["cards"]
+        feedback = {
+            "feedback": [
+                {
+                    "card": card["uuid"],
+                    "outcome": "overridden",
+                    "outcomeTimestamp": "2025-09-30T11:55:00Z",
+                }
+            ]
+        }
+        assert (
+            await client.post("/cds-services/sacral-bsi/feedback", json=feedback)
+        ).status_code == 200
+        assert (await client.post("/cds-services/sacral-bsi", json=view)).json() == {"cards": []}
+        xray = draft("x1", CPT, "72100", "XR lumbar spine")
+        body = order_request(cases.maya_before_mri(), [xray])
+        assert len((await client.post(SELECT_URL, json=body)).json()["cards"]) == 1
+
+
+async def test_orders_the_draft_bundle_is_not_changed_by_the_service(
+    client_at: ClientFactory,
+) -> None:
+    order = draft("x1", CPT, "72100", "XR L-spine", note=[{"text": "n"}])
+    body = order_request(cases.maya_before_mri(), [order])
+    sent = copy.deepcopy(body)
+    await cards_for(client_at, body)
+    assert body == sent

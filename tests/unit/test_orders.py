@@ -1,0 +1,319 @@
+"""What an order is (by code and by name) and which order deserves a card (issue 10)."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+import msgspec
+import pytest
+
+from cds_service.clinical.facts import PatientFacts
+from cds_service.clinical.orders import (
+    ConfirmedBsiWarning,
+    ConsiderBsiFirst,
+    DraftOrder,
+    ImagingInstead,
+    OrderKind,
+    kind_from_text,
+    order_findings,
+)
+from cds_service.clinical.sacral_bsi import Confirmation, Suspicion, assess, current_confirmation
+from cds_service.platform import wire
+from cds_service.services.sacral_bsi.content import Content
+from cds_service.services.sacral_bsi_orders.content import (
+    FOLDER,
+    OrderContent,
+    OrderValueSets,
+    load_order_content,
+)
+from fhir_mappings.draft_orders import DraftOrdersError, as_mri, read_draft_orders, selected
+from tests import cases
+from tests.conftest import facts_of
+
+CPT = "http://www.ama-assn.org/go/cpt"
+
+
+@pytest.fixture(scope="module")
+def orders_content() -> OrderContent:
+    from cds_service.services.sacral_bsi.content import load_content
+
+    rule = load_content()
+    return load_order_content(rule.directory.parent / FOLDER, rule)
+
+
+def bundle(*resources: dict[str, Any]) -> dict[str, Any]:
+    return {"resourceType": "Bundle", "entry": [{"resource": r} for r in resources]}
+
+
+def sr(sid: str, system: str | None, code: str | None, text: str, **extra: Any) -> dict[str, Any]:
+    coding = [{"system": system, "code": code}] if code else []
+    return {
+        "resourceType": "ServiceRequest",
+        "id": sid,
+        "status": "draft",
+        "intent": "order",
+        "code": {"coding": coding, "text": text},
+        **extra,
+    }
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "region"),
+    [
+        ("XR lumbar spine 2-3 views", OrderKind.XRAY, "lumbar"),
+        ("X-ray pelvis AP", OrderKind.XRAY, "pelvis"),
+        ("Radiograph sacrum and coccyx", OrderKind.XRAY, "sacrum"),
+        ("XR SI joints bilateral", OrderKind.XRAY, "si_joint"),
+        ("Plain film L-spine", OrderKind.XRAY, "lumbar"),
+        ("CT pelvis w/o contrast", OrderKind.CT, "pelvis"),
+        ("Computed tomography lumbar spine", OrderKind.CT, "lumbar"),
+        ("MRI sacrum without contrast", OrderKind.MRI, "sacrum"),
+        ("MR pelvis", OrderKind.MRI, "pelvis"),
+        ("MRA pelvis", OrderKind.OTHER, None),
+        ("CT guided sacroiliac joint injection", OrderKind.SI_INJECTION, "si_joint"),
+        ("Left SI joint steroid injection", OrderKind.SI_INJECTION, "si_joint"),
+        ("Sacroiliac joint block", OrderKind.SI_INJECTION, "si_joint"),
+        ("Referral to physiotherapy", OrderKind.PHYSIO, None),
+        ("Physical therapy evaluation", OrderKind.PHYSIO, None),
+        ("Return to running program", OrderKind.RUNNING, None),
+        ("Walk-run progression", OrderKind.RUNNING, None),
+        ("Plyometric training", OrderKind.RUNNING, None),
+        ("Physiotherapy: no running until cleared", OrderKind.PHYSIO, None),
+        ("Physiotherapy, avoid jogging", OrderKind.PHYSIO, None),
+        ("CT head", OrderKind.OTHER, None),
+        ("XR chest 2 views", OrderKind.OTHER, None),
+        ("", OrderKind.OTHER, None),
+    ],
+)
+def test_order_kind_from_its_name(text: str, kind: OrderKind, region: str | None) -> None:
+    assert kind_from_text(text) == (kind, region)
+
+
+def test_every_order_value_set_code_is_read_as_its_kind(
+    orders_content: OrderContent, content: Content
+) -> None:
+    """Each code of cards/sacral-bsi-orders/valuesets.toml, sent with its system and a name
+    that says nothing, is read as the kind its value set stands for."""
+    expected = {
+        "order_xray_lumbar": (OrderKind.XRAY, "lumbar"),
+        "order_xray_pelvis": (OrderKind.XRAY, "pelvis"),
+        "order_xray_sacrum": (OrderKind.XRAY, "sacrum"),
+        "order_xray_si_joint": (OrderKind.XRAY, "si_joint"),
+        "order_ct_lumbar": (OrderKind.CT, "lumbar"),
+        "order_ct_pelvis": (OrderKind.CT, "pelvis"),
+        "order_si_injection": (OrderKind.SI_INJECTION, "si_joint"),
+        "order_physio": (OrderKind.PHYSIO, None),
+    }
+    toml = msgspec.toml.decode(
+        (orders_content.directory / "valuesets.toml").read_bytes(), type=OrderValueSets
+    )
+    assert set(toml.valuesets) == set(expected)
+    systems = orders_content.rule.terminology.system_uris
+    facts = PatientFacts("p1")
+    checked = 0
+    for vs_id, specs in toml.valuesets.items():
+        for spec in specs.codes:
+            resource = sr("o", systems[spec.system], spec.code, "order 1")
+            (order,) = read_draft_orders(bundle(resource), orders_content.terminology, facts)
+            assert (order.fact.kind, order.fact.region) == expected[vs_id], (vs_id, spec.code)
+            checked += 1
+    assert checked >= 70
+
+
+def test_cpt_mri_codes_of_card_a_are_mri_orders(orders_content: OrderContent) -> None:
+    for code in ("72195", "72196", "72197", "72148", "72149", "72158"):
+        resource = sr("o", CPT, code, "order")
+        (order,) = read_draft_orders(
+            bundle(resource), orders_content.terminology, PatientFacts("p1")
+        )
+        assert order.fact.kind is OrderKind.MRI, code
+
+
+def test_order_value_sets_may_not_redefine_card_a_value_sets(
+    tmp_path: Any, content: Content
+) -> None:
+    from cds_service.platform.content import ContentError
+
+    folder = tmp_path / FOLDER
+    folder.mkdir()
+    source = content.directory.parent / FOLDER
+    (folder / "content.toml").write_bytes((source / "content.toml").read_bytes())
+    (folder / "valuesets.toml").write_text(
+        '[valuesets.pain_si_joint]\ncodes = [{ system = "cpt", code = "1", mark = "U" }]\n'
+    )
+    with pytest.raises(ContentError, match=r"pain_si_joint.*already defined by card A"):
+        load_order_content(folder, content)
+
+
+@pytest.mark.parametrize(
+    ("reason", "expected"),
+    [
+        ({"reasonCode": [{"coding": [{"system": "http://snomed.info/sct", "code": "202487003"}]}]}, True),
+        ({"reasonCode": [{"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "M46.1"}]}]}, True),
+        ({"reasonCode": [{"text": "left SI joint pain"}]}, True),
+        ({"reasonCode": [{"text": "Sacroiliitis"}]}, True),
+        ({"reasonReference": [{"reference": "Condition/si-1"}]}, True),
+        ({"reasonReference": [{"reference": "Condition/amen-1"}]}, False),
+        ({"reasonCode": [{"coding": [{"system": "http://snomed.info/sct", "code": "279039007"}]}]}, False),
+        ({}, False),
+    ],
+)  # fmt: skip
+def test_si_joint_reason_by_code_text_or_referenced_condition(
+    orders_content: OrderContent, content: Content, reason: dict[str, Any], expected: bool
+) -> None:
+    facts = facts_of(cases.maya_before_mri(), content, "maya")
+    resource = sr("t1", CPT, "97161", "PT evaluation", **reason)
+    (order,) = read_draft_orders(bundle(resource), orders_content.terminology, facts)
+    assert order.fact.si_reason is expected
+
+
+@pytest.mark.parametrize(
+    ("value", "field"),
+    [
+        ({"resourceType": "Patient"}, "context.draftOrders"),
+        ({"resourceType": "Bundle", "entry": {}}, "context.draftOrders"),
+        ({"resourceType": "Bundle", "entry": ["x"]}, "context.draftOrders.entry[0]"),
+        (
+            {"resourceType": "Bundle", "entry": [{"resource": {"resourceType": "ServiceRequest", "code": "x"}}]},
+            "context.draftOrders.entry[0].resource",
+        ),
+    ],
+)  # fmt: skip
+def test_malformed_draft_orders_name_where(
+    orders_content: OrderContent, value: dict[str, Any], field: str
+) -> None:
+    with pytest.raises(DraftOrdersError) as raised:
+        read_draft_orders(value, orders_content.terminology, PatientFacts("p1"))
+    assert raised.value.field == field
+
+
+def test_selected_orders_by_reference_in_the_order_named(orders_content: OrderContent) -> None:
+    a, b = sr("a", CPT, "72100", "x"), sr("b", CPT, "27096", "y")
+    orders = read_draft_orders(bundle(a, b), orders_content.terminology, PatientFacts("p1"))
+    picked = selected(orders, ["ServiceRequest/b", "ServiceRequest/a", "ServiceRequest/b", "x"])
+    assert [o.reference for o in picked] == ["ServiceRequest/b", "ServiceRequest/a"]
+
+
+def test_as_mri_keeps_the_draft_and_changes_code_site_and_note() -> None:
+    draft = sr(
+        "x1",
+        CPT,
+        "72100",
+        "XR L-spine",
+        bodySite=[{"text": "lumbar"}],
+        orderDetail=[{"text": "2 views"}],
+        extension=[{"url": "http://fhir.org/argonaut/Extension/pama-rating-consult-id"}],
+        note="not a list",
+    )
+    mri = {
+        "code": {"text": "MRI of sacrum"},
+        "bodySite": [{"text": "sacrum"}],
+        "note": [{"text": "n"}],
+    }
+    changed = as_mri(draft, mri)
+    assert changed["id"] == "x1"
+    assert changed["code"] == {"text": "MRI of sacrum"}
+    assert changed["bodySite"] == [{"text": "sacrum"}]
+    assert "orderDetail" not in changed
+    assert "extension" not in changed
+    assert changed["note"] == [{"text": "n"}]
+    assert draft["code"]["text"] == "XR L-spine"  # the EHR's resource is not changed
+
+
+def order(kind: OrderKind, *, si_reason: bool = False) -> DraftOrder:
+    return DraftOrder(f"ServiceRequest/{kind.value}", kind, kind.value, si_reason=si_reason)
+
+
+def test_findings_for_a_suspected_runner(content: Content) -> None:
+    facts = facts_of(cases.maya_before_mri(), content, "maya")
+    suspicion = assess(facts, content.parameters, cases.MAYA_SUSPECT_DAY)
+    assert isinstance(suspicion, Suspicion)
+    reviewed = [
+        order(OrderKind.XRAY),
+        order(OrderKind.CT),
+        order(OrderKind.SI_INJECTION),
+        order(OrderKind.PHYSIO, si_reason=True),
+        order(OrderKind.PHYSIO),
+        order(OrderKind.RUNNING),
+        order(OrderKind.OTHER),
+    ]
+    found = order_findings(reviewed, reviewed, suspicion, None)
+    assert [(type(f), f.order.kind) for f in found] == [
+        (ImagingInstead, OrderKind.XRAY),
+        (ImagingInstead, OrderKind.CT),
+        (ConsiderBsiFirst, OrderKind.SI_INJECTION),
+        (ConsiderBsiFirst, OrderKind.PHYSIO),
+    ]
+    with_mri = [*reviewed, order(OrderKind.MRI)]
+    assert [type(f) for f in order_findings(reviewed, with_mri, suspicion, None)] == [
+        ConsiderBsiFirst,
+        ConsiderBsiFirst,
+    ]
+    assert order_findings(reviewed, reviewed, None, None) == []
+
+
+def test_findings_for_a_confirmed_bsi(content: Content) -> None:
+    facts = facts_of(cases.maya_after_mri(), content, "maya")
+    confirmation = current_confirmation(facts, content.parameters, cases.MAYA_CONFIRMED_DAY)
+    assert isinstance(confirmation, Confirmation)
+    reviewed = [order(k) for k in OrderKind]
+    found = order_findings(reviewed, reviewed, None, confirmation)
+    assert all(isinstance(f, ConfirmedBsiWarning) for f in found)
+    assert [f.order.kind for f in found] == [OrderKind.SI_INJECTION, OrderKind.RUNNING]
+
+
+def test_current_confirmation_ends_with_the_plan_window(content: Content) -> None:
+    facts = facts_of(cases.maya_after_mri(), content, "maya")
+    limit = content.parameters.confirmation.report_max_age_days
+    day0 = date(2025, 10, 3)
+    assert current_confirmation(facts, content.parameters, day0) is not None
+    last = date.fromordinal(day0.toordinal() + limit)
+    assert current_confirmation(facts, content.parameters, last) is not None
+    after = date.fromordinal(day0.toordinal() + limit + 1)
+    assert current_confirmation(facts, content.parameters, after) is None
+
+
+# ---------------------------------------------------------------------------- the wire
+def test_order_select_request_keeps_unknown_context_fields() -> None:
+    body = msgspec.json.encode(
+        {
+            "hook": "order-select",
+            "hookInstance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea",
+            "context": {
+                "patientId": "p1",
+                "userId": "Practitioner/1",
+                "selections": ["ServiceRequest/1"],
+                "draftOrders": {"resourceType": "Bundle", "entry": []},
+                "ehrOrderSessionId": {"id": 42},
+            },
+        }
+    )
+    request = wire.decode_request(body)
+    assert request.hook == "order-select"
+    assert isinstance(request.context, wire.OrderSelectContext)
+    assert request.context.selections == ("ServiceRequest/1",)
+    assert {k: msgspec.json.decode(v) for k, v in request.context_extra.items()} == {
+        "ehrOrderSessionId": {"id": 42}
+    }
+
+
+def test_patient_view_request_has_its_own_context_type() -> None:
+    body = msgspec.json.encode(
+        {
+            "hook": "patient-view",
+            "hookInstance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea",
+            "context": {"patientId": "p1", "selections": ["x"]},
+        }
+    )
+    request = wire.decode_request(body)
+    assert isinstance(request.context, wire.PatientViewContext)
+    assert set(request.context_extra) == {"selections"}
+
+
+def test_unknown_hook_is_named() -> None:
+    body = b'{"hook":"encounter-start","hookInstance":"d1577c69-dfbe-44ad-ba6d-3e05e953b2ea","context":{}}'
+    with pytest.raises(wire.RequestError) as raised:
+        wire.decode_request(body)
+    assert raised.value.field == "hook"
+    assert "encounter-start" in str(raised.value)
