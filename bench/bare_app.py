@@ -26,7 +26,7 @@ CARD: dict[str, Any] = {
 }
 
 
-@app.post("/cds-services/sacral-bsi")
-async def call_service(request: Request) -> dict[str, Any]:
+@app.post("/cds-services/{service_id}")
+async def call_service(service_id: str, request: Request) -> dict[str, Any]:
     await request.json()  # parse the whole body, as any CDS service must
     return CARD

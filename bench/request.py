@@ -1,4 +1,5 @@
-"""The benchmark's patient-view request, built from a Synthea patient of the shared data folder.
+"""The benchmark's requests, built from a Synthea patient of the shared data folder: patient-view,
+and order-select with a plain X-ray of the pelvis being ordered (issue 10).
 
 The patient is the one whose Bundle holds closest to ``TARGET_OBSERVATIONS`` Observations (ties:
 the body closest to ``TARGET_BODY_BYTES``, then the file name), so every run uses the same one.
@@ -23,6 +24,28 @@ from cds_service.services.sacral_bsi.service import prefetch_keys
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SYNTHEA_DIR = SHARED_DATA / "synthea"
 SERVICE_PATH = "/cds-services/sacral-bsi"
+SERVICE_PATHS = {
+    "patient-view": SERVICE_PATH,
+    "order-select": "/cds-services/sacral-bsi-order-select",
+}
+# The order-select request's draft order: a plain X-ray of the pelvis (CPT), an order the service
+# reads in full (card A's rule runs on the record), as the CDS Hooks Sandbox would send it.
+XRAY_PELVIS = {
+    "resourceType": "ServiceRequest",
+    "id": "bench-draft-order",
+    "status": "draft",
+    "intent": "order",
+    "code": {
+        "coding": [
+            {
+                "system": "http://www.ama-assn.org/go/cpt",
+                "code": "72170",
+                "display": "Radiologic examination, pelvis; 1 or 2 views",
+            }
+        ]
+    },
+    "reasonCode": [{"coding": [{"system": "http://snomed.info/sct", "code": "279039007"}]}],
+}
 FHIR_BASE = "https://ehr.example.org/fhir"
 TARGET_OBSERVATIONS = 150
 TARGET_BODY_BYTES = 160_000
@@ -49,6 +72,11 @@ class BenchRequest:
     patient: Patient
     observations: int
     body: bytes
+    hook: str = "patient-view"
+
+    @property
+    def path(self) -> str:
+        return SERVICE_PATHS[self.hook]
 
 
 def require_shared_data() -> None:
@@ -141,7 +169,7 @@ def service_prefetch_keys() -> tuple[str, ...]:
     return tuple(key.name for key in prefetch_keys(load_content().terminology))
 
 
-def build_body(patient: Patient, observations: list[Resource]) -> bytes:
+def build_body(patient: Patient, observations: list[Resource], hook: str = "patient-view") -> bytes:
     fillers = _prefetch_fillers(patient, observations)
     prefetch: dict[str, Resource] = {}
     for key in service_prefetch_keys():
@@ -151,10 +179,15 @@ def build_body(patient: Patient, observations: list[Resource]) -> bytes:
                 "benchmark does not know how to fill; add it to bench/request.py"
             )
         prefetch[key] = fillers[key]()
+    context: Resource = {"userId": "Practitioner/example", "patientId": patient.id}
+    if hook == "order-select":
+        order = {**XRAY_PELVIS, "subject": {"reference": f"Patient/{patient.id}"}}
+        context["selections"] = [f"ServiceRequest/{order['id']}"]
+        context["draftOrders"] = {"resourceType": "Bundle", "entry": [{"resource": order}]}
     request = {
         "hookInstance": str(uuid.uuid4()),
-        "hook": "patient-view",
-        "context": {"userId": "Practitioner/example", "patientId": patient.id},
+        "hook": hook,
+        "context": context,
         "prefetch": prefetch,
     }
     return json.dumps(request, separators=(",", ":"), ensure_ascii=False).encode()
@@ -182,3 +215,11 @@ def patient_view_request(patient: Patient, observations: int | None = None) -> B
         else scaled_observations(patient, observations)
     )
     return BenchRequest(patient, len(chosen), build_body(patient, chosen))
+
+
+def order_select_request(patient: Patient) -> BenchRequest:
+    """The same patient and prefetch, as an order-select call while an X-ray is ordered."""
+    chosen = patient.of("Observation")
+    return BenchRequest(
+        patient, len(chosen), build_body(patient, chosen, "order-select"), "order-select"
+    )

@@ -1,4 +1,5 @@
-"""``make bench``: the service against a bare FastAPI app, same run, interleaved.
+"""``make bench``: the service against a bare FastAPI app, same run, interleaved, for the
+patient-view hook and the order-select hook (an X-ray of the pelvis being ordered).
 
 Both apps run under uvicorn with identical flags (one worker, default loop, no access log, and
 the HTTP parser ``cds-service serve`` ships: h11 with its 64 KB request-head limit) and receive
@@ -30,11 +31,16 @@ from pathlib import Path
 
 from bench.inprocess import SIZES, Timing, time_sizes
 from bench.load import BenchError, LoadGenerator, Result, load_generator
-from bench.request import SERVICE_PATH, BenchRequest, patient_view_request, pick_patient
+from bench.request import (
+    BenchRequest,
+    order_select_request,
+    patient_view_request,
+    pick_patient,
+)
 from bench.request import service_prefetch_keys as request_keys
 from bench.servers import Server, Servers
 
-SERVICE_ID = "sacral-bsi"
+SERVICE_IDS = {"patient-view": "sacral-bsi", "order-select": "sacral-bsi-order-select"}
 THROUGHPUT_CONCURRENCY = 16
 
 
@@ -99,19 +105,20 @@ def progress(message: str) -> None:
 
 def check_answers(servers: Servers, request: BenchRequest) -> None:
     """Both apps answer 200 with what they should; the request fills every discovery key."""
-    service_answer = servers.service.wait_ready(SERVICE_PATH, request.body)
+    service_answer = servers.service.wait_ready(request.path, request.body)
     if service_answer != {"cards": []}:
         raise BenchError(
             f'service answered {str(service_answer)[:500]}, expected {{"cards": []}} '
             "(Synthea patients are not runners)"
         )
-    bare_answer = servers.bare.wait_ready(SERVICE_PATH, request.body)
+    bare_answer = servers.bare.wait_ready(request.path, request.body)
     if not isinstance(bare_answer, dict) or len(bare_answer.get("cards", [])) != 1:
         raise BenchError(f"bare app answered {str(bare_answer)[:500]}, expected one card")
     discovery = servers.service.get_json("/cds-services")
-    services = [s for s in discovery.get("services", []) if s.get("id") == SERVICE_ID]
+    service_id = SERVICE_IDS[request.hook]
+    services = [s for s in discovery.get("services", []) if s.get("id") == service_id]
     if not services:
-        raise BenchError(f"discovery document has no service {SERVICE_ID!r}")
+        raise BenchError(f"discovery document has no service {service_id!r}")
     advertised = set(services[0].get("prefetch", {}))
     if advertised != set(request_keys()):
         raise BenchError(
@@ -120,24 +127,26 @@ def check_answers(servers: Servers, request: BenchRequest) -> None:
         )
 
 
-def measure(servers: Servers, generator: LoadGenerator, options: Options) -> Measurements:
+def measure(
+    servers: Servers, generator: LoadGenerator, options: Options, path: str
+) -> Measurements:
     apps: tuple[Server, Server] = (servers.service, servers.bare)
     for app in apps:
         progress(f"  warm-up {app.name}: {options.warmup:g} s at c={THROUGHPUT_CONCURRENCY}")
-        generator.run(app.port, SERVICE_PATH, THROUGHPUT_CONCURRENCY, options.warmup)
+        generator.run(app.port, path, THROUGHPUT_CONCURRENCY, options.warmup)
     found = Measurements(
         throughput={app.name: [] for app in apps}, latency={app.name: [] for app in apps}
     )
     for number in range(1, options.rounds + 1):
         for app in apps:
-            result = generator.run(app.port, SERVICE_PATH, THROUGHPUT_CONCURRENCY, options.duration)
+            result = generator.run(app.port, path, THROUGHPUT_CONCURRENCY, options.duration)
             found.throughput[app.name].append(result)
             progress(
                 f"  round {number}/{options.rounds} c={THROUGHPUT_CONCURRENCY} {app.name:<7} "
                 f"{result.rps:8.1f} req/s  ({result.requests} requests)"
             )
         for app in apps:
-            result = generator.run(app.port, SERVICE_PATH, 1, options.duration)
+            result = generator.run(app.port, path, 1, options.duration)
             found.latency[app.name].append(result)
             progress(
                 f"  round {number}/{options.rounds} c=1  {app.name:<7} "
@@ -235,20 +244,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = parse_options(argv)
     started = time.monotonic()
     try:
-        progress("Building the request from the Synthea patients...")
+        progress("Building the requests from the Synthea patients...")
         patient = pick_patient()
-        request = patient_view_request(patient)
+        requests = (patient_view_request(patient), order_select_request(patient))
+        found: dict[str, Measurements] = {}
         with tempfile.TemporaryDirectory(prefix="cds-bench-") as tmp:
             workdir = Path(tmp)
-            body_file = workdir / "request.json"
-            body_file.write_bytes(request.body)
-            generator = load_generator(options.loadgen, body_file, workdir)
+            generators: dict[str, LoadGenerator] = {}
+            for request in requests:
+                body_file = workdir / f"{request.hook}.json"
+                body_file.write_bytes(request.body)
+                generators[request.hook] = load_generator(options.loadgen, body_file, workdir)
+            generator_name = generators["patient-view"].name
             setup = (
-                f"request: patient-view for {patient.file}: {request.observations} Observations, "
+                f"requests: patient-view, and order-select with an X-ray of the pelvis "
+                f"selected, for {patient.file}: {requests[0].observations} Observations, "
                 f"{len(patient.of('Condition'))} Conditions, "
                 f"{len(patient.of('DiagnosticReport'))} DiagnosticReports, "
-                f"{len(patient.of('CarePlan'))} CarePlans; body {len(request.body) / 1000:.0f} KB\n"
-                f"load generator: {generator.name}; {options.rounds} interleaved rounds of "
+                f"{len(patient.of('CarePlan'))} CarePlans; body "
+                f"{len(requests[0].body) / 1000:.0f} KB / {len(requests[1].body) / 1000:.0f} KB\n"
+                f"load generator: {generator_name}; {options.rounds} interleaved rounds of "
                 f"{options.duration:g} s per app and concurrency; one uvicorn worker each, "
                 f"HTTP parser {options.http}; "
                 f"{os.cpu_count()} CPUs; Python {platform.python_version()}"
@@ -256,12 +271,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             progress(setup)
             progress("Starting the service and the bare app under uvicorn...")
             with Servers(workdir, options.http) as servers:
-                check_answers(servers, request)
-                progress(
-                    f'  service on :{servers.service.port} answers 200 {{"cards": []}}; '
-                    f"bare on :{servers.bare.port} answers 200 with one card"
-                )
-                found = measure(servers, generator, options)
+                for request in requests:
+                    check_answers(servers, request)
+                    progress(
+                        f"{request.hook}: service on :{servers.service.port} answers 200 "
+                        f'{{"cards": []}}; bare on :{servers.bare.port} answers 200 with one card'
+                    )
+                    found[request.hook] = measure(
+                        servers, generators[request.hook], options, request.path
+                    )
         progress("In-process time per call (httpx.ASGITransport, no server)...")
         timings = time_sizes(
             patient,
@@ -275,8 +293,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print()
     print("=== HTTP: service vs bare FastAPI app, same request, interleaved rounds ===")
     print(setup)
-    print()
-    print(http_table(found))
+    for hook, measurements in found.items():
+        print()
+        print(f"--- {hook} ({SERVICE_IDS[hook]}) ---")
+        print(http_table(measurements))
     print()
     print("=== In-process time per call vs prefetched Observations (median) ===")
     print("create_app(Settings(database_url='sqlite:///:memory:')) via httpx.ASGITransport;")
