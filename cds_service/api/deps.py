@@ -32,7 +32,8 @@ class Collaborators:
     clock: Callable[[], datetime]
 
 
-def collaborators_of(request: Request) -> Collaborators:
+async def collaborators_of(request: Request) -> Collaborators:
+    # async: FastAPI runs a plain ``def`` dependency in its thread pool, a thread hop per call.
     found = request.app.state.collaborators
     assert isinstance(found, Collaborators)
     return found

@@ -101,6 +101,12 @@ class Service(Protocol):
         """How long an overridden card stays quiet (the retention must be longer)."""
         ...
 
+    def triage(self, request: wire.HookRequest) -> Decision | None:
+        """A decision from the request alone, before any prefetch is resolved (and any FHIR
+        server called): an order-select call on an order the service has nothing to say about.
+        None: the record is needed."""
+        ...
+
     async def decide(
         self, request: wire.HookRequest, resolved: Resolved, env: DecideEnv
     ) -> Decision: ...

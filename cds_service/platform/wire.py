@@ -6,6 +6,7 @@ they never carry null values or empty arrays (``cards: []`` excepted, as the spe
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -134,7 +135,9 @@ HOOKS: tuple[str, ...] = ("patient-view", "order-select", "order-sign")
 @dataclass(frozen=True)
 class HookRequest:
     """A decoded hook call. ``context_extra`` keeps the context fields this service does not
-    model (an EHR's own, a later spec version's), as raw JSON: they are kept, not dropped."""
+    model (an EHR's own, a later spec version's), as raw JSON: kept, not dropped. They are read
+    from the request body when first asked for, so a call that does not use them does not pay
+    for them."""
 
     hook: str
     hookInstance: str
@@ -142,7 +145,15 @@ class HookRequest:
     fhirServer: str | None = None
     fhirAuthorization: FhirAuthorization | None = None
     prefetch: dict[str, msgspec.Raw] | None = None
-    context_extra: Mapping[str, msgspec.Raw] = field(default_factory=dict)
+    body: bytes = field(default=b"", repr=False)
+
+    @functools.cached_property
+    def context_extra(self) -> Mapping[str, msgspec.Raw]:
+        if not self.body:
+            return {}
+        known = set(type(self.context).__struct_fields__)
+        fields = _CONTEXT_FIELDS.decode(self.body).context
+        return {name: raw for name, raw in fields.items() if name not in known}
 
 
 class _ContextFields(msgspec.Struct, frozen=True):
@@ -183,10 +194,6 @@ def decode_request(body: bytes, expected_hook: str | None = None) -> HookRequest
         if exc.field == "hook":
             raise _hook_error(hook) from None
         raise
-    known = set(type(wire.context).__struct_fields__)
-    extra = {
-        name: raw for name, raw in _CONTEXT_FIELDS.decode(body).context.items() if name not in known
-    }
     return HookRequest(
         hook=str(type(wire).__struct_config__.tag),
         hookInstance=wire.hookInstance,
@@ -194,7 +201,7 @@ def decode_request(body: bytes, expected_hook: str | None = None) -> HookRequest
         fhirServer=wire.fhirServer,
         fhirAuthorization=wire.fhirAuthorization,
         prefetch=wire.prefetch,
-        context_extra=extra,
+        body=body,
     )
 
 

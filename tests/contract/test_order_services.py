@@ -540,3 +540,23 @@ async def test_orders_the_draft_bundle_is_not_changed_by_the_service(
     sent = copy.deepcopy(body)
     await cards_for(client_at, body)
     assert body == sent
+
+
+async def test_orders_nothing_is_fetched_for_an_order_the_service_does_not_read(
+    client_at: ClientFactory,
+) -> None:
+    """The PAMA tab calls on every change: an order of no interest is answered from the
+    request alone, without the record (no prefetch and no fhirServer here: no 412)."""
+    head = draft("h1", CPT, "70450", "CT head without contrast")
+    body = order_request(cases.maya_before_mri(), [head])
+    body.pop("prefetch")
+    assert await cards_for(client_at, body) == []
+    # An order it reads needs the record: without prefetch or fhirServer, a 412 says so.
+    body = order_request(cases.maya_before_mri(), [draft("x1", CPT, "72100", "XR L-spine")])
+    body.pop("prefetch")
+    response = await client_at().post(SELECT_URL, json=body)
+    assert response.status_code == 412
+    # A malformed draftOrders is a 400 before anything is fetched.
+    body["context"]["draftOrders"] = {"resourceType": "Bundle", "entry": [7]}
+    response = await client_at().post(SELECT_URL, json=body)
+    assert response.status_code == 400

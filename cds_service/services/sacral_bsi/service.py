@@ -127,6 +127,9 @@ class SacralBsiService:
             prefetch={key.name: key.template for key in self.prefetch_keys},
         )
 
+    def triage(self, request: wire.HookRequest) -> Decision | None:
+        return None  # every patient-view needs the record
+
     async def decide(
         self, request: wire.HookRequest, resolved: Resolved, env: DecideEnv
     ) -> Decision:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from cds_service.clinical.facts import PatientFacts
 from cds_service.clinical.orders import (
     OrderKind,
     evidence_keys,
@@ -31,7 +32,7 @@ from cds_service.platform.service import DecideEnv, Decision
 from cds_service.services.sacral_bsi.service import facts_of, prefetch_keys
 from cds_service.services.sacral_bsi_orders.content import OrderContent
 from cds_service.services.sacral_bsi_orders.render import OrderRenderContext, render
-from fhir_mappings.draft_orders import DraftOrdersError, read_draft_orders, selected
+from fhir_mappings.draft_orders import DraftOrdersError, SessionOrder, read_draft_orders, selected
 
 
 @dataclass(frozen=True)
@@ -55,25 +56,38 @@ class SacralBsiOrderService:
             prefetch={key.name: key.template for key in self.prefetch_keys},
         )
 
-    async def decide(
-        self, request: wire.HookRequest, resolved: Resolved, env: DecideEnv
-    ) -> Decision:
+    def _reviewed(
+        self, request: wire.HookRequest, facts: PatientFacts
+    ) -> tuple[list[SessionOrder], list[SessionOrder]]:
+        """(every order of the session, the orders under review): order-select reviews the
+        newly selected ones, order-sign all of them."""
         context = request.context
         if isinstance(context, wire.PatientViewContext):  # the platform checked the hook
             raise BadRequestError("This service answers an order hook.", field="hook")
-        rule = self.content.rule
-        facts = facts_of(request, resolved, rule)
         try:
             session = read_draft_orders(context.draftOrders, self.content.terminology, facts)
         except DraftOrdersError as exc:
             raise BadRequestError(str(exc), field=exc.field) from None
-        reviewed = (
-            selected(session, context.selections)
-            if isinstance(context, wire.OrderSelectContext)
-            else session
-        )
+        if isinstance(context, wire.OrderSelectContext):
+            return session, selected(session, context.selections)
+        return session, session
+
+    def triage(self, request: wire.HookRequest) -> Decision | None:
+        """No record is fetched when no order under review is one this service reads (the
+        PAMA tab calls on every change of the order, first with an empty one)."""
+        _, reviewed = self._reviewed(request, PatientFacts(request.context.patientId))
         if all(o.fact.kind is OrderKind.OTHER for o in reviewed):
             return Decision(wire.CdsResponse(cards=()), "no_order_of_interest")
+        return None
+
+    async def decide(
+        self, request: wire.HookRequest, resolved: Resolved, env: DecideEnv
+    ) -> Decision:
+        rule = self.content.rule
+        facts = facts_of(request, resolved, rule)
+        # Read again with the record: a reason may reference one of its Conditions.
+        session, reviewed = self._reviewed(request, facts)
+        context = request.context
         today = env.now.date()
         confirmation = current_confirmation(facts, rule.parameters, today)
         assessment = None if confirmation else assess(facts, rule.parameters, today)
