@@ -89,16 +89,20 @@ def order_findings(
     session: Iterable[DraftOrder],
     suspicion: Suspicion | None,
     confirmation: Confirmation | None,
+    running_from_day: int,
 ) -> list[OrderFinding]:
     """The cards the ``orders`` under review deserve (newly selected ones for order-select;
     all for order-sign). ``session`` is every order of the session: an MRI of the region in it
-    means the right test is being ordered, so X-ray and CT get no card."""
+    means the right test is being ordered, so X-ray and CT get no card. ``running_from_day``:
+    the day after Day 0 from which the plan itself may return to running (its return-to-running
+    phase): from then on a running programme may be the plan, and the service says nothing."""
     orders = list(orders)
     if confirmation is not None:
+        early = confirmation.days_since_day0 < running_from_day
         return [
             ConfirmedBsiWarning(order, confirmation)
             for order in orders
-            if order.kind in (OrderKind.SI_INJECTION, OrderKind.RUNNING)
+            if order.kind is OrderKind.SI_INJECTION or (order.kind is OrderKind.RUNNING and early)
         ]
     if suspicion is None:
         return []

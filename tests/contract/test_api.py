@@ -31,7 +31,14 @@ async def test_api_discovery_lists_the_service_with_spec_prefetch_tokens(
     assert response.status_code == 200
     assert response.headers["content-type"] == "application/json"
     services = response.json()["services"]
-    assert [s["id"] for s in services] == ["sacral-bsi"]
+    assert [(s["id"], s["hook"]) for s in services] == [
+        ("sacral-bsi", "patient-view"),
+        ("sacral-bsi-order-select", "order-select"),
+        ("sacral-bsi-order-sign", "order-sign"),
+    ]
+    # The order services read the same record: an EHR can share one prefetch.
+    assert services[1]["prefetch"] == services[0]["prefetch"] == services[2]["prefetch"]
+    assert all(s["title"] and s["description"] for s in services)
     service = services[0]
     assert service["hook"] == "patient-view"
     assert service["title"]

@@ -314,6 +314,21 @@ async def test_orders_confirmed_bsi_warns_against_injection_or_running_programme
     assert "Day 0 2025-10-03." in card["detail"]
 
 
+async def test_orders_running_programme_from_the_plans_return_to_running_phase_is_quiet(
+    client_at: ClientFactory,
+) -> None:
+    """Day 0 2025-10-03; the plan's return-to-running phase starts 56 days later (2025-11-28):
+    from then a running programme may be the plan. The injection warning stays."""
+    running = draft("r1", None, None, "Return to running program", reasons=())
+    injection = draft("i1", CPT, "27096", "SI joint injection")
+    body = order_request(cases.maya_after_mri(), [running, injection], hook="order-sign")
+    before = await cards_for(client_at, body, date(2025, 11, 27))
+    assert [c["summary"].split(": ")[1][:5] for c in before] == ["no ru", "an SI"]
+    assert "starts 2025-11-28 at the earliest" in before[0]["detail"]
+    on_the_day = await cards_for(client_at, body, date(2025, 11, 28))
+    assert [c["summary"].split(": ")[1][:5] for c in on_the_day] == ["an SI"]
+
+
 @pytest.mark.parametrize(
     "order",
     [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import date
 from typing import Any
 
@@ -238,7 +239,7 @@ def test_findings_for_a_suspected_runner(content: Content) -> None:
         order(OrderKind.RUNNING),
         order(OrderKind.OTHER),
     ]
-    found = order_findings(reviewed, reviewed, suspicion, None)
+    found = order_findings(reviewed, reviewed, suspicion, None, 56)
     assert [(type(f), f.order.kind) for f in found] == [
         (ImagingInstead, OrderKind.XRAY),
         (ImagingInstead, OrderKind.CT),
@@ -246,11 +247,11 @@ def test_findings_for_a_suspected_runner(content: Content) -> None:
         (ConsiderBsiFirst, OrderKind.PHYSIO),
     ]
     with_mri = [*reviewed, order(OrderKind.MRI)]
-    assert [type(f) for f in order_findings(reviewed, with_mri, suspicion, None)] == [
+    assert [type(f) for f in order_findings(reviewed, with_mri, suspicion, None, 56)] == [
         ConsiderBsiFirst,
         ConsiderBsiFirst,
     ]
-    assert order_findings(reviewed, reviewed, None, None) == []
+    assert order_findings(reviewed, reviewed, None, None, 56) == []
 
 
 def test_findings_for_a_confirmed_bsi(content: Content) -> None:
@@ -258,9 +259,22 @@ def test_findings_for_a_confirmed_bsi(content: Content) -> None:
     confirmation = current_confirmation(facts, content.parameters, cases.MAYA_CONFIRMED_DAY)
     assert isinstance(confirmation, Confirmation)
     reviewed = [order(k) for k in OrderKind]
-    found = order_findings(reviewed, reviewed, None, confirmation)
+    found = order_findings(reviewed, reviewed, None, confirmation, 56)
     assert all(isinstance(f, ConfirmedBsiWarning) for f in found)
     assert [f.order.kind for f in found] == [OrderKind.SI_INJECTION, OrderKind.RUNNING]
+    # From the plan's return-to-running phase on, a running programme may be the plan.
+    on_day = dataclasses.replace(confirmation, days_since_day0=56)
+    found = order_findings(reviewed, reviewed, None, on_day, 56)
+    assert [f.order.kind for f in found] == [OrderKind.SI_INJECTION]
+    day_before = dataclasses.replace(confirmation, days_since_day0=55)
+    found = order_findings(reviewed, reviewed, None, day_before, 56)
+    assert [f.order.kind for f in found] == [OrderKind.SI_INJECTION, OrderKind.RUNNING]
+
+
+def test_running_window_is_the_plans_return_to_running_phase(orders_content: OrderContent) -> None:
+    (phase,) = [p for p in orders_content.rule.protocol.phase if p.name.startswith("Phase 4")]
+    assert phase.name == "Phase 4: return to running"
+    assert orders_content.running_from_day == phase.start_day == 56
 
 
 def test_current_confirmation_ends_with_the_plan_window(content: Content) -> None:

@@ -100,6 +100,9 @@ class OrderContent:
     rule: RuleContent  # card A's content: the rule's parameters, value sets, MRI orders
     terminology: Terminology  # card A's value sets and the order value sets
     directory: Path
+    # The start of the rehab plan's return-to-running phase (days after Day 0): until then a
+    # running programme for a confirmed injury is a warning.
+    running_from_day: int
 
     @property
     def version(self) -> str:
@@ -121,4 +124,10 @@ def load_order_content(directory: Path, rule: RuleContent) -> OrderContent:
         )
     except ValueError as exc:
         raise ContentError(f"{directory.name}/valuesets.toml: {exc}") from None
-    return OrderContent(cards, rule, terminology, directory)
+    running = [p for p in rule.protocol.phase if "return to running" in p.name.lower()]
+    if len(running) != 1:
+        raise ContentError(
+            "sacral-bsi/rehab-protocol.toml: the order services need exactly one phase named "
+            "'... return to running ...' (its start is when a running programme may be the plan)"
+        )
+    return OrderContent(cards, rule, terminology, directory, running[0].start_day)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from cds_service.clinical.orders import (
@@ -236,6 +237,7 @@ def _confirmed_card(
         order=quote_text(f.order.label),
         finding=finding,
         day0=c.day0.isoformat(),
+        running_from=(c.day0 + timedelta(days=content.running_from_day)).isoformat(),
         footer=_footer(content),
     ).strip()
     return _card(

@@ -93,7 +93,11 @@ class SacralBsiOrderService:
         assessment = None if confirmation else assess(facts, rule.parameters, today)
         suspicion = assessment if isinstance(assessment, Suspicion) else None
         findings = order_findings(
-            [o.fact for o in reviewed], [o.fact for o in session], suspicion, confirmation
+            [o.fact for o in reviewed],
+            [o.fact for o in session],
+            suspicion,
+            confirmation,
+            self.content.running_from_day,
         )
         if not findings:
             reason = (
