@@ -18,16 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cds_service.sandbox import service_path
 from cds_service.services.sacral_bsi.content import load_content
 from cds_service.services.sacral_bsi.service import prefetch_keys
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SYNTHEA_DIR = SHARED_DATA / "synthea"
-SERVICE_PATH = "/cds-services/sacral-bsi"
-SERVICE_PATHS = {
-    "patient-view": SERVICE_PATH,
-    "order-select": "/cds-services/sacral-bsi-order-select",
-}
+SERVICE_PATH = service_path("patient-view")
 # The order-select request's draft order: a plain X-ray of the pelvis (CPT), an order the service
 # reads in full (card A's rule runs on the record), as the CDS Hooks Sandbox would send it.
 XRAY_PELVIS = {
@@ -76,7 +73,7 @@ class BenchRequest:
 
     @property
     def path(self) -> str:
-        return SERVICE_PATHS[self.hook]
+        return service_path(self.hook)
 
 
 def require_shared_data() -> None:

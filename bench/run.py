@@ -39,8 +39,8 @@ from bench.request import (
 )
 from bench.request import service_prefetch_keys as request_keys
 from bench.servers import Server, Servers
+from cds_service.sandbox import service_ids
 
-SERVICE_IDS = {"patient-view": "sacral-bsi", "order-select": "sacral-bsi-order-select"}
 THROUGHPUT_CONCURRENCY = 16
 
 
@@ -115,7 +115,7 @@ def check_answers(servers: Servers, request: BenchRequest) -> None:
     if not isinstance(bare_answer, dict) or len(bare_answer.get("cards", [])) != 1:
         raise BenchError(f"bare app answered {str(bare_answer)[:500]}, expected one card")
     discovery = servers.service.get_json("/cds-services")
-    service_id = SERVICE_IDS[request.hook]
+    service_id = service_ids()[request.hook]
     services = [s for s in discovery.get("services", []) if s.get("id") == service_id]
     if not services:
         raise BenchError(f"discovery document has no service {service_id!r}")
@@ -295,7 +295,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(setup)
     for hook, measurements in found.items():
         print()
-        print(f"--- {hook} ({SERVICE_IDS[hook]}) ---")
+        print(f"--- {hook} ({service_ids()[hook]}) ---")
         print(http_table(measurements))
     print()
     print("=== In-process time per call vs prefetched Observations (median) ===")

@@ -31,7 +31,7 @@ from rich.text import Text
 
 from cds_service import sandbox
 from cds_service.auth import dev_issuer
-from cds_service.platform.wire import valid_base_url
+from cds_service.platform.wire import HOOKS, valid_base_url
 from cds_service.services.sacral_bsi.content import load_content
 from cds_service.settings import Settings
 
@@ -280,7 +280,7 @@ async def _fire(
             )
         async with client:
             if prefetch:
-                templates = await sandbox.discovery(client, sandbox.SERVICE_IDS[body["hook"]])
+                templates = await sandbox.discovery(client, sandbox.service_ids()[body["hook"]])
                 body["prefetch"] = await sandbox.prefetch(
                     http, fhir_server, templates, patient, token
                 )
@@ -357,15 +357,15 @@ def dev_token(
     ] = False,
     hook: Annotated[
         str,
-        typer.Option("--hook", help=f"the service of this hook: {', '.join(sandbox.SERVICE_IDS)}"),
+        typer.Option("--hook", help=f"the service of this hook: {', '.join(HOOKS)}"),
     ] = "patient-view",
     folder: DevKeyFolder = dev_issuer.DEFAULT_FOLDER,
 ) -> None:
     """DEVELOPMENT ONLY: print a JWT for one call, signed by a local development key (made on
     first use with the issuers file that trusts it), and how to start a service that trusts it."""
     service_url = _checked_url(service_url, "--service-url").rstrip("/")
-    if hook not in sandbox.SERVICE_IDS:
-        _fail(f"--hook {hook}: not one of {', '.join(sandbox.SERVICE_IDS)}.", 2)
+    if hook not in HOOKS:
+        _fail(f"--hook {hook}: not one of {', '.join(HOOKS)}.", 2)
     path = sandbox.service_path(hook) + ("/feedback" if feedback else "")
     token = _dev_token(folder, service_url + path)
     issuer = dev_issuer.DevIssuer(folder)

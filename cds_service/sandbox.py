@@ -7,6 +7,7 @@ Used by the ``cds-service demo-load`` and ``cds-service fire`` commands and by t
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import re
 import uuid
@@ -20,6 +21,8 @@ import httpx
 
 from cds_service.platform.fhir_client import FHIR_JSON
 from cds_service.platform.prefetch import fill_template
+from cds_service.services.registry import load_services
+from cds_service.settings import CARDS_DIR
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 # The examples' dates are written as of this day; demo-load moves them to the current date.
@@ -210,11 +213,12 @@ async def load(
 
 
 # ---------------------------------------------------------------------------- firing a hook
-SERVICE_IDS = {
-    "patient-view": "sacral-bsi",
-    "order-select": "sacral-bsi-order-select",
-    "order-sign": "sacral-bsi-order-sign",
-}
+@functools.cache
+def service_ids() -> dict[str, str]:
+    """The service of each hook, by its id, as the registry lists them."""
+    return {s.definition.hook: s.definition.id for s in load_services(CARDS_DIR)}
+
+
 _CPT = "http://www.ama-assn.org/go/cpt"
 _SNOMED = "http://snomed.info/sct"
 # Draft orders as an EHR sends them (CPT, as the CDS Hooks Sandbox's PAMA tab does), with the
@@ -400,7 +404,7 @@ async def discovery(client: httpx.AsyncClient, service_id: str = "sacral-bsi") -
 
 
 def service_path(hook: str) -> str:
-    return f"/cds-services/{SERVICE_IDS[hook]}"
+    return f"/cds-services/{service_ids()[hook]}"
 
 
 async def fire(

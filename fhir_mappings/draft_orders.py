@@ -8,7 +8,7 @@ types (MedicationRequest, ...) are not orders this service has anything to say a
 
 from __future__ import annotations
 
-import copy
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -57,23 +57,40 @@ class SessionOrder:
 
     fact: DraftOrder
     resource: dict[str, Any]
-    reference: str  # "ServiceRequest/<id>", or "" when the EHR sent it without an id
+    reference: str  # "ServiceRequest/<id>", or "" when it has no usable id
+    aliases: tuple[str, ...] = ()  # its entry's fullUrl, when there is one
+
+
+# More than any ordering session holds: a larger Bundle is refused (400) rather than read.
+MAX_DRAFT_ORDERS = 500
+# FHIR id characters; longer than R4's 64, as some EHRs send (the spec's own examples do).
+_ORDER_ID = re.compile(r"[A-Za-z0-9\-.]{1,256}")
+_HISTORY = re.compile(r"/_history/[^/]*$")
 
 
 def read_draft_orders(
     bundle: dict[str, Any], terms: Terminology, facts: PatientFacts
 ) -> list[SessionOrder]:
+    """The session's ServiceRequests under review (statuses above), other request types and
+    orders for another patient left out; a DraftOrdersError names what is malformed."""
     entries = bundle.get("entry", [])
     if bundle.get("resourceType") != "Bundle" or not isinstance(entries, list):
         raise DraftOrdersError(
             "context.draftOrders must be a FHIR Bundle of the draft orders.", "context.draftOrders"
         )
+    if len(entries) > MAX_DRAFT_ORDERS:
+        raise DraftOrdersError(
+            f"context.draftOrders holds {len(entries)} entries; at most {MAX_DRAFT_ORDERS} are "
+            "read.",
+            "context.draftOrders",
+        )
     si_conditions = {p.source for p in facts.pains if p.group is PainGroup.SI_JOINT}
+    patient = f"Patient/{facts.patient_id}"
     orders: list[SessionOrder] = []
     for n, entry in enumerate(entries):
         where = f"context.draftOrders.entry[{n}]"
         resource = entry.get("resource") if isinstance(entry, dict) else None
-        if not isinstance(resource, dict):
+        if not isinstance(entry, dict) or not isinstance(resource, dict):
             raise DraftOrdersError(f"{where} has no resource.", where)
         if resource.get("resourceType") != "ServiceRequest":
             continue
@@ -85,32 +102,51 @@ def read_draft_orders(
             ) from None
         if (request.status or "draft") not in _REVIEWED_STATUSES:
             continue
+        subject = normalise_reference(request.subject.reference if request.subject else None)
+        if subject is not None and subject.startswith("Patient/") and subject != patient:
+            continue  # an order for another patient: not this patient's card
+        usable_id = request.id if request.id and _ORDER_ID.fullmatch(request.id) else None
+        full_url = entry.get("fullUrl")
         orders.append(
             SessionOrder(
                 _fact(request, terms, si_conditions),
                 resource,
-                f"ServiceRequest/{request.id}" if request.id else "",
+                f"ServiceRequest/{usable_id}" if usable_id else "",
+                (full_url,) if isinstance(full_url, str) and full_url else (),
             )
         )
     return orders
 
 
 def selected(orders: Iterable[SessionOrder], selections: Iterable[str]) -> list[SessionOrder]:
-    """The orders ``selections`` names ("ServiceRequest/id"), in the order they were named."""
-    by_reference = {o.reference: o for o in orders if o.reference}
+    """The orders ``selections`` names, in the order they were named, each once. A selection
+    is "ServiceRequest/<id>" (as the spec shows), an absolute or versioned URL of it, or the
+    entry's fullUrl (a urn:uuid: for an order without an id)."""
+    by_reference: dict[str, SessionOrder] = {}
+    for each in orders:
+        for name in (*each.aliases, each.reference):
+            if name:
+                by_reference.setdefault(name, each)
     found: list[SessionOrder] = []
+    seen: set[int] = set()
     for selection in selections:
-        reference = normalise_reference(selection)
-        order = by_reference.get(reference or "")
-        if order is not None and order not in found:
+        order = by_reference.get(selection) or by_reference.get(_type_and_id(selection))
+        if order is not None and id(order) not in seen:
+            seen.add(id(order))
             found.append(order)
     return found
+
+
+def _type_and_id(reference: str) -> str:
+    """ "ServiceRequest/1" from "https://ehr/fhir/ServiceRequest/1/_history/2"."""
+    parts = _HISTORY.sub("", reference.strip()).rstrip("/").split("/")
+    return "/".join(parts[-2:]) if len(parts) >= 2 else ""
 
 
 def _fact(request: lean.ServiceRequest, terms: Terminology, si_conditions: set[str]) -> DraftOrder:
     kinds = terms.valuesets_of(request.code)
     texts = _texts(request.code)
-    label = texts[0] if texts else "order"
+    label = _plain(texts[0]) if texts else "order"
     kind, region = OrderKind.OTHER, None
     for vs_id, coded_kind, coded_region in _CODED:
         if vs_id in kinds:
@@ -130,6 +166,7 @@ def _fact(request: lean.ServiceRequest, terms: Terminology, si_conditions: set[s
         region=region,
         si_reason=_si_reason(request, terms, si_conditions),
         status=request.status,
+        references_reason=bool(request.reasonReference),
     )
 
 
@@ -142,6 +179,17 @@ def _si_reason(request: lean.ServiceRequest, terms: Terminology, si_conditions: 
     return any(normalise_reference(r.reference) in si_conditions for r in request.reasonReference)
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
+LABEL_LIMIT = 160
+
+
+def _plain(text: str) -> str:
+    """An order's name as the cards and the MRI order's note show it: one line, no control
+    characters (FHIR strings allow none but white space), at most LABEL_LIMIT characters."""
+    text = " ".join(_CONTROL.sub(" ", text).split())
+    return text if len(text) <= LABEL_LIMIT else text[: LABEL_LIMIT - 1].rstrip() + "\u2026"
+
+
 def _texts(concept: lean.CodeableConcept | None) -> list[str]:
     if concept is None:
         return []
@@ -150,12 +198,14 @@ def _texts(concept: lean.CodeableConcept | None) -> list[str]:
 
 def as_mri(resource: dict[str, Any], mri: dict[str, Any]) -> dict[str, Any]:
     """The draft order turned into the MRI ``mri`` (a ServiceRequest built from the content's
-    MRI order): same id, status, intent, subject, reasons and the rest; the code, body site and
-    note of the MRI; the X-ray's order details and any PAMA appropriate-use rating dropped (the
-    rating was for the other study, and this service does not rate appropriate use)."""
-    changed = copy.deepcopy(resource)
+    MRI order): same id, status, intent, subject, reasons, identifiers and the rest; the code,
+    body site and note of the MRI. Dropped: the X-ray's order details and narrative (they
+    describe the other study), and any PAMA appropriate-use rating (it rated the other study,
+    and this service does not rate appropriate use). A shallow copy: only top-level elements
+    change, and the EHR's resource is left as it was."""
+    changed = dict(resource)
     changed["code"] = mri["code"]
-    for name in ("bodySite", "orderDetail"):
+    for name in ("bodySite", "orderDetail", "text"):
         changed.pop(name, None)
     if "bodySite" in mri:
         changed["bodySite"] = mri["bodySite"]

@@ -43,9 +43,9 @@ def check_request(service: Service, request: wire.HookRequest) -> None:
 
 async def call(service: Service, request: wire.HookRequest, env: CallEnvironment) -> CallOutcome:
     check_request(service, request)
-    early = service.triage(request)
-    if early is not None:
-        return CallOutcome(early.response, early.finding, ResolveStats(), early.note)
+    quiet = service.triage(request)
+    if quiet is not None:
+        return CallOutcome(wire.CdsResponse(cards=()), quiet, ResolveStats())
     # One time budget for all of this call's FHIR work: fetching, then any write.
     deadline = asyncio.get_running_loop().time() + env.fhir_timeout_seconds
     resolved = await resolve(

@@ -9,6 +9,8 @@ from typing import Any, TypeVar
 
 import msgspec
 
+from cds_service.platform.wire import Hook
+
 _T = TypeVar("_T")
 
 
@@ -27,7 +29,7 @@ class Meta(Strict, frozen=True):
 
 class ServiceText(Strict, frozen=True):
     id: str
-    hook: str
+    hook: Hook  # a hook the platform decodes: a typo stops the start, not every call
     title: str
     description: str
 

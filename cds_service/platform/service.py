@@ -101,10 +101,11 @@ class Service(Protocol):
         """How long an overridden card stays quiet (the retention must be longer)."""
         ...
 
-    def triage(self, request: wire.HookRequest) -> Decision | None:
-        """A decision from the request alone, before any prefetch is resolved (and any FHIR
-        server called): an order-select call on an order the service has nothing to say about.
-        None: the record is needed."""
+    def triage(self, request: wire.HookRequest) -> str | None:
+        """The reason there can be no card, from the request alone, before any prefetch is
+        resolved (and any FHIR server called): e.g. an order-select call on an order the service
+        has nothing to say about. None: the record is needed. (Only "no card" can be decided
+        this way: cards go through ``decide`` and the ledger.)"""
         ...
 
     async def decide(

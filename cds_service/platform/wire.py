@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar, get_args
 
 import httpx
 import msgspec
@@ -129,7 +129,9 @@ class OrderSignRequest(_Request, frozen=True, tag="order-sign"):
 # One request type per hook, told apart by "hook": this union is what the service decodes and
 # what the OpenAPI request schema is generated from (one source).
 WireRequest = PatientViewRequest | OrderSelectRequest | OrderSignRequest
-HOOKS: tuple[str, ...] = ("patient-view", "order-select", "order-sign")
+Hook = Literal["patient-view", "order-select", "order-sign"]
+HOOKS: tuple[str, ...] = get_args(Hook)
+assert tuple(t.__struct_config__.tag for t in get_args(WireRequest)) == HOOKS
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,6 @@ Hooks Sandbox's PAMA tab need them, errors, feedback and suppression."""
 
 from __future__ import annotations
 
-import copy
 from datetime import date
 from typing import Any
 
@@ -87,59 +86,75 @@ async def cards_for(
     return cards
 
 
-# Every imaging order kind the issue names, in each code system a value set holds for it.
+# Every imaging order kind the issue names, in each code system a value set holds for it, and
+# the MRI the card proposes instead: lumbar imaging -> MRI of the lumbar spine and sacrum
+# (SNOMED CT 433141005, brief 8.1b V; L5 spondylolysis, 14.5), other -> MRI of the sacrum
+# (388321000119101, Maya's pain is SI-joint pain, not buttock pain).
+SACRUM = ("sacrum", {"system": SNOMED, "code": "388321000119101", "display": "MRI of sacrum"})
+LUMBOSACRAL = (
+    "lumbar spine and sacrum",
+    {
+        "system": SNOMED,
+        "code": "433141005",
+        "display": "Magnetic resonance imaging of lumbar and sacral spine",
+    },
+)
 XRAY_OR_CT = [
-    (CPT, "72100", "Radiologic examination, spine, lumbosacral; 2 or 3 views", "X-ray"),
-    (CPT, "72110", "X-ray lumbar spine, 4 views", "X-ray"),
-    (CPT, "72170", "Radiologic examination, pelvis; 1 or 2 views", "X-ray"),
-    (CPT, "72200", "Radiologic examination, sacroiliac joints; less than 3 views", "X-ray"),
-    (CPT, "72202", "Radiologic examination, sacroiliac joints; 3 or more views", "X-ray"),
-    (CPT, "72220", "Radiologic examination, sacrum and coccyx", "X-ray"),
-    (CPT, "72131", "Computed tomography, lumbar spine; without contrast material", "CT"),
-    (CPT, "72133", "CT lumbar spine without then with contrast", "CT"),
-    (CPT, "72192", "Computed tomography, pelvis; without contrast material", "CT"),
-    (CPT, "72194", "CT pelvis without then with contrast", "CT"),
-    ("urn:oid:2.16.840.1.113883.6.12", "72170", "Pelvis 2 views", "X-ray"),
-    (LOINC, "28561-9", "XR Pelvis Views", "X-ray"),
-    (LOINC, "24900-3", "XR Sacroiliac Joint Views", "X-ray"),
-    (LOINC, "30615-9", "CT Pelvis WO contrast", "CT"),
-    (SNOMED, "783627007", "Plain X-ray of sacroiliac joint", "X-ray"),
-    (SNOMED, "22791004", "Plain X-ray of lumbar and sacral spine", "X-ray"),
-    (SNOMED, "395771000119107", "Computed tomography of pelvis without contrast", "CT"),
+    (CPT, "72100", "Radiologic examination, spine, lumbosacral; 2 or 3 views", "X-ray", LUMBOSACRAL),
+    (CPT, "72110", "X-ray lumbar spine, 4 views", "X-ray", LUMBOSACRAL),
+    (CPT, "72170", "Radiologic examination, pelvis; 1 or 2 views", "X-ray", SACRUM),
+    (CPT, "72200", "Radiologic examination, sacroiliac joints; less than 3 views", "X-ray", SACRUM),
+    (CPT, "72202", "Radiologic examination, sacroiliac joints; 3 or more views", "X-ray", SACRUM),
+    (CPT, "72220", "Radiologic examination, sacrum and coccyx", "X-ray", SACRUM),
+    (CPT, "72131", "Computed tomography, lumbar spine; without contrast material", "CT", LUMBOSACRAL),
+    (CPT, "72133", "CT lumbar spine without then with contrast", "CT", LUMBOSACRAL),
+    (CPT, "72192", "Computed tomography, pelvis; without contrast material", "CT", SACRUM),
+    (CPT, "72194", "CT pelvis without then with contrast", "CT", SACRUM),
+    ("urn:oid:2.16.840.1.113883.6.12", "72170", "Pelvis 2 views", "X-ray", SACRUM),
+    (LOINC, "28561-9", "XR Pelvis Views", "X-ray", SACRUM),
+    (LOINC, "24900-3", "XR Sacroiliac Joint Views", "X-ray", SACRUM),
+    (LOINC, "30615-9", "CT Pelvis WO contrast", "CT", SACRUM),
+    (SNOMED, "783627007", "Plain X-ray of sacroiliac joint", "X-ray", SACRUM),
+    (SNOMED, "22791004", "Plain X-ray of lumbar and sacral spine", "X-ray", LUMBOSACRAL),
+    (SNOMED, "395771000119107", "Computed tomography of pelvis without contrast", "CT", SACRUM),
     # A local code the service does not know: read by its name.
-    ("urn:oid:1.2.3.4.local", "IMG123", "XR LUMBAR SPINE 2-3 VIEWS", "X-ray"),
-    ("urn:oid:1.2.3.4.local", "IMG456", "CT pelvis w/o contrast", "CT"),
-]
+    ("urn:oid:1.2.3.4.local", "IMG123", "XR LUMBAR SPINE 2-3 VIEWS", "X-ray", LUMBOSACRAL),
+    ("urn:oid:1.2.3.4.local", "IMG456", "CT pelvis w/o contrast", "CT", SACRUM),
+]  # fmt: skip
 
 
-@pytest.mark.parametrize(("system", "code", "display", "study"), XRAY_OR_CT)
+@pytest.mark.parametrize(("system", "code", "display", "study", "mri"), XRAY_OR_CT)
 async def test_orders_xray_or_ct_for_a_suspected_runner_suggests_mri_instead(
-    client_at: ClientFactory, system: str, code: str, display: str, study: str
+    client_at: ClientFactory,
+    system: str,
+    code: str,
+    display: str,
+    study: str,
+    mri: tuple[str, dict[str, str]],
 ) -> None:
+    region, mri_coding = mri
     order = draft("example-request-id", system, code, display)
     (card,) = await cards_for(client_at, order_request(cases.maya_before_mri(), [order]))
     assert card["summary"] == (
         f"Runner, left SI-joint pain: {study} is often normal early in sacral stress injury; "
-        "MRI of sacrum is the test."
+        f"MRI of {region} is the test."
     )
     assert card["indicator"] == "warning"  # Maya has 3 counted risk factors
     assert "normal early" in card["detail"]
     assert "Runner:** Exercise activity = Running" in card["detail"]
     assert card["selectionBehavior"] == "at-most-one"
     update, replace = card["suggestions"]
+    assert update["label"] == f"Change this order to an MRI of the {region}"
     assert update["isRecommended"] is True
     (action,) = update["actions"]
     assert action["type"] == "update"
     changed = action["resource"]
-    # The same draft (id, status, intent, subject, reasons), now an MRI of the sacrum.
+    # The same draft (id, status, intent, subject, reasons), now the MRI.
     assert changed["id"] == "example-request-id"
     assert (changed["status"], changed["intent"]) == ("draft", "plan")
     assert changed["subject"] == order["subject"]
     assert changed["reasonCode"] == order["reasonCode"]
-    assert changed["code"]["coding"] == [
-        {"system": SNOMED, "code": "388321000119101", "display": "MRI of sacrum"}
-    ]
-    assert changed["bodySite"][0]["coding"][0]["code"] == "54735007"
+    assert changed["code"]["coding"] == [mri_coding]
     delete, create = replace["actions"]
     assert delete == {
         "type": "delete",
@@ -323,8 +338,8 @@ async def test_orders_running_programme_from_the_plans_return_to_running_phase_i
     injection = draft("i1", CPT, "27096", "SI joint injection")
     body = order_request(cases.maya_after_mri(), [running, injection], hook="order-sign")
     before = await cards_for(client_at, body, date(2025, 11, 27))
-    assert [c["summary"].split(": ")[1][:5] for c in before] == ["no ru", "an SI"]
-    assert "starts 2025-11-28 at the earliest" in before[0]["detail"]
+    assert [c["summary"].split(": ")[1][:5] for c in before] == ["an SI", "no ru"]
+    assert "starts 2025-11-28 at the earliest" in before[1]["detail"]
     on_the_day = await cards_for(client_at, body, date(2025, 11, 28))
     assert [c["summary"].split(": ")[1][:5] for c in on_the_day] == ["an SI"]
 
@@ -547,16 +562,6 @@ async def test_orders_card_a_override_does_not_silence_the_order_card(tmp_path: 
         assert len((await client.post(SELECT_URL, json=body)).json()["cards"]) == 1
 
 
-async def test_orders_the_draft_bundle_is_not_changed_by_the_service(
-    client_at: ClientFactory,
-) -> None:
-    order = draft("x1", CPT, "72100", "XR L-spine", note=[{"text": "n"}])
-    body = order_request(cases.maya_before_mri(), [order])
-    sent = copy.deepcopy(body)
-    await cards_for(client_at, body)
-    assert body == sent
-
-
 async def test_orders_nothing_is_fetched_for_an_order_the_service_does_not_read(
     client_at: ClientFactory,
 ) -> None:
@@ -575,3 +580,222 @@ async def test_orders_nothing_is_fetched_for_an_order_the_service_does_not_read(
     body["context"]["draftOrders"] = {"resourceType": "Bundle", "entry": [7]}
     response = await client_at().post(SELECT_URL, json=body)
     assert response.status_code == 400
+
+
+async def test_order_sign_several_xrays_get_one_card_and_one_mri(
+    client_at: ClientFactory,
+) -> None:
+    orders = [
+        draft("x1", CPT, "72100", "XR L-spine"),
+        draft("x2", CPT, "72170", "XR pelvis"),
+        draft("x3", CPT, "72200", "XR SI joints"),
+    ]
+    body = order_request(cases.maya_before_mri(), orders, hook="order-sign")
+    (card,) = await cards_for(client_at, body)
+    assert '"XR L-spine", "XR pelvis", "XR SI joints" are being ordered' in card["detail"]
+    update, replace = card["suggestions"]
+    assert update["label"] == "Change these orders to one MRI of the lumbar spine and sacrum"
+    assert [(a["type"], a.get("resourceId")) for a in update["actions"]] == [
+        ("update", None),
+        ("delete", "ServiceRequest/x2"),
+        ("delete", "ServiceRequest/x3"),
+    ]
+    assert update["actions"][0]["resource"]["id"] == "x1"
+    assert [(a["type"], a.get("resourceId")) for a in replace["actions"]] == [
+        ("delete", "ServiceRequest/x1"),
+        ("delete", "ServiceRequest/x2"),
+        ("delete", "ServiceRequest/x3"),
+        ("create", None),
+    ]
+
+
+async def test_orders_a_draft_without_an_id_is_named_by_its_full_url(
+    client_at: ClientFactory,
+) -> None:
+    order = draft("x1", CPT, "72170", "XR pelvis")
+    del order["id"]
+    body = order_request(cases.maya_before_mri(), [order], selections=["urn:uuid:5f3c"])
+    body["context"]["draftOrders"]["entry"][0]["fullUrl"] = "urn:uuid:5f3c"
+    (card,) = await cards_for(client_at, body)
+    # It cannot be updated or deleted by reference: the one suggestion adds the MRI.
+    (suggestion,) = card["suggestions"]
+    assert suggestion["label"] == "Add a draft MRI of the sacrum"
+    assert [a["type"] for a in suggestion["actions"]] == ["create"]
+
+
+@pytest.mark.parametrize("hook", ["order-select", "order-sign"])
+async def test_orders_long_ids_as_some_ehrs_send_them_work_in_both_hooks(
+    client_at: ClientFactory, hook: str
+) -> None:
+    long_id = "e" + "Ab3-" * 40  # 161 characters: longer than R4's 64, as the spec's examples
+    order = draft(long_id, CPT, "72170", "XR pelvis")
+    (card,) = await cards_for(client_at, order_request(cases.maya_before_mri(), [order], hook=hook))
+    assert card["suggestions"][0]["actions"][0]["resource"]["id"] == long_id
+
+
+async def test_orders_an_id_that_is_not_a_fhir_id_is_never_echoed_as_a_reference(
+    client_at: ClientFactory,
+) -> None:
+    order = draft("../../Patient/other", CPT, "72170", "XR pelvis")
+    body = order_request(cases.maya_before_mri(), [order], hook="order-sign")
+    (card,) = await cards_for(client_at, body)
+    (suggestion,) = card["suggestions"]
+    assert [a["type"] for a in suggestion["actions"]] == ["create"]
+
+
+async def test_orders_for_another_patient_are_not_reviewed(client_at: ClientFactory) -> None:
+    order = draft("x1", CPT, "72170", "XR pelvis", pid="daniel")
+    body = order_request(cases.maya_before_mri(), [order], hook="order-sign")
+    assert await cards_for(client_at, body) == []
+
+
+async def test_orders_deeply_nested_draft_is_answered_not_a_500(client_at: ClientFactory) -> None:
+    nested: dict[str, Any] = {"a": 1}
+    for _ in range(900):
+        nested = {"a": nested}
+    order = draft("x1", CPT, "72170", "XR pelvis", foo=nested)
+    body = order_request(cases.maya_before_mri(), [order])
+    response = await client_at(cases.MAYA_SUSPECT_DAY).post(SELECT_URL, content=json_bytes(body))
+    assert response.status_code in (200, 400), response.text
+    if response.status_code == 200:
+        assert len(response.json()["cards"]) == 1
+
+
+def json_bytes(value: Any) -> bytes:
+    import msgspec
+
+    return msgspec.json.encode(value)
+
+
+async def test_orders_too_many_draft_orders_is_a_400(client_at: ClientFactory) -> None:
+    orders = [draft(f"o{n}", None, None, "Blood count") for n in range(501)]
+    body = order_request(cases.maya_before_mri(), orders)
+    response = await client_at().post(SELECT_URL, json=body)
+    assert response.status_code == 400
+    issue = response.json()["issue"][0]
+    assert issue["expression"] == ["context.draftOrders"]
+    assert "at most 500" in issue["details"]["text"]
+
+
+async def test_orders_order_name_is_cleaned_and_bounded_in_the_mri_note(
+    client_at: ClientFactory,
+) -> None:
+    order = draft("x1", CPT, "72170", "XR pelvis\x00\x07 **bold** " + "x" * 5000)
+    (card,) = await cards_for(client_at, order_request(cases.maya_before_mri(), [order]))
+    note = card["suggestions"][0]["actions"][0]["resource"]["note"][-1]["text"]
+    assert "\x00" not in note
+    assert "\x07" not in note
+    assert len(note) < 500
+    assert "\x00" not in card["detail"]
+
+
+async def test_orders_pregnant_runner_mri_order_says_without_contrast(
+    client_at: ClientFactory,
+) -> None:
+    pregnancy = condition("preg", coding(SNOMED, "77386006", "Pregnancy"), onset="2025-08-01")
+    pregnancy["subject"] = {"reference": "Patient/maya"}
+    record = [*cases.maya_before_mri(), pregnancy]
+    for order in (draft("x1", CPT, "72170", "XR pelvis"), draft("i1", CPT, "27096", "SI inj")):
+        (card,) = await cards_for(client_at, order_request(record, [order]))
+        for suggestion in card["suggestions"]:
+            mri = next(a["resource"] for a in suggestion["actions"] if "resource" in a)
+            assert mri["note"][-1]["text"].endswith("Pregnancy recorded: MRI without contrast.")
+
+
+async def test_orders_injection_card_offers_no_mri_when_one_is_in_the_session(
+    client_at: ClientFactory,
+) -> None:
+    injection = draft("i1", CPT, "27096", "SI joint injection")
+    mri = draft("m1", CPT, "72195", "MRI pelvis")
+    body = order_request(cases.maya_before_mri(), [injection, mri], hook="order-sign")
+    (card,) = await cards_for(client_at, body)
+    assert card["summary"].endswith(
+        "consider sacral stress injury before treating as SI-joint pain."
+    )
+    assert "suggestions" not in card
+
+
+@pytest.mark.parametrize(
+    ("text", "warned"),
+    [
+        ("Run/walk program", True),
+        ("Jog/walk intervals", True),
+        ("Deep-water running", False),
+        ("Aqua jogging", False),
+        ("Running: not yet", False),
+    ],
+)
+async def test_orders_running_programme_words(
+    client_at: ClientFactory, text: str, warned: bool
+) -> None:
+    order = draft("r1", None, None, text, reasons=())
+    body = order_request(cases.maya_after_mri(), [order], hook="order-sign")
+    cards = await cards_for(client_at, body, cases.MAYA_CONFIRMED_DAY)
+    assert len(cards) == int(warned)
+
+
+async def test_orders_ct_of_abdomen_and_pelvis_is_not_a_study_of_the_sacrum(
+    client_at: ClientFactory,
+) -> None:
+    order = draft("c1", "urn:oid:1.2.3", "CTAP1", "CT abdomen and pelvis with contrast")
+    assert await cards_for(client_at, order_request(cases.maya_before_mri(), [order])) == []
+
+
+async def test_order_sign_override_of_one_card_keeps_the_other(tmp_path: Any) -> None:
+    """Each card of a response is recorded with its own kind: overriding the injection card
+    snoozes it, not the X-ray card of the same response."""
+    orders = [draft("x1", CPT, "72170", "XR pelvis"), draft("i1", CPT, "27096", "SI injection")]
+    body = order_request(cases.maya_before_mri(), orders, hook="order-sign")
+    async with client_with_ledger(tmp_path, cases.MAYA_SUSPECT_DAY) as client:
+        imaging, injection = (await client.post(SIGN_URL, json=body)).json()["cards"]
+        assert "X-ray" in imaging["summary"]
+        feedback = {
+            "feedback": [
+                {
+                    "card": injection["uuid"],
+                    "outcome": "overridden",
+                    "outcomeTimestamp": "2025-09-30T11:55:00Z",
+                }
+            ]
+        }
+        assert (await client.post(SIGN_URL + "/feedback", json=feedback)).status_code == 200
+        (again,) = (await client.post(SIGN_URL, json=body)).json()["cards"]
+        assert again["summary"] == imaging["summary"]
+
+
+async def test_orders_log_lines_hold_no_patient_data(client_at: ClientFactory) -> None:
+    import io
+    import json as jsonlib
+    import logging
+
+    from cds_service.logs import LOGGER_NAME, JsonFormatter
+
+    record = cases.maya_before_mri()
+    record[0]["name"] = [{"family": "Quintero-Lindqvist", "given": ["Maya"]}]
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger(LOGGER_NAME)
+    logger.addHandler(handler)
+    try:
+        client = client_at(cases.MAYA_SUSPECT_DAY)
+        for order in (
+            draft("x1", CPT, "72170", "XR pelvis for Maya Quintero-Lindqvist 2005-03-01"),
+            draft("h1", CPT, "70450", "CT head"),
+        ):
+            await client.post(SELECT_URL, json=order_request(record, [order]))
+        bad = order_request(record, [draft("x1", CPT, "72170", "XR pelvis")])
+        bad["context"]["draftOrders"]["entry"][0]["resource"]["code"] = "maya 2005-03-01"
+        await client.post(SELECT_URL, json=bad)
+    finally:
+        logger.removeHandler(handler)
+    text = stream.getvalue()
+    lines = [jsonlib.loads(line) for line in text.splitlines()]
+    calls = [line for line in lines if line["event"] == "hook_call"]
+    assert [(c["status"], c["outcome"]) for c in calls] == [
+        (200, "order_imaging"),
+        (200, "no_order_of_interest"),
+        (400, "bad_request"),
+    ]
+    for secret in ("maya", "Maya", "Quintero", "2005-03-01", "si-1"):
+        assert secret not in text, secret

@@ -83,6 +83,15 @@ def sr(sid: str, system: str | None, code: str | None, text: str, **extra: Any) 
         ("Physiotherapy: no running until cleared", OrderKind.PHYSIO, None),
         ("Physiotherapy, avoid jogging", OrderKind.PHYSIO, None),
         ("CT head", OrderKind.OTHER, None),
+        ("CT abdomen and pelvis with contrast", OrderKind.OTHER, None),
+        ("XR pelvis and both hips", OrderKind.XRAY, "pelvis"),
+        ("Deep-water running", OrderKind.OTHER, None),
+        ("Aqua jogging sessions", OrderKind.OTHER, None),
+        ("Running: not yet", OrderKind.OTHER, None),
+        ("Run/walk program", OrderKind.RUNNING, None),
+        ("Jog/walk intervals", OrderKind.RUNNING, None),
+        ("SI joint radiofrequency ablation", OrderKind.SI_INJECTION, "si_joint"),
+        ("Sacroiliac prolotherapy", OrderKind.SI_INJECTION, "si_joint"),
         ("XR chest 2 views", OrderKind.OTHER, None),
         ("", OrderKind.OTHER, None),
     ],
@@ -240,18 +249,38 @@ def test_findings_for_a_suspected_runner(content: Content) -> None:
         order(OrderKind.OTHER),
     ]
     found = order_findings(reviewed, reviewed, suspicion, None, 56)
-    assert [(type(f), f.order.kind) for f in found] == [
-        (ImagingInstead, OrderKind.XRAY),
-        (ImagingInstead, OrderKind.CT),
-        (ConsiderBsiFirst, OrderKind.SI_INJECTION),
-        (ConsiderBsiFirst, OrderKind.PHYSIO),
+    # One finding per kind, each about all its orders.
+    assert [(type(f), [o.kind for o in f.orders]) for f in found] == [
+        (ImagingInstead, [OrderKind.XRAY, OrderKind.CT]),
+        (ConsiderBsiFirst, [OrderKind.SI_INJECTION, OrderKind.PHYSIO]),
     ]
-    with_mri = [*reviewed, order(OrderKind.MRI)]
-    assert [type(f) for f in order_findings(reviewed, with_mri, suspicion, None, 56)] == [
-        ConsiderBsiFirst,
+    assert found[1].orders[1].si_reason
+    # An MRI covering the sacrum in the session: no imaging card; a lumbar-only MRI does not
+    # cover the sacrum (7.5): the imaging card stays.
+    sacrum = DraftOrder("ServiceRequest/m", OrderKind.MRI, "MRI", region="sacrum")
+    lumbar = DraftOrder("ServiceRequest/l", OrderKind.MRI, "MRI L-spine", region="lumbar")
+    assert [
+        type(f) for f in order_findings(reviewed, [*reviewed, sacrum], suspicion, None, 56)
+    ] == [ConsiderBsiFirst]
+    assert [
+        type(f) for f in order_findings(reviewed, [*reviewed, lumbar], suspicion, None, 56)
+    ] == [
+        ImagingInstead,
         ConsiderBsiFirst,
     ]
     assert order_findings(reviewed, reviewed, None, None, 56) == []
+
+
+def test_mri_proposal_follows_the_pain_and_the_region_ordered(content: Content) -> None:
+    facts = facts_of(cases.maya_before_mri(), content, "maya")
+    suspicion = assess(facts, content.parameters, cases.MAYA_SUSPECT_DAY)
+    assert isinstance(suspicion, Suspicion)
+    lumbar = DraftOrder("ServiceRequest/x", OrderKind.XRAY, "XR L-spine", region="lumbar")
+    pelvis = DraftOrder("ServiceRequest/y", OrderKind.XRAY, "XR pelvis", region="pelvis")
+    assert ImagingInstead((pelvis,), suspicion).mri == "sacrum"
+    assert ImagingInstead((pelvis, lumbar), suspicion).mri == "lumbosacral"
+    buttock = dataclasses.replace(suspicion, mri="pelvis")
+    assert ImagingInstead((lumbar,), buttock).mri == "pelvis"
 
 
 def test_findings_for_a_confirmed_bsi(content: Content) -> None:
@@ -261,14 +290,15 @@ def test_findings_for_a_confirmed_bsi(content: Content) -> None:
     reviewed = [order(k) for k in OrderKind]
     found = order_findings(reviewed, reviewed, None, confirmation, 56)
     assert all(isinstance(f, ConfirmedBsiWarning) for f in found)
-    assert [f.order.kind for f in found] == [OrderKind.SI_INJECTION, OrderKind.RUNNING]
+    kinds = [[o.kind for o in f.orders] for f in found]
+    assert kinds == [[OrderKind.SI_INJECTION], [OrderKind.RUNNING]]
     # From the plan's return-to-running phase on, a running programme may be the plan.
     on_day = dataclasses.replace(confirmation, days_since_day0=56)
     found = order_findings(reviewed, reviewed, None, on_day, 56)
-    assert [f.order.kind for f in found] == [OrderKind.SI_INJECTION]
+    assert [[o.kind for o in f.orders] for f in found] == [[OrderKind.SI_INJECTION]]
     day_before = dataclasses.replace(confirmation, days_since_day0=55)
     found = order_findings(reviewed, reviewed, None, day_before, 56)
-    assert [f.order.kind for f in found] == [OrderKind.SI_INJECTION, OrderKind.RUNNING]
+    assert [[o.kind for o in f.orders] for f in found] == kinds
 
 
 def test_running_window_is_the_plans_return_to_running_phase(orders_content: OrderContent) -> None:

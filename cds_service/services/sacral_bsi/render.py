@@ -34,7 +34,7 @@ from cds_service.platform import wire
 from cds_service.services.sacral_bsi.content import Content, Words
 from fhir_mappings.careplan import PlanFor, to_careplan
 from fhir_mappings.conditions import DiagnosisFor, to_condition
-from fhir_mappings.orders import to_service_request
+from fhir_mappings.orders import OrderSpec, to_service_request
 from fhir_mappings.primitives import is_literal_reference
 
 SUMMARY_LIMIT = 140  # CDS Hooks: summary SHOULD be under 140 characters
@@ -391,6 +391,55 @@ def suspicion_evidence(s: Suspicion, content: Content) -> SuspicionEvidence:
     )
 
 
+def proposed_mri(
+    s: Suspicion,
+    content: Content,
+    patient_id: str,
+    encounter_id: str | None,
+    *,
+    spec: OrderSpec | None = None,
+    note: str | None = None,
+) -> dict[str, Any]:
+    """Card A's MRI order (sacrum, or pelvis for buttock or hip pain: 14.5; ``spec`` for
+    another), reasoned by the qualifying conditions, its note saying MRI without contrast when
+    a pregnancy is recorded (14.5). Validated as R4."""
+    t, orders = content.cards.suspect, content.cards.orders
+    note = note or t.order_note
+    if s.pregnancy is not None:
+        note = f"{note} {t.order_note_pregnancy}"
+    return to_service_request(
+        spec or (orders.mri_pelvis if s.mri == "pelvis" else orders.mri),
+        patient_id=patient_id,
+        reasons=tuple(q.pain.source for q in s.pains),
+        note=note,
+        encounter_id=encounter_id,
+    )
+
+
+def mri_suggestion(
+    s: Suspicion,
+    content: Content,
+    patient_id: str,
+    encounter_id: str | None,
+    new_uuid: Callable[[], str],
+) -> wire.Suggestion:
+    """Card A's suggestion: create a draft MRI (proposed_mri), for the clinician to sign."""
+    t = content.cards.suspect
+    pelvis = s.mri == "pelvis"
+    return wire.Suggestion(
+        label=t.suggestion_label_pelvis if pelvis else t.suggestion_label_sacrum,
+        uuid=new_uuid(),
+        isRecommended=False,
+        actions=(
+            wire.Action(
+                type="create",
+                description=t.action_description_pelvis if pelvis else t.action_description_sacrum,
+                resource=proposed_mri(s, content, patient_id, encounter_id),
+            ),
+        ),
+    )
+
+
 def _suspect_card(s: Suspicion, content: Content, ctx: RenderContext) -> wire.Card:
     c, words, t = content.cards, content.cards.words, content.cards.suspect
     pain = _pain_phrase(s, words)
@@ -422,31 +471,7 @@ def _suspect_card(s: Suspicion, content: Content, ctx: RenderContext) -> wire.Ca
     detail = _suspect_detail(s, content)
     suggestions: tuple[wire.Suggestion, ...] = ()
     if proposing:
-        note = t.order_note if s.pregnancy is None else f"{t.order_note} {t.order_note_pregnancy}"
-        order = to_service_request(
-            c.orders.mri_pelvis if s.mri == "pelvis" else c.orders.mri,
-            patient_id=ctx.patient_id,
-            reasons=tuple(q.pain.source for q in s.pains),
-            note=note,
-            encounter_id=ctx.encounter_id,
-        )
-        pelvis = s.mri == "pelvis"
-        suggestions = (
-            wire.Suggestion(
-                label=t.suggestion_label_pelvis if pelvis else t.suggestion_label_sacrum,
-                uuid=ctx.new_uuid(),
-                isRecommended=False,
-                actions=(
-                    wire.Action(
-                        type="create",
-                        description=(
-                            t.action_description_pelvis if pelvis else t.action_description_sacrum
-                        ),
-                        resource=order,
-                    ),
-                ),
-            ),
-        )
+        suggestions = (mri_suggestion(s, content, ctx.patient_id, ctx.encounter_id, ctx.new_uuid),)
     return wire.Card(
         uuid=ctx.new_uuid(),
         summary=fit_summary(*candidates),

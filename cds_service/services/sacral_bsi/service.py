@@ -127,7 +127,7 @@ class SacralBsiService:
             prefetch={key.name: key.template for key in self.prefetch_keys},
         )
 
-    def triage(self, request: wire.HookRequest) -> Decision | None:
+    def triage(self, request: wire.HookRequest) -> str | None:
         return None  # every patient-view needs the record
 
     async def decide(

@@ -17,6 +17,7 @@ from cds_service.platform.content import (
     read_toml,
 )
 from cds_service.services.sacral_bsi.content import Content as RuleContent
+from fhir_mappings.orders import OrderSpec
 from fhir_mappings.terminology import Terminology, ValueSetSpec
 
 FOLDER = "sacral-bsi-orders"
@@ -37,11 +38,18 @@ class ImagingText(Strict, frozen=True):
     study_xray: str
     study_ct: str
     detail: str
+    mri_sacrum: str
+    mri_pelvis: str
+    mri_lumbosacral: str
     mri_words_sacrum: str
     mri_words_pelvis: str
+    mri_words_lumbosacral: str
     update_label: str
+    update_label_many: str
     update_description: str
     replace_label: str
+    replace_label_many: str
+    add_label: str
     delete_description: str
     create_description: str
     order_note: str
@@ -66,6 +74,11 @@ class ConfirmedText(Strict, frozen=True):
 
 
 class Words(Strict, frozen=True):
+    verb_one: str
+    verb_many: str
+    order_join: str
+    treatment_join: str
+    more: str
     footer: str
 
 
@@ -88,6 +101,7 @@ class OrderCards(Strict, frozen=True):
     confirmed: ConfirmedText
     words: Words
     override_reasons: OverrideReasons
+    lumbosacral: OrderSpec  # the MRI that replaces lumbar imaging
 
 
 class OrderValueSets(Strict, frozen=True):

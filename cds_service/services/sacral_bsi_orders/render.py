@@ -1,17 +1,19 @@
 """The order services' cards: X-ray or CT instead of MRI, SI-joint treatment before a sacral BSI
-is considered, and a warning for a confirmed one."""
+is considered, and a warning for a confirmed one. One card per kind of finding, whatever the
+number of orders it is about."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, Literal
 
 from cds_service.clinical.orders import (
     ConfirmedBsiWarning,
     ConsiderBsiFirst,
     ImagingInstead,
+    MriProposal,
     OrderFinding,
     OrderKind,
 )
@@ -20,12 +22,14 @@ from cds_service.platform import wire
 from cds_service.services.sacral_bsi.render import (
     fit_summary,
     links,
+    mri_suggestion,
+    proposed_mri,
     quote_text,
     suspicion_evidence,
 )
 from cds_service.services.sacral_bsi_orders.content import OrderContent
 from fhir_mappings.draft_orders import SessionOrder, as_mri
-from fhir_mappings.orders import to_service_request
+from fhir_mappings.orders import OrderSpec
 
 
 @dataclass(frozen=True)
@@ -36,13 +40,17 @@ class OrderRenderContext:
 
 
 def render(
-    finding: OrderFinding, order: SessionOrder, content: OrderContent, ctx: OrderRenderContext
+    finding: OrderFinding,
+    orders: Sequence[SessionOrder],
+    content: OrderContent,
+    ctx: OrderRenderContext,
 ) -> wire.Card:
+    """``orders``: the session's orders the finding is about, in the finding's order."""
     if isinstance(finding, ImagingInstead):
-        return _imaging_card(finding, order, content, ctx)
+        return _imaging_card(finding, orders, content, ctx)
     if isinstance(finding, ConsiderBsiFirst):
-        return _si_treatment_card(finding, order, content, ctx)
-    return _confirmed_card(finding, order, content, ctx)
+        return _si_treatment_card(finding, content, ctx)
+    return _confirmed_card(finding, content, ctx)
 
 
 def _card(
@@ -50,7 +58,7 @@ def _card(
     ctx: OrderRenderContext,
     *,
     summary: str,
-    indicator: Any,
+    indicator: Literal["info", "warning", "critical"],
     detail: str,
     suggestions: tuple[wire.Suggestion, ...],
 ) -> wire.Card:
@@ -75,91 +83,139 @@ def _footer(content: OrderContent) -> str:
     return content.cards.words.footer.format(version=content.version)
 
 
-def _mri_words(content: OrderContent, s: Suspicion) -> str:
+SHOWN_ORDERS = 5  # order names a card or a note lists; the rest are counted
+
+
+def _names(content: OrderContent, labels: Sequence[str], quoted: bool) -> str:
+    words = content.cards.words
+    shown = [f'"{quote_text(label)}"' if quoted else label for label in labels[:SHOWN_ORDERS]]
+    if len(labels) > SHOWN_ORDERS:
+        shown.append(words.more.format(count=len(labels) - SHOWN_ORDERS))
+    return words.order_join.join(shown)
+
+
+def _orders(content: OrderContent, labels: Sequence[str]) -> dict[str, str]:
+    """{orders}: each order's name quoted (inert markdown); {verb}: is / are."""
+    words = content.cards.words
+    return {
+        "orders": _names(content, labels, quoted=True),
+        "verb": words.verb_one if len(labels) == 1 else words.verb_many,
+    }
+
+
+def _mri_spec(content: OrderContent, mri: MriProposal) -> OrderSpec:
+    orders = content.rule.cards.orders
+    return {"pelvis": orders.mri_pelvis, "lumbosacral": content.cards.lumbosacral}.get(
+        mri, orders.mri
+    )
+
+
+def _mri_words(content: OrderContent, mri: MriProposal) -> tuple[str, str]:
     t = content.cards.imaging
-    return t.mri_words_pelvis if s.mri == "pelvis" else t.mri_words_sacrum
+    return {
+        "sacrum": (t.mri_sacrum, t.mri_words_sacrum),
+        "pelvis": (t.mri_pelvis, t.mri_words_pelvis),
+        "lumbosacral": (t.mri_lumbosacral, t.mri_words_lumbosacral),
+    }[mri]
 
 
 def _mri_order(
-    s: Suspicion, content: OrderContent, ctx: OrderRenderContext, note: str, like: dict[str, Any]
+    s: Suspicion,
+    mri: MriProposal,
+    content: OrderContent,
+    ctx: OrderRenderContext,
+    note: str,
+    like: dict[str, Any],
 ) -> dict[str, Any]:
-    """Card A's MRI order (sacrum, or pelvis for buttock or hip pain: brief 14.5), with the
+    """Card A's MRI order (its reasons, its pregnancy note) of the region ``mri``, with the
     draft's intent and coded reasons when it has them."""
-    orders = content.rule.cards.orders
-    mri = to_service_request(
-        orders.mri_pelvis if s.mri == "pelvis" else orders.mri,
-        patient_id=ctx.patient_id,
-        reasons=tuple(q.pain.source for q in s.pains),
-        note=note,
-        encounter_id=ctx.encounter_id,
+    order = proposed_mri(
+        s, content.rule, ctx.patient_id, ctx.encounter_id, spec=_mri_spec(content, mri), note=note
     )
-    if isinstance(like.get("intent"), str):
-        mri["intent"] = like["intent"]
-    if isinstance(like.get("reasonCode"), list) and like["reasonCode"]:
-        mri["reasonCode"] = like["reasonCode"]
-    return mri
+    if like.get("intent") in ("proposal", "plan", "order", "original-order"):
+        order["intent"] = like["intent"]
+    reasons = like.get("reasonCode")
+    if isinstance(reasons, list) and reasons and all(isinstance(r, dict) for r in reasons):
+        order["reasonCode"] = reasons
+    return order
 
 
 def _imaging_card(
-    f: ImagingInstead, order: SessionOrder, content: OrderContent, ctx: OrderRenderContext
+    f: ImagingInstead,
+    orders: Sequence[SessionOrder],
+    content: OrderContent,
+    ctx: OrderRenderContext,
 ) -> wire.Card:
     t, s = content.cards.imaging, f.suspicion
     evidence = suspicion_evidence(s, content.rule)
-    study = t.study_ct if f.order.kind is OrderKind.CT else t.study_xray
-    label = quote_text(f.order.label)
-    fill = {
-        "study": study,
-        "pain": evidence.pain,
-        "mri": s.mri,
-        "mri_words": _mri_words(content, s),
-    }
-    mri = _mri_order(s, content, ctx, t.order_note.format(order=f.order.label), order.resource)
+    study = t.study_ct if all(o.kind is OrderKind.CT for o in f.orders) else t.study_xray
+    mri, mri_words = _mri_words(content, f.mri)
+    fill = {"study": study, "pain": evidence.pain, "mri": mri, "mri_words": mri_words}
+    labels = [o.label for o in f.orders]
+    many = len(orders) > 1
+    removable = [o for o in orders if o.reference]
+    first = removable[0] if removable else None
+    mri_order = _mri_order(
+        s,
+        f.mri,
+        content,
+        ctx,
+        t.order_note.format(order=_names(content, labels, quoted=False)),
+        first.resource if first else orders[0].resource,
+    )
+
+    def delete(order: SessionOrder) -> wire.Action:
+        return wire.Action(
+            type="delete",
+            description=t.delete_description.format(order=quote_text(order.fact.label)),
+            resourceId=order.reference,
+        )
+
+    create = wire.Action(
+        type="create", description=t.create_description.format(**fill), resource=mri_order
+    )
     suggestions: list[wire.Suggestion] = []
-    if order.reference:
+    if first is not None:
+        # The recommended one: the first draft becomes the MRI; any other X-ray or CT goes.
         suggestions.append(
             wire.Suggestion(
-                label=t.update_label.format(**fill),
+                label=(t.update_label_many if many else t.update_label).format(**fill),
                 uuid=ctx.new_uuid(),
                 isRecommended=True,
                 actions=(
                     wire.Action(
                         type="update",
-                        description=t.update_description.format(order=label, **fill),
-                        resource=as_mri(order.resource, mri),
+                        description=t.update_description.format(
+                            order=quote_text(first.fact.label), **fill
+                        ),
+                        resource=as_mri(first.resource, mri_order),
                     ),
+                    *(delete(o) for o in removable[1:]),
                 ),
             )
         )
-        replace: tuple[wire.Action, ...] = (
-            wire.Action(
-                type="delete",
-                description=t.delete_description.format(order=label),
-                resourceId=order.reference,
-            ),
-        )
+    if removable and len(removable) == len(orders):
+        replace_label = t.replace_label_many if many else t.replace_label
+        replace = (*(delete(o) for o in removable), create)
     else:
-        replace = ()
+        # An order without a usable id cannot be removed by a suggestion: only the MRI is added.
+        replace_label, replace = t.add_label, (create,)
     suggestions.append(
         wire.Suggestion(
-            label=t.replace_label.format(**fill),
+            label=replace_label.format(**fill),
             uuid=ctx.new_uuid(),
             isRecommended=False,
-            actions=(
-                *replace,
-                wire.Action(
-                    type="create", description=t.create_description.format(**fill), resource=mri
-                ),
-            ),
+            actions=replace,
         )
     )
     detail = t.detail.format(
-        order=label,
+        **_orders(content, labels),
         pains=evidence.pains,
         runner=evidence.runner,
         counted=evidence.counted,
         risks=evidence.risks,
         lines=evidence.lines,
-        mri_words=fill["mri_words"],
+        mri_words=mri_words,
         footer=_footer(content),
     ).strip()
     return _card(
@@ -172,46 +228,36 @@ def _imaging_card(
     )
 
 
+def _treatments(content: OrderContent, words: Sequence[str]) -> str:
+    unique = list(dict.fromkeys(words))
+    return content.cards.words.treatment_join.join(unique)
+
+
 def _si_treatment_card(
-    f: ConsiderBsiFirst, order: SessionOrder, content: OrderContent, ctx: OrderRenderContext
+    f: ConsiderBsiFirst, content: OrderContent, ctx: OrderRenderContext
 ) -> wire.Card:
     t, s = content.cards.si_treatment, f.suspicion
     evidence = suspicion_evidence(s, content.rule)
-    treatment = t.injection if f.order.kind is OrderKind.SI_INJECTION else t.physio
+    mri: MriProposal = "pelvis" if s.mri == "pelvis" else "sacrum"
+    treatment = _treatments(
+        content,
+        [t.injection if o.kind is OrderKind.SI_INJECTION else t.physio for o in f.orders],
+    )
     detail = t.detail.format(
         treatment=treatment,
-        order=quote_text(f.order.label),
+        **_orders(content, [o.label for o in f.orders]),
         pains=evidence.pains,
         runner=evidence.runner,
         counted=evidence.counted,
         risks=evidence.risks,
         lines=evidence.lines,
-        mri_words=_mri_words(content, s),
+        mri_words=_mri_words(content, mri)[1],
         footer=_footer(content),
     ).strip()
     suggestions: tuple[wire.Suggestion, ...] = ()
-    if s.mri_under_way is None:
-        rule_text = content.rule.cards.suspect
-        pelvis = s.mri == "pelvis"
+    if s.mri_under_way is None and not f.mri_in_session:
         suggestions = (
-            wire.Suggestion(
-                label=rule_text.suggestion_label_pelvis
-                if pelvis
-                else rule_text.suggestion_label_sacrum,
-                uuid=ctx.new_uuid(),
-                isRecommended=False,
-                actions=(
-                    wire.Action(
-                        type="create",
-                        description=(
-                            rule_text.action_description_pelvis
-                            if pelvis
-                            else rule_text.action_description_sacrum
-                        ),
-                        resource=_mri_order(s, content, ctx, rule_text.order_note, {}),
-                    ),
-                ),
-            ),
+            mri_suggestion(s, content.rule, ctx.patient_id, ctx.encounter_id, ctx.new_uuid),
         )
     fill = {"pain": evidence.pain}
     return _card(
@@ -225,16 +271,15 @@ def _si_treatment_card(
 
 
 def _confirmed_card(
-    f: ConfirmedBsiWarning, order: SessionOrder, content: OrderContent, ctx: OrderRenderContext
+    f: ConfirmedBsiWarning, content: OrderContent, ctx: OrderRenderContext
 ) -> wire.Card:
     t, c = content.cards.confirmed, f.confirmation
-    injection = f.order.kind is OrderKind.SI_INJECTION
     finding = (t.finding_condition if c.diagnosis is not None else t.finding_report).format(
         source=quote_text(c.finding)
     )
     detail = t.detail.format(
-        treatment=t.injection if injection else t.running,
-        order=quote_text(f.order.label),
+        treatment=t.injection if f.injection else t.running,
+        **_orders(content, [o.label for o in f.orders]),
         finding=finding,
         day0=c.day0.isoformat(),
         running_from=(c.day0 + timedelta(days=content.running_from_day)).isoformat(),
@@ -243,7 +288,7 @@ def _confirmed_card(
     return _card(
         content,
         ctx,
-        summary=fit_summary(t.summary_injection if injection else t.summary_running),
+        summary=fit_summary(t.summary_injection if f.injection else t.summary_running),
         indicator="warning",
         detail=detail,
         suggestions=(),

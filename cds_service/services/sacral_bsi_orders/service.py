@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 from cds_service.clinical.facts import PatientFacts
 from cds_service.clinical.orders import (
-    OrderKind,
     evidence_keys,
     finding_kind,
     order_findings,
@@ -72,13 +71,11 @@ class SacralBsiOrderService:
             return session, selected(session, context.selections)
         return session, session
 
-    def triage(self, request: wire.HookRequest) -> Decision | None:
+    def triage(self, request: wire.HookRequest) -> str | None:
         """No record is fetched when no order under review is one this service reads (the
         PAMA tab calls on every change of the order, first with an empty one)."""
         _, reviewed = self._reviewed(request, PatientFacts(request.context.patientId))
-        if all(o.fact.kind is OrderKind.OTHER for o in reviewed):
-            return Decision(wire.CdsResponse(cards=()), "no_order_of_interest")
-        return None
+        return None if any(o.fact.may_matter for o in reviewed) else "no_order_of_interest"
 
     async def decide(
         self, request: wire.HookRequest, resolved: Resolved, env: DecideEnv
@@ -117,8 +114,8 @@ class SacralBsiOrderService:
             kind = finding_kind(finding)
             if suppressed_by_override(evidence, await env.overridden(kind, self.snooze_days)):
                 continue
-            order = by_fact[id(finding.order)]
-            issued.append(_Issued(render(finding, order, self.content, ctx), kind, evidence))
+            orders = [by_fact[id(o)] for o in finding.orders]
+            issued.append(_Issued(render(finding, orders, self.content, ctx), kind, evidence))
         if not issued:
             return Decision(wire.CdsResponse(cards=()), "suppressed_after_override")
         return Decision(
