@@ -150,6 +150,7 @@ Orders = Annotated[
     typer.Option(
         "--order",
         help=f"a draft order to send (repeatable): {', '.join(sandbox.ORDERS)}",
+        metavar="KIND",
     ),
 ]
 
@@ -172,44 +173,39 @@ def fire_patient_view(
     )  # fmt: skip
 
 
-@fire_cli.command("order-select")
-def fire_order_select(
-    fhir_server: FhirServer,
-    patient: Patient,
-    order: Orders,
-    service_url: ServiceUrl = None,
-    prefetch: Prefetch = False,
-    as_json: AsJson = False,
-    sign: Sign = False,
-    dev_key_folder: DevKeyFolder = dev_issuer.DEFAULT_FOLDER,
-    token: Token = None,
-) -> None:
-    """Build the order-select request an EHR sends while orders are chosen (the --order drafts,
-    all selected), post it, and show the cards."""
-    _fire_and_show(
-        "order-select", order, fhir_server, patient, service_url, prefetch, as_json, sign,
-        dev_key_folder, token,
-    )  # fmt: skip
+def _order_command(hook: str, doc: str) -> None:
+    """``fire order-select`` and ``fire order-sign``: the same options, one hook each."""
+
+    def command(
+        fhir_server: FhirServer,
+        patient: Patient,
+        order: Orders,
+        service_url: ServiceUrl = None,
+        prefetch: Prefetch = False,
+        as_json: AsJson = False,
+        sign: Sign = False,
+        dev_key_folder: DevKeyFolder = dev_issuer.DEFAULT_FOLDER,
+        token: Token = None,
+    ) -> None:
+        _fire_and_show(
+            hook, order, fhir_server, patient, service_url, prefetch, as_json, sign,
+            dev_key_folder, token,
+        )  # fmt: skip
+
+    command.__doc__ = doc
+    fire_cli.command(hook)(command)
 
 
-@fire_cli.command("order-sign")
-def fire_order_sign(
-    fhir_server: FhirServer,
-    patient: Patient,
-    order: Orders,
-    service_url: ServiceUrl = None,
-    prefetch: Prefetch = False,
-    as_json: AsJson = False,
-    sign: Sign = False,
-    dev_key_folder: DevKeyFolder = dev_issuer.DEFAULT_FOLDER,
-    token: Token = None,
-) -> None:
-    """Build the order-sign request an EHR sends before the --order drafts are signed, post
-    it, and show the cards."""
-    _fire_and_show(
-        "order-sign", order, fhir_server, patient, service_url, prefetch, as_json, sign,
-        dev_key_folder, token,
-    )  # fmt: skip
+_order_command(
+    "order-select",
+    "Build the order-select request an EHR sends while orders are chosen (the --order drafts, "
+    "all selected), post it, and show the cards.",
+)
+_order_command(
+    "order-sign",
+    "Build the order-sign request an EHR sends before the --order drafts are signed, post it, "
+    "and show the cards.",
+)
 
 
 def _fire_and_show(

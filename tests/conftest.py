@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib.util
+import io
 import json
+import logging
 import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -20,6 +23,7 @@ import pytest
 from cds_service.clinical.facts import PatientFacts
 from cds_service.clinical.parameters import RuleParameters
 from cds_service.clinical.sacral_bsi import Assessment, assess
+from cds_service.logs import LOGGER_NAME, JsonFormatter
 from cds_service.main import create_app
 from cds_service.services.sacral_bsi.content import Content, load_content
 from cds_service.settings import Settings
@@ -108,6 +112,20 @@ def shared(*parts: str) -> Path:
             f"shared test data not found at {path} (clone beside ../shared to run this test)"
         )
     return path
+
+
+@contextlib.contextmanager
+def captured_log() -> Iterator[io.StringIO]:
+    """The service's log lines (JSON, as in production) written while the block runs."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger(LOGGER_NAME)
+    logger.addHandler(handler)
+    try:
+        yield stream
+    finally:
+        logger.removeHandler(handler)
 
 
 def at(day: date) -> Callable[[], datetime]:

@@ -9,6 +9,8 @@ from typing import Any, TypeVar
 
 import msgspec
 
+from cds_service.platform import wire
+from cds_service.platform.prefetch import PrefetchKey
 from cds_service.platform.wire import Hook
 
 _T = TypeVar("_T")
@@ -32,6 +34,34 @@ class ServiceText(Strict, frozen=True):
     hook: Hook  # a hook the platform decodes: a typo stops the start, not every call
     title: str
     description: str
+
+
+class OverrideReason(Strict, frozen=True):
+    code: str
+    display: str
+
+
+class OverrideReasons(Strict, frozen=True):
+    """The override reasons a service's cards offer (CDS Hooks ``overrideReasons``)."""
+
+    system: str
+    reasons: tuple[OverrideReason, ...]
+
+    def codings(self) -> tuple[wire.Coding, ...]:
+        return tuple(
+            wire.Coding(code=r.code, system=self.system, display=r.display) for r in self.reasons
+        )
+
+
+def definition(text: ServiceText, keys: tuple[PrefetchKey, ...]) -> wire.ServiceDefinition:
+    """A service's discovery entry: its words from content, its prefetch templates."""
+    return wire.ServiceDefinition(
+        hook=text.hook,
+        id=text.id,
+        title=text.title,
+        description=text.description,
+        prefetch={key.name: key.template for key in keys},
+    )
 
 
 def read_toml(path: Path) -> dict[str, Any]:

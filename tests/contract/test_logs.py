@@ -12,7 +12,7 @@ from cds_service import logs
 from cds_service.logs import LOGGER_NAME, JsonFormatter
 from tests import cases
 from tests.builders import hook_request
-from tests.conftest import SERVICE_URL, ClientFactory
+from tests.conftest import SERVICE_URL, ClientFactory, captured_log
 
 pytestmark = pytest.mark.anyio
 
@@ -22,12 +22,7 @@ async def test_logs_hook_call_line_has_outcome_and_no_patient_data(
 ) -> None:
     record = cases.maya_before_mri()
     record[0]["name"] = [{"family": "Quintero-Lindqvist", "given": ["Maya"]}]
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(JsonFormatter())
-    logger = logging.getLogger(LOGGER_NAME)
-    logger.addHandler(handler)
-    try:
+    with captured_log() as stream:
         client = client_at(cases.MAYA_SUSPECT_DAY)
         ok = hook_request(record, pid="maya")
         await client.post(SERVICE_URL, json=ok)
@@ -55,8 +50,6 @@ async def test_logs_hook_call_line_has_outcome_and_no_patient_data(
                 ]
             },
         )
-    finally:
-        logger.removeHandler(handler)
     lines = [json.loads(line) for line in stream.getvalue().splitlines()]
     calls = [line for line in lines if line["event"] == "hook_call"]
     assert [c["status"] for c in calls] == [200, 400, 200]

@@ -13,7 +13,7 @@ import pytest
 from cds_service.main import create_app
 from tests import cases
 from tests.builders import coding, concept, condition, hook_request
-from tests.conftest import ClientFactory, at, settings_for_tests
+from tests.conftest import ClientFactory, at, captured_log, settings_for_tests
 
 pytestmark = pytest.mark.anyio
 SELECT_URL = "/cds-services/sacral-bsi-order-select"
@@ -764,20 +764,11 @@ async def test_order_sign_override_of_one_card_keeps_the_other(tmp_path: Any) ->
 
 
 async def test_orders_log_lines_hold_no_patient_data(client_at: ClientFactory) -> None:
-    import io
     import json as jsonlib
-    import logging
-
-    from cds_service.logs import LOGGER_NAME, JsonFormatter
 
     record = cases.maya_before_mri()
     record[0]["name"] = [{"family": "Quintero-Lindqvist", "given": ["Maya"]}]
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(JsonFormatter())
-    logger = logging.getLogger(LOGGER_NAME)
-    logger.addHandler(handler)
-    try:
+    with captured_log() as stream:
         client = client_at(cases.MAYA_SUSPECT_DAY)
         for order in (
             draft("x1", CPT, "72170", "XR pelvis for Maya Quintero-Lindqvist 2005-03-01"),
@@ -787,8 +778,6 @@ async def test_orders_log_lines_hold_no_patient_data(client_at: ClientFactory) -
         bad = order_request(record, [draft("x1", CPT, "72170", "XR pelvis")])
         bad["context"]["draftOrders"]["entry"][0]["resource"]["code"] = "maya 2005-03-01"
         await client.post(SELECT_URL, json=bad)
-    finally:
-        logger.removeHandler(handler)
     text = stream.getvalue()
     lines = [jsonlib.loads(line) for line in text.splitlines()]
     calls = [line for line in lines if line["event"] == "hook_call"]

@@ -23,6 +23,7 @@ from cds_service.clinical.parameters import (
 from cds_service.platform.content import (
     ContentError,
     Meta,
+    OverrideReasons,
     ServiceText,
     Strict,
     convert,
@@ -176,16 +177,6 @@ class ConfirmFirstText(Strict, frozen=True):
 class LinkText(Strict, frozen=True):
     label: str
     url: str
-
-
-class OverrideReason(Strict, frozen=True):
-    code: str
-    display: str
-
-
-class OverrideReasons(Strict, frozen=True):
-    system: str
-    reasons: tuple[OverrideReason, ...]
 
 
 class CardContent(Strict, frozen=True):

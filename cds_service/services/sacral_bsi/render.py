@@ -480,10 +480,7 @@ def _suspect_card(s: Suspicion, content: Content, ctx: RenderContext) -> wire.Ca
         detail=detail,
         suggestions=suggestions,
         selectionBehavior="at-most-one" if suggestions else None,
-        overrideReasons=tuple(
-            wire.Coding(code=r.code, system=c.override_reasons.system, display=r.display)
-            for r in c.override_reasons.reasons
-        ),
+        overrideReasons=c.override_reasons.codings(),
         links=links(content),
     )
 

@@ -19,6 +19,7 @@ from cds_service.clinical.sacral_bsi import (
     suppressed_by_override,
 )
 from cds_service.platform import wire
+from cds_service.platform.content import definition
 from cds_service.platform.prefetch import PrefetchKey, Resolved
 from cds_service.platform.service import DecideEnv, Decision
 from cds_service.services.sacral_bsi.content import Content
@@ -118,14 +119,7 @@ class SacralBsiService:
         self.prefetch_keys = prefetch_keys(content.terminology)
         self.content_version = content.version
         self.snooze_days = content.parameters.suppression.snooze_after_override_days
-        text = content.cards.service
-        self.definition = wire.ServiceDefinition(
-            hook=text.hook,
-            id=text.id,
-            title=text.title,
-            description=text.description,
-            prefetch={key.name: key.template for key in self.prefetch_keys},
-        )
+        self.definition = definition(content.cards.service, self.prefetch_keys)
 
     def triage(self, request: wire.HookRequest) -> str | None:
         return None  # every patient-view needs the record

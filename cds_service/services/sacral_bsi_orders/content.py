@@ -11,6 +11,7 @@ import msgspec
 from cds_service.platform.content import (
     ContentError,
     Meta,
+    OverrideReasons,
     ServiceText,
     Strict,
     convert,
@@ -80,16 +81,6 @@ class Words(Strict, frozen=True):
     treatment_join: str
     more: str
     footer: str
-
-
-class OverrideReason(Strict, frozen=True):
-    code: str
-    display: str
-
-
-class OverrideReasons(Strict, frozen=True):
-    system: str
-    reasons: tuple[OverrideReason, ...]
 
 
 class OrderCards(Strict, frozen=True):

@@ -62,7 +62,6 @@ def _card(
     detail: str,
     suggestions: tuple[wire.Suggestion, ...],
 ) -> wire.Card:
-    reasons = content.cards.override_reasons
     return wire.Card(
         uuid=ctx.new_uuid(),
         summary=summary,
@@ -71,10 +70,7 @@ def _card(
         detail=detail,
         suggestions=suggestions,
         selectionBehavior="at-most-one" if suggestions else None,
-        overrideReasons=tuple(
-            wire.Coding(code=r.code, system=reasons.system, display=r.display)
-            for r in reasons.reasons
-        ),
+        overrideReasons=content.cards.override_reasons.codings(),
         links=links(content.rule),
     )
 

@@ -25,7 +25,7 @@ from cds_service.clinical.sacral_bsi import (
 from cds_service.clinical.sacral_bsi import evidence_keys as card_a_evidence
 from cds_service.errors import BadRequestError
 from cds_service.platform import wire
-from cds_service.platform.content import ServiceText
+from cds_service.platform.content import ServiceText, definition
 from cds_service.platform.prefetch import Resolved
 from cds_service.platform.service import DecideEnv, Decision
 from cds_service.services.sacral_bsi.service import facts_of, prefetch_keys
@@ -47,13 +47,7 @@ class SacralBsiOrderService:
         self.prefetch_keys = prefetch_keys(content.rule.terminology)
         self.content_version = content.version
         self.snooze_days = content.rule.parameters.suppression.snooze_after_override_days
-        self.definition = wire.ServiceDefinition(
-            hook=text.hook,
-            id=text.id,
-            title=text.title,
-            description=text.description,
-            prefetch={key.name: key.template for key in self.prefetch_keys},
-        )
+        self.definition = definition(text, self.prefetch_keys)
 
     def _reviewed(
         self, request: wire.HookRequest, facts: PatientFacts
