@@ -385,21 +385,24 @@ class CardLedger:
     def store_feedback(
         self, items: list[FeedbackRecord], now: datetime | None = None
     ) -> list[bool]:
-        """Store every item; return, per item, whether its card is one this service issued."""
+        """Store every item; return, per item, whether its card is one this service issued (the
+        service the feedback was posted to: feedback on another service's card is kept, but
+        flagged unknown, and snoozes nothing)."""
         received = _naive(now or datetime.now(UTC))
         with serialised(self.engine), Session(self.engine) as session:
-            known = set(
-                session.scalars(
-                    select(IssuedCard.card_uuid).where(
+            known = {
+                (service, card)
+                for service, card in session.execute(
+                    select(IssuedCard.service_id, IssuedCard.card_uuid).where(
                         IssuedCard.card_uuid.in_({i.card_uuid for i in items})
                     )
                 )
-            )
+            }
             session.add_all(
                 Feedback(
                     service_id=i.service_id,
                     card_uuid=i.card_uuid,
-                    known_card=i.card_uuid in known,
+                    known_card=(i.service_id, i.card_uuid) in known,
                     outcome=i.outcome,
                     accepted_suggestions=json.dumps(list(i.accepted_suggestions))
                     if i.accepted_suggestions
@@ -414,7 +417,7 @@ class CardLedger:
                 for i in items
             )
             session.commit()
-        return [i.card_uuid in known for i in items]
+        return [(i.service_id, i.card_uuid) in known for i in items]
 
     def overridden_evidence(
         self, patient: str, finding: str, since: datetime
@@ -425,7 +428,11 @@ class CardLedger:
         with serialised(self.engine), Session(self.engine) as session:
             rows = session.scalars(
                 select(IssuedCard.evidence)
-                .join(Feedback, Feedback.card_uuid == IssuedCard.card_uuid)
+                .join(
+                    Feedback,
+                    (Feedback.card_uuid == IssuedCard.card_uuid)
+                    & (Feedback.service_id == IssuedCard.service_id),
+                )
                 .where(
                     IssuedCard.patient_key == patient,
                     IssuedCard.finding == finding,

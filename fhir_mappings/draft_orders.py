@@ -64,7 +64,7 @@ class SessionOrder:
 # More than any ordering session holds: a larger Bundle is refused (400) rather than read.
 MAX_DRAFT_ORDERS = 500
 # FHIR id characters; longer than R4's 64, as some EHRs send (the spec's own examples do).
-_ORDER_ID = re.compile(r"[A-Za-z0-9\-.]{1,256}")
+_ORDER_ID = re.compile(r"(?=.*[A-Za-z0-9])[A-Za-z0-9\-.]{1,256}")  # not "." or ".."
 _HISTORY = re.compile(r"/_history/[^/]*$")
 
 
@@ -157,8 +157,10 @@ def _fact(request: lean.ServiceRequest, terms: Terminology, si_conditions: set[s
             kind, region = kind_from_text(text)
             if kind is not OrderKind.OTHER:
                 break
-    if kind is OrderKind.PHYSIO and any(kind_from_text(t)[0] is OrderKind.RUNNING for t in texts):
-        kind = OrderKind.RUNNING  # a physiotherapy order that is a return-to-running programme
+    if kind is OrderKind.PHYSIO:
+        # A physiotherapy order that is a running or hopping programme, by its name.
+        load = (OrderKind.RUNNING, OrderKind.HOPPING)
+        kind = next((k for t in texts if (k := kind_from_text(t)[0]) in load), kind)
     return DraftOrder(
         source=f"ServiceRequest/{request.id}" if request.id else "ServiceRequest without id",
         kind=kind,
@@ -170,13 +172,24 @@ def _fact(request: lean.ServiceRequest, terms: Terminology, si_conditions: set[s
     )
 
 
+# Reasons read per order: more than any order carries; a longer list is not read further (the
+# reasons of an order cost regular-expression time on the event loop).
+MAX_REASONS = 20
+
+
 def _si_reason(request: lean.ServiceRequest, terms: Terminology, si_conditions: set[str]) -> bool:
-    if any(terms.match("pain_si_joint", reason) for reason in request.reasonCode):
+    reasons = request.reasonCode[:MAX_REASONS]
+    if any(terms.match("pain_si_joint", reason) for reason in reasons):
         return True
-    for reason in request.reasonCode:
-        if any(region_of(t) == "si_joint" or "sacroiliitis" in t.lower() for t in _texts(reason)):
-            return True
-    return any(normalise_reference(r.reference) in si_conditions for r in request.reasonReference)
+    for reason in reasons:
+        for full in _texts(reason):
+            text = full[:300]
+            if region_of(text) == "si_joint" or "sacroiliitis" in text.lower():
+                return True
+    return any(
+        normalise_reference(r.reference) in si_conditions
+        for r in request.reasonReference[:MAX_REASONS]
+    )
 
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
@@ -196,17 +209,38 @@ def _texts(concept: lean.CodeableConcept | None) -> list[str]:
     return [t for t in (concept.text, *(c.display for c in concept.coding)) if t]
 
 
+# Elements that describe the X-ray or CT, not the order: dropped when it becomes the MRI (an
+# X-ray's "no preparation" instruction is wrong for an MRI, which needs safety screening).
+_OF_THE_OTHER_STUDY = (
+    "bodySite",
+    "orderDetail",
+    "text",
+    "patientInstruction",
+    "performerType",
+    "instantiatesCanonical",
+    "instantiatesUri",
+    "quantityQuantity",
+    "quantityRatio",
+    "quantityRange",
+    "asNeededBoolean",
+    "asNeededCodeableConcept",
+)
+
+
 def as_mri(resource: dict[str, Any], mri: dict[str, Any]) -> dict[str, Any]:
     """The draft order turned into the MRI ``mri`` (a ServiceRequest built from the content's
     MRI order): same id, status, intent, subject, reasons, identifiers and the rest; the code,
-    body site and note of the MRI. Dropped: the X-ray's order details and narrative (they
-    describe the other study), and any PAMA appropriate-use rating (it rated the other study,
-    and this service does not rate appropriate use). A shallow copy: only top-level elements
-    change, and the EHR's resource is left as it was."""
+    body site and note of the MRI. Dropped: what describes the other study (_OF_THE_OTHER_STUDY),
+    and any PAMA appropriate-use rating (it rated the other study, and this service does not
+    rate appropriate use). A missing status or intent is filled from the MRI order. A shallow
+    copy: only top-level elements change, and the EHR's resource is left as it was."""
     changed = dict(resource)
     changed["code"] = mri["code"]
-    for name in ("bodySite", "orderDetail", "text"):
+    for name in _OF_THE_OTHER_STUDY:
         changed.pop(name, None)
+    for name in ("status", "intent"):  # required in R4: an EHR's draft may leave them out
+        if not isinstance(changed.get(name), str):
+            changed[name] = mri[name]
     if "bodySite" in mri:
         changed["bodySite"] = mri["bodySite"]
     extensions = [

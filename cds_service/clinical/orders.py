@@ -30,7 +30,8 @@ class OrderKind(enum.StrEnum):
     MRI = "mri"  # MRI of the lumbar spine, sacrum or pelvis
     SI_INJECTION = "si_injection"
     PHYSIO = "physio"  # physiotherapy / physical therapy referral or evaluation
-    RUNNING = "running"  # a running, jumping or impact programme
+    RUNNING = "running"  # a running programme (walk-run, sprints, return to running)
+    HOPPING = "hopping"  # a hopping, jumping or plyometric programme
     OTHER = "other"
 
 
@@ -51,9 +52,30 @@ class DraftOrder:
     def may_matter(self) -> bool:
         """Whether this order can give a card for some record: what the services decide
         before fetching the record."""
-        if self.kind in (OrderKind.XRAY, OrderKind.CT, OrderKind.SI_INJECTION, OrderKind.RUNNING):
+        if self.kind in (
+            OrderKind.XRAY,
+            OrderKind.CT,
+            OrderKind.SI_INJECTION,
+            OrderKind.RUNNING,
+            OrderKind.HOPPING,
+        ):
             return True
         return self.kind is OrderKind.PHYSIO and (self.si_reason or self.references_reason)
+
+
+MriProposal = Literal["sacrum", "pelvis", "lumbosacral"]
+
+
+def mri_proposal(suspicion: Suspicion, orders: Iterable[DraftOrder]) -> MriProposal:
+    """The MRI an order card proposes: the pelvis for buttock or hip pain (14.5: it covers the
+    sacrum and both femoral necks); the lumbar spine and sacrum when lumbar imaging was ordered
+    (the question was lumbar) or the runner is under 18 (L5 spondylolysis, 14.5: a sacrum-only
+    MRI may miss it); else the sacrum."""
+    if suspicion.mri == "pelvis":
+        return "pelvis"
+    if suspicion.adolescent or any(o.region == "lumbar" for o in orders):
+        return "lumbosacral"
+    return "sacrum"
 
 
 @dataclass(frozen=True)
@@ -66,14 +88,7 @@ class ImagingInstead:
 
     @property
     def mri(self) -> MriProposal:
-        """The MRI to propose: the pelvis for buttock or hip pain (14.5); the lumbar spine and
-        sacrum when lumbar imaging was ordered (it was asked about the lumbar spine, and in
-        young runners L5 spondylolysis is the other cause, 14.5); else the sacrum."""
-        if self.suspicion.mri == "pelvis":
-            return "pelvis"
-        if any(o.region == "lumbar" for o in self.orders):
-            return "lumbosacral"
-        return "sacrum"
+        return mri_proposal(self.suspicion, self.orders)
 
 
 @dataclass(frozen=True)
@@ -82,29 +97,42 @@ class ConsiderBsiFirst:
 
     orders: tuple[DraftOrder, ...]
     suspicion: Suspicion
-    mri_in_session: bool = False  # then no MRI is proposed: one is being ordered
+    # No MRI is proposed: one is in the session, or the imaging card of the same answer
+    # proposes it (one MRI per answer).
+    mri_elsewhere: bool = False
+
+    @property
+    def mri(self) -> MriProposal:
+        return mri_proposal(self.suspicion, self.orders)
 
 
 @dataclass(frozen=True)
-class ConfirmedBsiWarning:
-    """SI-joint injection, or running / impact programme, for a confirmed sacral BSI: one
-    finding for each of the two kinds."""
+class ConfirmedInjection:
+    """SI-joint injection for a confirmed sacral BSI: it treats joint pain, not the fracture."""
 
     orders: tuple[DraftOrder, ...]
     confirmation: Confirmation
 
-    @property
-    def injection(self) -> bool:
-        return self.orders[0].kind is OrderKind.SI_INJECTION
+
+@dataclass(frozen=True)
+class ConfirmedLoad:
+    """A running, hopping or jumping programme for a confirmed sacral BSI. ``early``: some
+    order comes before the plan's own phase for it (hops from phase 3, running from phase 4),
+    a warning; otherwise a reminder that it starts only once the clinician clears it (14.4:
+    the restriction ends on clearance, never on a date)."""
+
+    orders: tuple[DraftOrder, ...]
+    confirmation: Confirmation
+    early: bool
 
 
-OrderFinding = ImagingInstead | ConsiderBsiFirst | ConfirmedBsiWarning
-MriProposal = Literal["sacrum", "pelvis", "lumbosacral"]
+OrderFinding = ImagingInstead | ConsiderBsiFirst | ConfirmedInjection | ConfirmedLoad
 
 FINDING_KINDS: dict[type, str] = {
     ImagingInstead: "order_imaging",
     ConsiderBsiFirst: "order_si_treatment",
-    ConfirmedBsiWarning: "order_confirmed_warning",
+    ConfirmedInjection: "order_confirmed_injection",
+    ConfirmedLoad: "order_confirmed_load",
 }
 
 
@@ -112,56 +140,54 @@ def finding_kind(finding: OrderFinding) -> str:
     return FINDING_KINDS[type(finding)]
 
 
+@dataclass(frozen=True)
+class LoadWindows:
+    """Days after Day 0 from which the rehab plan itself allows low-level hops (its phase 3)
+    and running (its phase 4), once the clinician clears them."""
+
+    hopping_from_day: int
+    running_from_day: int
+
+    def early(self, order: DraftOrder, days_since_day0: int) -> bool:
+        start = self.running_from_day if order.kind is OrderKind.RUNNING else self.hopping_from_day
+        return days_since_day0 < start
+
+
 def order_findings(
     orders: Iterable[DraftOrder],
     session: Iterable[DraftOrder],
     suspicion: Suspicion | None,
     confirmation: Confirmation | None,
-    running_from_day: int,
+    windows: LoadWindows,
 ) -> list[OrderFinding]:
     """The cards the ``orders`` under review deserve (newly selected ones for order-select;
     all for order-sign), at most one of each kind. ``session`` is every order of the session:
     an MRI covering the sacrum in it means the right test is being ordered, so X-ray and CT get
-    no card (a lumbar-only MRI does not cover the sacrum, 7.5). ``running_from_day``: the day
-    after Day 0 from which the plan itself may return to running (its return-to-running phase):
-    from then on a running programme may be the plan, and the service says nothing."""
+    no card (a lumbar-only MRI does not cover the sacrum, 7.5)."""
     orders = list(orders)
     found: list[OrderFinding] = []
-
-    def add(kind: type, chosen: list[DraftOrder], about: Suspicion | Confirmation) -> None:
-        if chosen:
-            found.append(kind(tuple(chosen), about))
-
     if confirmation is not None:
-        early = confirmation.days_since_day0 < running_from_day
-        add(
-            ConfirmedBsiWarning,
-            [o for o in orders if o.kind is OrderKind.SI_INJECTION],
-            confirmation,
-        )
-        if early:
-            add(
-                ConfirmedBsiWarning,
-                [o for o in orders if o.kind is OrderKind.RUNNING],
-                confirmation,
-            )
+        injections = [o for o in orders if o.kind is OrderKind.SI_INJECTION]
+        if injections:
+            found.append(ConfirmedInjection(tuple(injections), confirmation))
+        load = [o for o in orders if o.kind in (OrderKind.RUNNING, OrderKind.HOPPING)]
+        if load:
+            early = any(windows.early(o, confirmation.days_since_day0) for o in load)
+            found.append(ConfirmedLoad(tuple(load), confirmation, early))
         return found
     if suspicion is None:
         return found
     mri_in_session = any(o.kind is OrderKind.MRI and o.region != "lumbar" for o in session)
-    if not mri_in_session and suspicion.mri_under_way is None:
-        add(
-            ImagingInstead,
-            [o for o in orders if o.kind in (OrderKind.XRAY, OrderKind.CT)],
-            suspicion,
-        )
+    imaging = [o for o in orders if o.kind in (OrderKind.XRAY, OrderKind.CT)]
+    if imaging and not mri_in_session and suspicion.mri_under_way is None:
+        found.append(ImagingInstead(tuple(imaging), suspicion))
     treating = [
         o
         for o in orders
         if o.kind is OrderKind.SI_INJECTION or (o.kind is OrderKind.PHYSIO and o.si_reason)
     ]
     if treating:
-        found.append(ConsiderBsiFirst(tuple(treating), suspicion, mri_in_session))
+        found.append(ConsiderBsiFirst(tuple(treating), suspicion, mri_in_session or bool(found)))
     return found
 
 
@@ -184,6 +210,7 @@ _REGIONS: tuple[tuple[Region, re.Pattern[str]], ...] = (
     ("pelvis", re.compile(r"\b(pelvis|pelvic)\b", _I)),
     ("lumbar", re.compile(r"\b(lumbar|lumbosacral|L-?spine|L[-/]?S spine)\b", _I)),
 )
+_LUMBOSACRAL = re.compile(r"\b(lumbosacral|L[-/]?S spine|lumbar and sacral)\b", _I)
 _INJECTION = re.compile(
     r"\b(inject\w*|block|steroid|infiltration|radiofrequency|RFA|ablation|neurotomy|"
     r"denervation|prolotherapy)\b",
@@ -193,18 +220,26 @@ _SI_JOINT = _REGIONS[0][1]
 _PHYSIO = re.compile(r"\b(physio\w*|physical therap\w*|PT (referral|eval\w*))\b", _I)
 _RUNNING = re.compile(
     r"\b(running|jogging|run[/ -]walk|walk[/ -](run|jog)|jog[/ -]walk|return[- ]to[- ]run\w*|"
-    r"plyometric\w*|jump(ing)? training|impact training|couch to 5k)\b",
+    r"graded run\w*|run(ning)? program(me)?s?|sprint\w*|couch to 5k)\b",
     _I,
 )
-# Running in water is unloaded: encouraged from phase 1 (brief 10.1), not a running programme.
-_WATER_RUNNING = re.compile(r"\b(deep[- ]water|aqua|pool|water)[- ](running|jogging)\b", _I)
+_HOPPING = re.compile(
+    r"\b(hop|hops|hopping|jump\w*|plyometric\w*|skipping rope|bounding|impact training)\b", _I
+)
+# Running in water is unloaded: encouraged from phase 1 (brief 10.1), not a running programme;
+# nor are running shoes or a gait analysis.
+_NOT_LOADING = re.compile(
+    r"\b((deep[- ]?|under)?water|aqua|pool|anti-?gravity|alter-?g)\b|"
+    r"\brunning (shoes?|footwear|gait|analysis|assessment)\b|\bgait analysis\b",
+    _I,
+)
 _NEGATION = re.compile(r"\b(no|not|avoid\w*|without|stop|hold|defer\w*)\b", _I)
-_NEGATED_AFTER = re.compile(r"^\W*(not yet|not|no|none|on hold|held|deferred|avoid\w*)\b", _I)
+_NEGATED_AFTER = re.compile(r"^\W*(not yet|not|no|none|on hold|hold|held|deferred|avoid\w*)\b", _I)
 # Studies of another region that name the pelvis too: CT abdomen and pelvis is not a study of
 # the sacrum (an abdominal or urinary question).
 _OTHER_STUDY = re.compile(
     r"\b(abdomen|abdominal|abd|chest|renal|kidneys?|bladder|urogra\w*|enterogra\w*|"
-    r"colonogra\w*)\b",
+    r"colonogra\w*|abdo|stone\w*|stonogram|KUB|urolog\w*)\b",
     _I,
 )
 
@@ -224,7 +259,8 @@ def kind_from_text(text: str | None) -> tuple[OrderKind, Region | None]:
     region = region_of(text)
     imaging = not _NOT_IMAGING.search(text)
     if imaging and _MRI.search(text) and region is not None:
-        return OrderKind.MRI, region
+        # An MRI of the lumbosacral spine covers the sacrum (8.1b), unlike a lumbar-only one.
+        return OrderKind.MRI, "sacrum" if _LUMBOSACRAL.search(text) else region
     if imaging and not _OTHER_STUDY.search(text):
         if _CT.search(text) and region is not None:
             return OrderKind.CT, region
@@ -232,20 +268,25 @@ def kind_from_text(text: str | None) -> tuple[OrderKind, Region | None]:
             return OrderKind.XRAY, region
     if _SI_JOINT.search(text) and _INJECTION.search(text):
         return OrderKind.SI_INJECTION, "si_joint"
-    if _running(text):
-        return OrderKind.RUNNING, None
+    load = _loading(text)
+    if load is not None:
+        return load, None
     if _PHYSIO.search(text):
         return OrderKind.PHYSIO, None
     return OrderKind.OTHER, None
 
 
-def _running(text: str) -> bool:
-    """A running programme, not negated ("no running", "running: not yet") and not in water."""
-    if _WATER_RUNNING.search(text):
-        return False
-    found = _RUNNING.search(text)
-    if found is None:
-        return False
-    before = re.split(r"[,;.]|\bthen\b", text[: found.start()])[-1]
-    after = text[found.end() :]
-    return not (_NEGATION.search(before) or _NEGATED_AFTER.search(after))
+def _loading(text: str) -> OrderKind | None:
+    """A running or hopping programme, not negated ("no running", "running: not yet"), not in
+    water, not about shoes or gait."""
+    if _NOT_LOADING.search(text):
+        return None
+    for kind, pattern in ((OrderKind.RUNNING, _RUNNING), (OrderKind.HOPPING, _HOPPING)):
+        found = pattern.search(text)
+        if found is None:
+            continue
+        before = re.split(r"[,;.]|\bthen\b", text[: found.start()])[-1]
+        after = text[found.end() :]
+        if not (_NEGATION.search(before) or _NEGATED_AFTER.search(after)):
+            return kind
+    return None

@@ -42,7 +42,7 @@ class PatientViewContext(msgspec.Struct, frozen=True):
 # FHIR resources of several types).
 DraftOrders = dict[str, Any]
 # "ServiceRequest/example-request-id": a reference to an entry of draftOrders.
-Selection = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+Selection = Annotated[str, msgspec.Meta(min_length=1, max_length=1000)]
 
 
 class OrderSelectContext(msgspec.Struct, frozen=True):

@@ -311,11 +311,11 @@ async def test_orders_physiotherapy_whose_reason_references_the_si_condition_cou
         ),
         (
             draft("r1", None, None, "Return to running program", reasons=()),
-            "Confirmed sacral stress injury: no running, hopping or jumping until cleared.",
+            "Confirmed sacral stress injury: no running, hopping or jumping yet.",
         ),
         (
             draft("r2", CPT, "97161", "PT evaluation - plyometric and jump training", reasons=()),
-            "Confirmed sacral stress injury: no running, hopping or jumping until cleared.",
+            "Confirmed sacral stress injury: no running, hopping or jumping yet.",
         ),
     ],
 )
@@ -329,19 +329,40 @@ async def test_orders_confirmed_bsi_warns_against_injection_or_running_programme
     assert "Day 0 2025-10-03." in card["detail"]
 
 
-async def test_orders_running_programme_from_the_plans_return_to_running_phase_is_quiet(
+async def test_orders_running_programme_warns_before_the_plans_phase_then_reminds(
     client_at: ClientFactory,
 ) -> None:
-    """Day 0 2025-10-03; the plan's return-to-running phase starts 56 days later (2025-11-28):
-    from then a running programme may be the plan. The injection warning stays."""
+    """Day 0 2025-10-03; the plan's phase 3 (low-level hops) starts 28 days later, its phase 4
+    (running) 56 days later (2025-11-28). Before: a warning. From then: an info card, because
+    the restriction ends when the clinician clears it, never on a date (14.4). The injection
+    warning stays."""
     running = draft("r1", None, None, "Return to running program", reasons=())
     injection = draft("i1", CPT, "27096", "SI joint injection")
     body = order_request(cases.maya_after_mri(), [running, injection], hook="order-sign")
     before = await cards_for(client_at, body, date(2025, 11, 27))
-    assert [c["summary"].split(": ")[1][:5] for c in before] == ["an SI", "no ru"]
-    assert "starts 2025-11-28 at the earliest" in before[1]["detail"]
+    assert [(c["indicator"], c["summary"].split(": ")[1]) for c in before] == [
+        ("warning", "an SI-joint injection is not its treatment."),
+        ("warning", "no running, hopping or jumping yet."),
+    ]
+    load = before[1]["detail"]
+    assert "**running** from phase 4 (2025-11-28 at the earliest), once: Pain-free single-leg" in (
+        load
+    )
+    assert "**low-level hops** from phase 3 (2025-10-31 at the earliest), once: Double-leg" in load
     on_the_day = await cards_for(client_at, body, date(2025, 11, 28))
-    assert [c["summary"].split(": ")[1][:5] for c in on_the_day] == ["an SI"]
+    assert [(c["indicator"], c["summary"].split(": ")[1]) for c in on_the_day] == [
+        ("warning", "an SI-joint injection is not its treatment."),
+        ("info", "running and hopping only once cleared."),
+    ]
+
+
+async def test_orders_hopping_is_early_before_phase_3_only(client_at: ClientFactory) -> None:
+    hops = draft("h1", None, None, "Single-leg hop programme", reasons=())
+    body = order_request(cases.maya_after_mri(), [hops], hook="order-sign")
+    (before,) = await cards_for(client_at, body, date(2025, 10, 30))
+    assert before["indicator"] == "warning"
+    (after,) = await cards_for(client_at, body, date(2025, 10, 31))
+    assert after["indicator"] == "info"
 
 
 @pytest.mark.parametrize(
@@ -788,3 +809,91 @@ async def test_orders_log_lines_hold_no_patient_data(client_at: ClientFactory) -
     ]
     for secret in ("maya", "Maya", "Quintero", "2005-03-01", "si-1"):
         assert secret not in text, secret
+
+
+async def test_orders_adolescent_gets_an_mri_of_the_lumbar_spine_and_sacrum(
+    client_at: ClientFactory,
+) -> None:
+    """Under 18, a sacrum-only MRI may miss L5 spondylolysis (14.5): whatever was ordered, the
+    MRI offered covers the lumbar spine and sacrum, and asks for the whole sacrum."""
+    record = [
+        {**r, "birthDate": "2009-04-01"} if r["resourceType"] == "Patient" else r
+        for r in cases.maya_before_mri()
+    ]
+    for order in (draft("x1", CPT, "72170", "XR pelvis"), draft("i1", CPT, "27096", "SI inj")):
+        (card,) = await cards_for(client_at, order_request(record, [order]))
+        mri = next(a["resource"] for a in card["suggestions"][0]["actions"] if "resource" in a)
+        assert mri["code"]["coding"][0]["code"] == "433141005"
+        assert "whole sacrum and both SI joints" in mri["note"][-1]["text"]
+
+
+async def test_orders_one_mri_per_answer_imaging_and_injection(client_at: ClientFactory) -> None:
+    orders = [draft("x1", CPT, "72170", "XR pelvis"), draft("i1", CPT, "27096", "SI injection")]
+    body = order_request(cases.maya_before_mri(), orders, hook="order-sign")
+    imaging, injection = await cards_for(client_at, body)
+    assert imaging["suggestions"]
+    assert "suggestions" not in injection  # the imaging card's MRI is the one
+
+
+async def test_orders_repeated_id_is_acted_on_once(client_at: ClientFactory) -> None:
+    orders = [draft("1", CPT, "72170", "XR pelvis"), draft("1", CPT, "72100", "XR L-spine")]
+    body = order_request(cases.maya_before_mri(), orders, hook="order-sign")
+    (card,) = await cards_for(client_at, body)
+    update, replace = card["suggestions"]
+    assert update["label"] == "Change this order to an MRI of the lumbar spine and sacrum"
+    assert [(a["type"], a.get("resourceId")) for a in update["actions"]] == [("update", None)]
+    assert [(a["type"], a.get("resourceId")) for a in replace["actions"]] == [
+        ("delete", "ServiceRequest/1"),
+        ("create", None),
+    ]
+
+
+async def test_orders_update_drops_what_describes_the_xray_and_fills_required_fields(
+    client_at: ClientFactory,
+) -> None:
+    order = draft(
+        "x1",
+        CPT,
+        "72170",
+        "XR pelvis",
+        patientInstruction="No preparation needed for this X-ray",
+        performerType={"text": "radiographer"},
+        instantiatesCanonical=["http://example.org/xray-protocol"],
+        quantityQuantity={"value": 2},
+        identifier=[{"system": "urn:ehr:placer", "value": "A1"}],
+    )
+    del order["status"], order["intent"]
+    (card,) = await cards_for(client_at, order_request(cases.maya_before_mri(), [order]))
+    changed = card["suggestions"][0]["actions"][0]["resource"]
+    for name in (
+        "patientInstruction",
+        "performerType",
+        "instantiatesCanonical",
+        "quantityQuantity",
+    ):
+        assert name not in changed, name
+    assert changed["identifier"] == [{"system": "urn:ehr:placer", "value": "A1"}]
+    assert (changed["status"], changed["intent"]) == ("draft", "proposal")
+
+
+async def test_orders_feedback_posted_to_another_service_snoozes_nothing(tmp_path: Any) -> None:
+    xray = draft("x1", CPT, "72100", "XR lumbar spine")
+    body = order_request(cases.maya_before_mri(), [xray])
+    async with client_with_ledger(tmp_path, cases.MAYA_SUSPECT_DAY) as client:
+        (card,) = (await client.post(SELECT_URL, json=body)).json()["cards"]
+        feedback = {
+            "feedback": [
+                {
+                    "card": card["uuid"],
+                    "outcome": "overridden",
+                    "outcomeTimestamp": "2025-09-30T11:55:00Z",
+                }
+            ]
+        }
+        # Posted to card A's endpoint: stored, flagged unknown there, no snooze.
+        response = await client.post("/cds-services/sacral-bsi/feedback", json=feedback)
+        assert response.status_code == 200
+        ledger = client._transport.app.state.collaborators.ledger  # type: ignore[attr-defined]
+        (kept,) = ledger.feedback_for(card["uuid"])
+        assert kept.known_card is False
+        assert len((await client.post(SELECT_URL, json=body)).json()["cards"]) == 1

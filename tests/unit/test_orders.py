@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-from datetime import date
 from typing import Any
 
 import msgspec
@@ -11,10 +10,12 @@ import pytest
 
 from cds_service.clinical.facts import PatientFacts
 from cds_service.clinical.orders import (
-    ConfirmedBsiWarning,
+    ConfirmedInjection,
+    ConfirmedLoad,
     ConsiderBsiFirst,
     DraftOrder,
     ImagingInstead,
+    LoadWindows,
     OrderKind,
     kind_from_text,
     order_findings,
@@ -33,6 +34,7 @@ from tests import cases
 from tests.conftest import facts_of
 
 CPT = "http://www.ama-assn.org/go/cpt"
+WINDOWS = LoadWindows(hopping_from_day=28, running_from_day=56)
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +81,22 @@ def sr(sid: str, system: str | None, code: str | None, text: str, **extra: Any) 
         ("Physical therapy evaluation", OrderKind.PHYSIO, None),
         ("Return to running program", OrderKind.RUNNING, None),
         ("Walk-run progression", OrderKind.RUNNING, None),
-        ("Plyometric training", OrderKind.RUNNING, None),
+        ("Graded run programme", OrderKind.RUNNING, None),
+        ("Sprint drills", OrderKind.RUNNING, None),
+        ("Plyometric training", OrderKind.HOPPING, None),
+        ("Single-leg hop programme", OrderKind.HOPPING, None),
+        ("Hopping progression", OrderKind.HOPPING, None),
+        ("Jump rope", OrderKind.HOPPING, None),
+        ("Running in deep water", OrderKind.OTHER, None),
+        ("Underwater treadmill running", OrderKind.OTHER, None),
+        ("Running, hold until cleared", OrderKind.OTHER, None),
+        ("Running shoes assessment", OrderKind.OTHER, None),
+        ("Running gait analysis", OrderKind.OTHER, None),
+        ("CT abdo pelvis", OrderKind.OTHER, None),
+        ("CT stonogram pelvis", OrderKind.OTHER, None),
+        ("MRI lumbosacral spine", OrderKind.MRI, "sacrum"),
+        ("MRI L-S spine", OrderKind.MRI, "sacrum"),
+        ("MRI lumbar spine", OrderKind.MRI, "lumbar"),
         ("Physiotherapy: no running until cleared", OrderKind.PHYSIO, None),
         ("Physiotherapy, avoid jogging", OrderKind.PHYSIO, None),
         ("CT head", OrderKind.OTHER, None),
@@ -248,7 +265,7 @@ def test_findings_for_a_suspected_runner(content: Content) -> None:
         order(OrderKind.RUNNING),
         order(OrderKind.OTHER),
     ]
-    found = order_findings(reviewed, reviewed, suspicion, None, 56)
+    found = order_findings(reviewed, reviewed, suspicion, None, WINDOWS)
     # One finding per kind, each about all its orders.
     assert [(type(f), [o.kind for o in f.orders]) for f in found] == [
         (ImagingInstead, [OrderKind.XRAY, OrderKind.CT]),
@@ -260,15 +277,15 @@ def test_findings_for_a_suspected_runner(content: Content) -> None:
     sacrum = DraftOrder("ServiceRequest/m", OrderKind.MRI, "MRI", region="sacrum")
     lumbar = DraftOrder("ServiceRequest/l", OrderKind.MRI, "MRI L-spine", region="lumbar")
     assert [
-        type(f) for f in order_findings(reviewed, [*reviewed, sacrum], suspicion, None, 56)
+        type(f) for f in order_findings(reviewed, [*reviewed, sacrum], suspicion, None, WINDOWS)
     ] == [ConsiderBsiFirst]
     assert [
-        type(f) for f in order_findings(reviewed, [*reviewed, lumbar], suspicion, None, 56)
+        type(f) for f in order_findings(reviewed, [*reviewed, lumbar], suspicion, None, WINDOWS)
     ] == [
         ImagingInstead,
         ConsiderBsiFirst,
     ]
-    assert order_findings(reviewed, reviewed, None, None, 56) == []
+    assert order_findings(reviewed, reviewed, None, None, WINDOWS) == []
 
 
 def test_mri_proposal_follows_the_pain_and_the_region_ordered(content: Content) -> None:
@@ -288,34 +305,44 @@ def test_findings_for_a_confirmed_bsi(content: Content) -> None:
     confirmation = current_confirmation(facts, content.parameters, cases.MAYA_CONFIRMED_DAY)
     assert isinstance(confirmation, Confirmation)
     reviewed = [order(k) for k in OrderKind]
-    found = order_findings(reviewed, reviewed, None, confirmation, 56)
-    assert all(isinstance(f, ConfirmedBsiWarning) for f in found)
-    kinds = [[o.kind for o in f.orders] for f in found]
-    assert kinds == [[OrderKind.SI_INJECTION], [OrderKind.RUNNING]]
-    # From the plan's return-to-running phase on, a running programme may be the plan.
-    on_day = dataclasses.replace(confirmation, days_since_day0=56)
-    found = order_findings(reviewed, reviewed, None, on_day, 56)
-    assert [[o.kind for o in f.orders] for f in found] == [[OrderKind.SI_INJECTION]]
-    day_before = dataclasses.replace(confirmation, days_since_day0=55)
-    found = order_findings(reviewed, reviewed, None, day_before, 56)
-    assert [[o.kind for o in f.orders] for f in found] == kinds
+    injection, load = order_findings(reviewed, reviewed, None, confirmation, WINDOWS)
+    assert isinstance(injection, ConfirmedInjection)
+    assert [o.kind for o in injection.orders] == [OrderKind.SI_INJECTION]
+    assert isinstance(load, ConfirmedLoad)
+    assert [o.kind for o in load.orders] == [OrderKind.RUNNING, OrderKind.HOPPING]
+    assert load.early
 
 
-def test_running_window_is_the_plans_return_to_running_phase(orders_content: OrderContent) -> None:
-    (phase,) = [p for p in orders_content.rule.protocol.phase if p.name.startswith("Phase 4")]
-    assert phase.name == "Phase 4: return to running"
-    assert orders_content.running_from_day == phase.start_day == 56
-
-
-def test_current_confirmation_ends_with_the_plan_window(content: Content) -> None:
+@pytest.mark.parametrize(
+    ("kind", "day", "early"),
+    [
+        (OrderKind.HOPPING, 27, True),
+        (OrderKind.HOPPING, 28, False),  # the plan's phase 3 allows low-level hops, once cleared
+        (OrderKind.RUNNING, 28, True),
+        (OrderKind.RUNNING, 55, True),
+        (OrderKind.RUNNING, 56, False),  # the plan's phase 4 returns to running, once cleared
+    ],
+)
+def test_running_and_hopping_warn_before_the_plans_phase_and_remind_after(
+    content: Content, kind: OrderKind, day: int, early: bool
+) -> None:
     facts = facts_of(cases.maya_after_mri(), content, "maya")
-    limit = content.parameters.confirmation.report_max_age_days
-    day0 = date(2025, 10, 3)
-    assert current_confirmation(facts, content.parameters, day0) is not None
-    last = date.fromordinal(day0.toordinal() + limit)
-    assert current_confirmation(facts, content.parameters, last) is not None
-    after = date.fromordinal(day0.toordinal() + limit + 1)
-    assert current_confirmation(facts, content.parameters, after) is None
+    confirmation = current_confirmation(facts, content.parameters, cases.MAYA_CONFIRMED_DAY)
+    assert confirmation is not None
+    on_day = dataclasses.replace(confirmation, days_since_day0=day)
+    (found,) = order_findings([order(kind)], [], None, on_day, WINDOWS)
+    assert isinstance(found, ConfirmedLoad)
+    assert found.early is early
+
+
+def test_load_windows_are_the_plans_phases(orders_content: OrderContent) -> None:
+    phases = {p.name: p for p in orders_content.rule.protocol.phase}
+    hops = phases["Phase 3: single-leg strength and impact preparation"]
+    running = phases["Phase 4: return to running"]
+    assert orders_content.windows == LoadWindows(hops.start_day, running.start_day)
+    assert orders_content.windows == WINDOWS
+    assert orders_content.hopping_criteria == phases["Phase 2: load on both legs"].criteria
+    assert orders_content.running_criteria == hops.criteria
 
 
 # ---------------------------------------------------------------------------- the wire

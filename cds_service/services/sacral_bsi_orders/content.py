@@ -8,6 +8,7 @@ from pathlib import Path
 
 import msgspec
 
+from cds_service.clinical.orders import LoadWindows
 from cds_service.platform.content import (
     ContentError,
     Meta,
@@ -18,6 +19,7 @@ from cds_service.platform.content import (
     read_toml,
 )
 from cds_service.services.sacral_bsi.content import Content as RuleContent
+from fhir_mappings.careplan import PhaseSpec
 from fhir_mappings.orders import OrderSpec
 from fhir_mappings.terminology import Terminology, ValueSetSpec
 
@@ -54,6 +56,7 @@ class ImagingText(Strict, frozen=True):
     delete_description: str
     create_description: str
     order_note: str
+    lumbosacral_note: str
 
 
 class SiTreatmentText(Strict, frozen=True):
@@ -66,10 +69,10 @@ class SiTreatmentText(Strict, frozen=True):
 
 class ConfirmedText(Strict, frozen=True):
     summary_injection: str
-    summary_running: str
-    injection: str
-    running: str
-    detail: str
+    summary_load_early: str
+    summary_load_cleared: str
+    detail_injection: str
+    detail_load: str
     finding_condition: str
     finding_report: str
 
@@ -105,9 +108,11 @@ class OrderContent:
     rule: RuleContent  # card A's content: the rule's parameters, value sets, MRI orders
     terminology: Terminology  # card A's value sets and the order value sets
     directory: Path
-    # The start of the rehab plan's return-to-running phase (days after Day 0): until then a
-    # running programme for a confirmed injury is a warning.
-    running_from_day: int
+    # From the rehab plan: when it allows hops and running (days after Day 0), and the
+    # criteria to start each (the move-on criteria of the phase before).
+    windows: LoadWindows
+    hopping_criteria: str
+    running_criteria: str
 
     @property
     def version(self) -> str:
@@ -129,10 +134,26 @@ def load_order_content(directory: Path, rule: RuleContent) -> OrderContent:
         )
     except ValueError as exc:
         raise ContentError(f"{directory.name}/valuesets.toml: {exc}") from None
-    running = [p for p in rule.protocol.phase if "return to running" in p.name.lower()]
-    if len(running) != 1:
+    phases = rule.protocol.phase
+    hopping, running = (_phase(phases, words) for words in ("impact", "return to running"))
+    return OrderContent(
+        cards,
+        rule,
+        terminology,
+        directory,
+        LoadWindows(phases[hopping].start_day, phases[running].start_day),
+        phases[hopping - 1].criteria,
+        phases[running - 1].criteria,
+    )
+
+
+def _phase(phases: tuple[PhaseSpec, ...], words: str) -> int:
+    """The index of the one phase whose name holds ``words`` (not the first: the criteria to
+    start it are those of the phase before)."""
+    found = [n for n, p in enumerate(phases) if words in p.name.lower()]
+    if len(found) != 1 or found[0] == 0:
         raise ContentError(
-            "sacral-bsi/rehab-protocol.toml: the order services need exactly one phase named "
-            "'... return to running ...' (its start is when a running programme may be the plan)"
+            f"sacral-bsi/rehab-protocol.toml: the order services need exactly one phase, not the "
+            f"first, whose name holds '{words}' (when the plan allows hops, and running)"
         )
-    return OrderContent(cards, rule, terminology, directory, running[0].start_day)
+    return found[0]

@@ -10,7 +10,8 @@ from datetime import timedelta
 from typing import Any, Literal
 
 from cds_service.clinical.orders import (
-    ConfirmedBsiWarning,
+    ConfirmedInjection,
+    ConfirmedLoad,
     ConsiderBsiFirst,
     ImagingInstead,
     MriProposal,
@@ -22,13 +23,12 @@ from cds_service.platform import wire
 from cds_service.services.sacral_bsi.render import (
     fit_summary,
     links,
-    mri_suggestion,
     proposed_mri,
     quote_text,
     suspicion_evidence,
 )
 from cds_service.services.sacral_bsi_orders.content import OrderContent
-from fhir_mappings.draft_orders import SessionOrder, as_mri
+from fhir_mappings.draft_orders import MAX_REASONS, SessionOrder, as_mri
 from fhir_mappings.orders import OrderSpec
 
 
@@ -49,7 +49,7 @@ def render(
     if isinstance(finding, ImagingInstead):
         return _imaging_card(finding, orders, content, ctx)
     if isinstance(finding, ConsiderBsiFirst):
-        return _si_treatment_card(finding, content, ctx)
+        return _si_treatment_card(finding, orders, content, ctx)
     return _confirmed_card(finding, content, ctx)
 
 
@@ -125,6 +125,8 @@ def _mri_order(
 ) -> dict[str, Any]:
     """Card A's MRI order (its reasons, its pregnancy note) of the region ``mri``, with the
     draft's intent and coded reasons when it has them."""
+    if mri == "lumbosacral":
+        note = f"{note} {content.cards.imaging.lumbosacral_note}"
     order = proposed_mri(
         s, content.rule, ctx.patient_id, ctx.encounter_id, spec=_mri_spec(content, mri), note=note
     )
@@ -132,7 +134,7 @@ def _mri_order(
         order["intent"] = like["intent"]
     reasons = like.get("reasonCode")
     if isinstance(reasons, list) and reasons and all(isinstance(r, dict) for r in reasons):
-        order["reasonCode"] = reasons
+        order["reasonCode"] = reasons[:MAX_REASONS]
     return order
 
 
@@ -148,15 +150,16 @@ def _imaging_card(
     mri, mri_words = _mri_words(content, f.mri)
     fill = {"study": study, "pain": evidence.pain, "mri": mri, "mri_words": mri_words}
     labels = [o.label for o in f.orders]
-    many = len(orders) > 1
-    removable = [o for o in orders if o.reference]
+    # The orders a suggestion can act on: each usable reference once (an EHR may repeat an id).
+    removable = list({o.reference: o for o in orders if o.reference}.values())
     first = removable[0] if removable else None
+    changed = [o.fact.label for o in removable] or labels
     mri_order = _mri_order(
         s,
         f.mri,
         content,
         ctx,
-        t.order_note.format(order=_names(content, labels, quoted=False)),
+        t.order_note.format(order=_names(content, changed, quoted=False)),
         first.resource if first else orders[0].resource,
     )
 
@@ -175,7 +178,9 @@ def _imaging_card(
         # The recommended one: the first draft becomes the MRI; any other X-ray or CT goes.
         suggestions.append(
             wire.Suggestion(
-                label=(t.update_label_many if many else t.update_label).format(**fill),
+                label=(t.update_label_many if len(removable) > 1 else t.update_label).format(
+                    **fill
+                ),
                 uuid=ctx.new_uuid(),
                 isRecommended=True,
                 actions=(
@@ -190,8 +195,8 @@ def _imaging_card(
                 ),
             )
         )
-    if removable and len(removable) == len(orders):
-        replace_label = t.replace_label_many if many else t.replace_label
+    if removable and all(o.reference for o in orders):
+        replace_label = t.replace_label_many if len(removable) > 1 else t.replace_label
         replace = (*(delete(o) for o in removable), create)
     else:
         # An order without a usable id cannot be removed by a suggestion: only the MRI is added.
@@ -230,11 +235,14 @@ def _treatments(content: OrderContent, words: Sequence[str]) -> str:
 
 
 def _si_treatment_card(
-    f: ConsiderBsiFirst, content: OrderContent, ctx: OrderRenderContext
+    f: ConsiderBsiFirst,
+    orders: Sequence[SessionOrder],
+    content: OrderContent,
+    ctx: OrderRenderContext,
 ) -> wire.Card:
     t, s = content.cards.si_treatment, f.suspicion
     evidence = suspicion_evidence(s, content.rule)
-    mri: MriProposal = "pelvis" if s.mri == "pelvis" else "sacrum"
+    mri, mri_words = _mri_words(content, f.mri)
     treatment = _treatments(
         content,
         [t.injection if o.kind is OrderKind.SI_INJECTION else t.physio for o in f.orders],
@@ -247,19 +255,33 @@ def _si_treatment_card(
         counted=evidence.counted,
         risks=evidence.risks,
         lines=evidence.lines,
-        mri_words=_mri_words(content, mri)[1],
+        mri_words=mri_words,
         footer=_footer(content),
     ).strip()
     suggestions: tuple[wire.Suggestion, ...] = ()
-    if s.mri_under_way is None and not f.mri_in_session:
+    if s.mri_under_way is None and not f.mri_elsewhere:
+        rule_text = content.rule.cards.suspect
+        fill = {"mri": mri, "mri_words": mri_words}
         suggestions = (
-            mri_suggestion(s, content.rule, ctx.patient_id, ctx.encounter_id, ctx.new_uuid),
+            wire.Suggestion(
+                label=content.cards.imaging.add_label.format(**fill),
+                uuid=ctx.new_uuid(),
+                isRecommended=False,
+                actions=(
+                    wire.Action(
+                        type="create",
+                        description=content.cards.imaging.create_description.format(**fill),
+                        resource=_mri_order(
+                            s, f.mri, content, ctx, rule_text.order_note, orders[0].resource
+                        ),
+                    ),
+                ),
+            ),
         )
-    fill = {"pain": evidence.pain}
     return _card(
         content,
         ctx,
-        summary=fit_summary(t.summary.format(**fill), t.summary_short),
+        summary=fit_summary(t.summary.format(pain=evidence.pain), t.summary_short),
         indicator=s.indicator,
         detail=detail,
         suggestions=suggestions,
@@ -267,25 +289,42 @@ def _si_treatment_card(
 
 
 def _confirmed_card(
-    f: ConfirmedBsiWarning, content: OrderContent, ctx: OrderRenderContext
+    f: ConfirmedInjection | ConfirmedLoad, content: OrderContent, ctx: OrderRenderContext
 ) -> wire.Card:
     t, c = content.cards.confirmed, f.confirmation
-    finding = (t.finding_condition if c.diagnosis is not None else t.finding_report).format(
-        source=quote_text(c.finding)
-    )
-    detail = t.detail.format(
-        treatment=t.injection if f.injection else t.running,
+    if c.diagnosis is not None:
+        finding = t.finding_condition.format(
+            label=quote_text(c.diagnosis.label), source=quote_text(c.finding)
+        )
+    else:
+        label = c.report.label if c.report is not None else ""
+        finding = t.finding_report.format(label=quote_text(label), source=quote_text(c.finding))
+    fill = {
         **_orders(content, [o.label for o in f.orders]),
-        finding=finding,
-        day0=c.day0.isoformat(),
-        running_from=(c.day0 + timedelta(days=content.running_from_day)).isoformat(),
-        footer=_footer(content),
-    ).strip()
+        "finding": finding,
+        "day0": c.day0.isoformat(),
+        "footer": _footer(content),
+    }
+    indicator: Literal["info", "warning"] = "warning"
+    if isinstance(f, ConfirmedInjection):
+        summary = t.summary_injection
+        detail = t.detail_injection.format(**fill)
+    else:
+        windows = content.windows
+        summary = t.summary_load_early if f.early else t.summary_load_cleared
+        indicator = "warning" if f.early else "info"  # 14.4: on clearance, not on a date
+        detail = t.detail_load.format(
+            **fill,
+            hopping_from=(c.day0 + timedelta(days=windows.hopping_from_day)).isoformat(),
+            running_from=(c.day0 + timedelta(days=windows.running_from_day)).isoformat(),
+            hopping_criteria=content.hopping_criteria,
+            running_criteria=content.running_criteria,
+        )
     return _card(
         content,
         ctx,
-        summary=fit_summary(t.summary_injection if f.injection else t.summary_running),
-        indicator="warning",
-        detail=detail,
+        summary=fit_summary(summary),
+        indicator=indicator,
+        detail=detail.strip(),
         suggestions=(),
     )

@@ -88,7 +88,7 @@ class SacralBsiOrderService:
             [o.fact for o in session],
             suspicion,
             confirmation,
-            self.content.running_from_day,
+            self.content.windows,
         )
         if not findings:
             reason = (
