@@ -91,6 +91,17 @@ fuzz: install
 bench: install
 	$(BIN)/python -m bench.run
 
+## vendor-js: refresh the SMART app's vendored fhirclient from the npm registry (needs npm; npm
+## checks the tarball against the registry's integrity); then update VENDOR.toml as printed
+FHIRCLIENT_VERSION ?= 2.6.3
+VENDOR_JS := cds_service/smart_app/static/vendor
+vendor-js:
+	rm -rf var/vendor-js && mkdir -p var/vendor-js
+	cd var/vendor-js && npm pack --silent fhirclient@$(FHIRCLIENT_VERSION) >/dev/null && tar xzf fhirclient-$(FHIRCLIENT_VERSION).tgz
+	cp var/vendor-js/package/build/fhir-client.min.js var/vendor-js/package/build/fhir-client.min.js.LICENSE.txt $(VENDOR_JS)/
+	cp var/vendor-js/package/LICENSE $(VENDOR_JS)/fhirclient.LICENSE
+	@echo "update $(VENDOR_JS)/VENDOR.toml: version $(FHIRCLIENT_VERSION), integrity $$(cd var/vendor-js && npm view fhirclient@$(FHIRCLIENT_VERSION) dist.integrity), sha256 $$(sha256sum $(VENDOR_JS)/fhir-client.min.js | cut -d' ' -f1)"
+
 ## lock: re-resolve the pinned dependency set (needs network)
 lock:
 	$(PYTHON) -m venv .venv-lock

@@ -105,3 +105,12 @@ class FhirBadResponseError(FhirServerError):
 
 class FhirResponseTooLargeError(FhirBadResponseError):
     kind = "fhir_response_too_large"
+
+
+class ForbiddenError(CdsError):
+    """The request asks for something this deployment does not allow (a FHIR server that is
+    not on the SMART app's allowlist)."""
+
+    status = 403
+    issue_code = "forbidden"
+    kind = "forbidden"

@@ -22,7 +22,7 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
 from cds_service import logs
-from cds_service.api import errors, routes
+from cds_service.api import errors, routes, smart
 from cds_service.api.cors import JsonCorsMiddleware
 from cds_service.api.deps import Collaborators
 from cds_service.auth.issuers import IssuerConfigError, load_issuers
@@ -257,6 +257,8 @@ def create_app(
     app.add_middleware(errors.CatchAllMiddleware)  # outermost: added last
     errors.install(app)
     app.include_router(routes.router)
+    app.include_router(smart.router)
+    app.mount("/smart/static", smart.static_files(), name="smart-static")
     generated = app.openapi
 
     def openapi() -> dict[str, Any]:

@@ -48,6 +48,12 @@ class Settings(BaseSettings):
     public_base_url: str | None = None
     # Comma-separated origins allowed by CORS ("*" = any), for browser clients such as the sandbox.
     cors_allow_origins: Annotated[tuple[str, ...], NoDecode] = ("*",)
+    # The SMART app (docs/design/smart-app.md): the FHIR servers it may be launched against
+    # (comma-separated base URLs; none: every launch is refused), its client id, and whether
+    # the cards carry "smart" links to it.
+    smart_allowed_iss: Annotated[tuple[str, ...], NoDecode] = ()
+    smart_client_id: str = Field(default="sacral-bsi-smart-app", min_length=1, max_length=200)
+    smart_links: bool = False
     # Total time budget for FHIR server calls in one hook call (seconds).
     fhir_timeout_seconds: float = Field(default=1.5, gt=0, le=30)
     # Searchset pages followed per search before giving up with a clear error.
@@ -84,12 +90,27 @@ class Settings(BaseSettings):
             raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
         return level
 
-    @field_validator("cors_allow_origins", mode="before")
+    @field_validator("cors_allow_origins", "smart_allowed_iss", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
+
+    @field_validator("smart_allowed_iss")
+    @classmethod
+    def _check_iss(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for iss in value:
+            if not valid_base_url(iss):
+                raise ValueError(f"{iss!r} is not an http(s) base URL")
+        return tuple(iss.rstrip("/") for iss in value)
+
+    @property
+    def smart_launch_url(self) -> str | None:
+        """Where the cards' "smart" links point, when they are on."""
+        if not (self.smart_links and self.public_base_url):
+            return None
+        return self.public_base_url.rstrip("/") + "/smart/launch"
 
     @property
     def loopback(self) -> bool:
@@ -117,6 +138,11 @@ class Settings(BaseSettings):
                 "CDS_PUBLIC_BASE_URL is required when JWT verification is on: set it to the URL "
                 "EHRs call this service at (e.g. https://cds.example.org); token audiences are "
                 "checked against it, never against the request's Host header."
+            )
+        if self.smart_links and not self.public_base_url:
+            return (
+                "CDS_SMART_LINKS=true needs CDS_PUBLIC_BASE_URL: the cards' links point at the "
+                "app's launch page under it."
             )
         if self.require_jwt or self.loopback or self.allow_insecure:
             return None

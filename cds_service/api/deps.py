@@ -14,7 +14,7 @@ from sqlalchemy import Engine
 from cds_service.auth.jwt_verifier import JwtVerifier
 from cds_service.platform.http_client import SharedHttp
 from cds_service.platform.registry import ServiceRegistry
-from cds_service.platform.service import Writer
+from cds_service.platform.service import CallEnvironment, Writer
 from cds_service.settings import Settings
 from cds_service.store import CardLedger
 
@@ -30,6 +30,26 @@ class Collaborators:
     ledger: CardLedger
     verifier: JwtVerifier
     clock: Callable[[], datetime]
+
+    def call_environment(
+        self, issuer: str | None = None, app_launch_url: str | None = None
+    ) -> CallEnvironment:
+        """What one call may use: the shared HTTP client, the clock, the FHIR budgets, the
+        delivery mode and writer, the ledger; ``issuer``: the verified caller."""
+        settings = self.settings
+        return CallEnvironment(
+            http=self.http,
+            clock=self.clock,
+            fhir_timeout_seconds=settings.fhir_timeout_seconds,
+            fhir_max_pages=settings.fhir_max_pages,
+            fhir_max_response_bytes=settings.fhir_max_response_bytes,
+            fhir_max_total_bytes=settings.fhir_max_total_bytes,
+            delivery=settings.careplan_delivery,
+            writer=self.writer,
+            ledger=self.ledger,
+            issuer=issuer,
+            app_launch_url=app_launch_url,
+        )
 
 
 async def collaborators_of(request: Request) -> Collaborators:

@@ -29,7 +29,6 @@ from cds_service.errors import (
 from cds_service.logs import log_event
 from cds_service.platform import wire
 from cds_service.platform.call import call
-from cds_service.platform.service import CallEnvironment
 from cds_service.settings import Settings
 from cds_service.store import FeedbackRecord, is_ready
 
@@ -79,18 +78,9 @@ async def call_service(service_id: str, request: Request, deps: Deps) -> Respons
             request, deps, partial(wire.decode_request, expected_hook=service.definition.hook)
         )
         hook_instance = hook_request.hookInstance
-        settings = deps.settings
-        env = CallEnvironment(
-            http=deps.http,
-            clock=deps.clock,
-            fhir_timeout_seconds=settings.fhir_timeout_seconds,
-            fhir_max_pages=settings.fhir_max_pages,
-            fhir_max_response_bytes=settings.fhir_max_response_bytes,
-            fhir_max_total_bytes=settings.fhir_max_total_bytes,
-            delivery=settings.careplan_delivery,
-            writer=deps.writer,
-            ledger=deps.ledger,
+        env = deps.call_environment(
             issuer=caller.iss if caller else None,
+            app_launch_url=deps.settings.smart_launch_url,
         )
         outcome = await call(service, hook_request, env)
     except CdsError as exc:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from cds_service.errors import BadRequestError
 from cds_service.platform import wire
 from cds_service.platform.fhir_client import ByteBudget
-from cds_service.platform.prefetch import ResolveStats, resolve
+from cds_service.platform.prefetch import Resolved, ResolveStats, resolve
 from cds_service.platform.service import CallEnvironment, Service, decide_env
 from cds_service.store import IssuedCardRecord
 
@@ -41,12 +41,12 @@ def check_request(service: Service, request: wire.HookRequest) -> None:
         raise BadRequestError("fhirAuthorization was sent without fhirServer.", field="fhirServer")
 
 
-async def call(service: Service, request: wire.HookRequest, env: CallEnvironment) -> CallOutcome:
-    check_request(service, request)
-    quiet = service.triage(request)
-    if quiet is not None:
-        return CallOutcome(wire.CdsResponse(cards=()), quiet, ResolveStats())
-    # One time budget for all of this call's FHIR work: fetching, then any write.
+async def resolve_for(
+    service: Service, request: wire.HookRequest, env: CallEnvironment
+) -> tuple[float, Resolved]:
+    """The service's prefetch resolved for ``request`` (fetched from its fhirServer where
+    missing), within the call's one time budget; returns that budget's end (event-loop time),
+    for any later FHIR work of the call (a write), and what was resolved."""
     deadline = asyncio.get_running_loop().time() + env.fhir_timeout_seconds
     resolved = await resolve(
         request,
@@ -56,6 +56,15 @@ async def call(service: Service, request: wire.HookRequest, env: CallEnvironment
         max_pages=env.fhir_max_pages,
         budget=ByteBudget(env.fhir_max_response_bytes, env.fhir_max_total_bytes),
     )
+    return deadline, resolved
+
+
+async def call(service: Service, request: wire.HookRequest, env: CallEnvironment) -> CallOutcome:
+    check_request(service, request)
+    quiet = service.triage(request)
+    if quiet is not None:
+        return CallOutcome(wire.CdsResponse(cards=()), quiet, ResolveStats())
+    deadline, resolved = await resolve_for(service, request, env)
     denv = decide_env(request, env, deadline)
     decision = await service.decide(request, resolved, denv)
     cards = decision.response.cards

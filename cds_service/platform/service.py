@@ -47,6 +47,7 @@ class CallEnvironment:
     ledger: CardLedger | None = None
     issuer: str | None = None  # the verified caller, for the pseudonymous patient key
     new_uuid: Callable[[], str] = lambda: str(uuid.uuid4())
+    app_launch_url: str | None = None  # a SMART app's launch URL, for the cards' links
 
 
 @dataclass(frozen=True)

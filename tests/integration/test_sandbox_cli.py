@@ -175,7 +175,7 @@ def test_cli_prefetch_true_and_false_are_read_as_the_flag(demo_loaded: str, tmp_
 def test_cli_version(tmp_path: Path) -> None:
     result = cds_service("--version", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "cds-service 0.1.0 (card content 2.0.0)"
+    assert result.stdout.strip() == "cds-service 0.1.0 (card content 2.1.0)"
 
 
 def test_cli_long_summary_and_errors_are_not_cut_or_wrapped(

@@ -179,6 +179,13 @@ class LinkText(Strict, frozen=True):
     url: str
 
 
+class AppText(Strict, frozen=True):
+    """The cards' links to the SMART app (only when CDS_SMART_LINKS is on)."""
+
+    evidence_link: str
+    plan_link: str
+
+
 class CardContent(Strict, frozen=True):
     meta: Meta
     service: ServiceText
@@ -190,6 +197,7 @@ class CardContent(Strict, frozen=True):
     confirmed: ConfirmedText
     confirm_first: ConfirmFirstText
     links: tuple[LinkText, ...]
+    app: AppText
     override_reasons: OverrideReasons
     orders: OrdersSpec
     diagnosis: DiagnosisSpec

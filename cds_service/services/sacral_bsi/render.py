@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
+from typing import Any, Literal
 
 from cds_service.clinical.facts import (
     Code,
@@ -48,6 +48,7 @@ class RenderContext:
     now: datetime
     new_uuid: Callable[[], str]
     fhir_server: str | None = None  # the EHR's FHIR base: where the suggestions are applied
+    app_launch_url: str | None = None  # the SMART app's launch URL, for the cards' links
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,19 @@ def fit_summary(*candidates: str) -> str:
 
 def _source(content: Content) -> wire.Source:
     return wire.Source(label=content.cards.source.label)
+
+
+def card_links(
+    content: Content, ctx: RenderContext, view: Literal["evidence", "plan"]
+) -> tuple[wire.Link, ...]:
+    """The card's links: the SMART app's view first when the cards carry it (CDS_SMART_LINKS;
+    the EHR launches it with launch and iss), then the references."""
+    app: tuple[wire.Link, ...] = ()
+    if ctx.app_launch_url:
+        t = content.cards.app
+        label = t.evidence_link if view == "evidence" else t.plan_link
+        app = (wire.Link(label=label, url=ctx.app_launch_url, type="smart", appContext=view),)
+    return (*app, *links(content))
 
 
 def links(content: Content) -> tuple[wire.Link, ...]:
@@ -481,7 +495,7 @@ def _suspect_card(s: Suspicion, content: Content, ctx: RenderContext) -> wire.Ca
         suggestions=suggestions,
         selectionBehavior="at-most-one" if suggestions else None,
         overrideReasons=c.override_reasons.codings(),
-        links=links(content),
+        links=card_links(content, ctx, "evidence"),
     )
 
 
@@ -688,7 +702,7 @@ def _confirmed_card(conf: Confirmation, content: Content, ctx: RenderContext) ->
         detail=detail,
         suggestions=tuple(suggestions),
         selectionBehavior="any" if len(suggestions) > 1 else "at-most-one",
-        links=links(content),
+        links=card_links(content, ctx, "plan"),
     )
     return Rendered((card,), careplan)
 
@@ -741,7 +755,7 @@ def written_card(
         selectionBehavior="at-most-one" if suggestions else None,
         links=(
             wire.Link(label=t.written_link_label, url=location, type="absolute"),
-            *links(content),
+            *card_links(content, ctx, "plan"),
         ),
     )
 
@@ -760,7 +774,7 @@ def system_action_card(
         detail=_confirmed_detail(conf, content, written=True) + "\n\n" + t.system_action_line,
         suggestions=suggestions,
         selectionBehavior="at-most-one" if suggestions else None,
-        links=links(content),
+        links=card_links(content, ctx, "plan"),
     )
     return card, _careplan_action(conf, content, careplan)
 
@@ -813,5 +827,5 @@ def _confirm_first_card(cf: ConfirmFirst, content: Content, ctx: RenderContext) 
             ),
         ),
         selectionBehavior="at-most-one",
-        links=links(content),
+        links=card_links(content, ctx, "evidence"),
     )

@@ -138,6 +138,7 @@ class SacralBsiService:
             now=env.now,
             new_uuid=env.call.new_uuid,
             fhir_server=request.fhirServer,
+            app_launch_url=env.call.app_launch_url,
         )
         rendered = render(assessment, self.content, ctx)
         response, note = wire.CdsResponse(cards=rendered.cards), None

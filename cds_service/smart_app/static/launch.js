@@ -1,0 +1,14 @@
+// SMART launch (EHR: launch + iss; standalone: iss): fhirclient does the authorization code
+// flow with PKCE. The service checked iss against its allowlist before serving this page.
+"use strict";
+(function () {
+  const config = JSON.parse(document.getElementById("config").textContent);
+  FHIR.oauth2.authorize({
+    clientId: config.clientId,
+    scope: config.scope,
+    redirectUri: config.redirectUri,
+    pkceMode: "ifSupported",
+  }).catch(function (error) {
+    document.querySelector("main").textContent = "Launch failed: " + error.message;
+  });
+})();
