@@ -293,3 +293,18 @@ def test_the_app_files_ship_in_the_wheel(tmp_path: Path) -> None:
         "cds_service/smart_app/static/vendor/VENDOR.toml",
     ):
         assert expected in names, expected
+
+
+def test_app_scripts_parse() -> None:
+    """A syntax error in the app's scripts shows up here, before any browser test."""
+    import shutil
+    import subprocess
+
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed: the app's scripts are not syntax-checked here")
+    for name in ("app.js", "launch.js"):
+        result = subprocess.run(
+            [node, "--check", str(STATIC / name)], capture_output=True, text=True, check=False
+        )
+        assert result.returncode == 0, result.stderr

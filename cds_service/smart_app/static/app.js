@@ -1,66 +1,279 @@
-// The app: after the SMART launch, ask the service for the evidence and the plan (it reads the
-// record with the user's token, from the allowlisted FHIR server only), and show them.
+// The SMART app: after the launch, ask the service for the evidence and the plan (it reads the
+// record with the user's token, from the allowlisted FHIR server only), show them, let the
+// clinician adjust Day 0, the phase windows and what is done, and save the CarePlan with the
+// user's token: a conditional create on the plan's identifier (the one direct-write uses), or
+// an update of the plan already saved, so there is never a second plan.
 "use strict";
 
-function text(tag, value, cls) {
-  const element = document.createElement(tag);
-  element.textContent = value;
-  if (cls) element.className = cls;
-  return element;
+const DAY = 86400000;
+let client = null;
+let view = null;
+let state = null;
+
+function el(tag, attrs, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs || {})) {
+    if (key === "text") node.textContent = value;
+    else node.setAttribute(key, value);
+  }
+  for (const child of children) node.append(child);
+  return node;
+}
+
+function svg(tag, attrs) {
+  const node = document.createElementNS("http://www.w3.org/2000/svg", tag);
+  for (const [key, value] of Object.entries(attrs || {})) node.setAttribute(key, value);
+  return node;
+}
+
+function parseDay(iso) {
+  const [y, m, d] = iso.slice(0, 10).split("-").map(Number);
+  return Date.UTC(y, m - 1, d);
+}
+
+function isoDay(ms) {
+  return new Date(ms).toISOString().slice(0, 10);
 }
 
 function source(item) {
   return item && item.source ? " (" + item.source + ")" : "";
 }
 
-function showEvidence(view) {
+// ---------------------------------------------------------------- evidence
+function showEvidence() {
   const list = document.getElementById("evidence-items");
+  list.replaceChildren();
   const a = view.assessment || {};
   for (const q of a.pains || []) {
-    list.append(text("li", "Pain: " + q.pain.label + ", " + q.pain.side + ", since " + q.since + source(q.pain)));
+    list.append(el("li", {text: "Pain: " + q.pain.label + ", " + q.pain.side + ", since " + q.since + source(q.pain)}));
   }
-  if (a.runner) list.append(text("li", "Runner: " + (a.runner.text || a.runner.kind) + source(a.runner)));
+  if (a.runner) list.append(el("li", {text: "Runner: " + (a.runner.text || a.runner.kind) + (a.runner.when ? ", " + a.runner.when : "") + source(a.runner)}));
   for (const r of a.risks || []) {
     const label = view.riskLabels[r.category] || r.category;
-    list.append(text("li", "Risk factor: " + label + (r.when ? ", " + r.when : "") + source(r)));
+    let value = "";
+    if (r.value !== null && r.value !== undefined) value = ": " + r.value;
+    if (r.percentile !== null && r.percentile !== undefined) value += ", " + Math.round(r.percentile) + "th percentile for age";
+    if (r.percent_of_median !== null && r.percent_of_median !== undefined) value += ", " + Math.round(r.percent_of_median) + "% of median";
+    list.append(el("li", {text: "Risk factor: " + label + value + (r.when ? ", " + r.when : "") + source(r)}));
   }
   const c = view.confirmation;
-  if (c && c.report) list.append(text("li", "MRI: " + c.report.label + source(c.report)));
-  if (!list.children.length) list.append(text("li", "No evidence for a sacral stress injury in this record (" + view.kind + ")."));
+  if (c && c.report) list.append(el("li", {text: "MRI: " + c.report.label + (c.report.quote ? ": \u201c" + c.report.quote + "\u201d" : "") + source(c.report)}));
+  if (c && c.diagnosis) list.append(el("li", {text: "Diagnosis: " + c.diagnosis.label + source(c.diagnosis)}));
+  if (!list.children.length) list.append(el("li", {text: "Nothing in this record points to a sacral stress injury (" + view.kind + ")."}));
   document.getElementById("evidence").hidden = false;
 }
 
-function showPlan(view) {
-  if (!view.plan) return;
-  document.getElementById("plan-state").textContent = view.savedPlan
-    ? "Saved in the chart as " + view.savedPlan + "."
-    : "Not saved yet.";
-  const phases = document.getElementById("plan-phases");
-  for (const activity of view.plan.activity || []) {
-    const detail = activity.detail || {};
-    const period = detail.scheduledPeriod || {};
-    phases.append(text("li", (detail.description || "").split(". ")[0] + " (" + (period.start || "") + " to " + (period.end || "until cleared") + ")"));
+// ---------------------------------------------------------------- plan state
+function parts(description) {
+  const found = {};
+  const names = [["goals", "Goals: "], ["allowed", "Allowed and encouraged: "], ["avoid", "Avoid: "], ["criteria", "Move on when: "]];
+  for (let n = 0; n < names.length; n++) {
+    const start = description.indexOf(names[n][1]);
+    if (start < 0) continue;
+    let end = description.length;
+    for (let m = n + 1; m < names.length; m++) {
+      const next = description.indexOf(names[m][1]);
+      if (next > start) { end = next; break; }
+    }
+    found[names[n][0]] = description.slice(start + names[n][1].length, end).trim();
   }
+  return found;
+}
+
+function stateFrom(plan) {
+  const day0 = parseDay((plan.period && plan.period.start) || view.confirmation.day0);
+  return {
+    plan: plan,
+    day0: day0,
+    status: plan.status === "active" ? "active" : "draft",
+    activities: (plan.activity || []).map(function (activity) {
+      const detail = activity.detail || {};
+      const period = detail.scheduledPeriod || {};
+      return {
+        name: (detail.code && detail.code.text) || "Activity",
+        restriction: detail.doNotPerform === true,
+        start: period.start ? Math.round((parseDay(period.start) - day0) / DAY) : 0,
+        end: period.end ? Math.round((parseDay(period.end) - day0) / DAY) : null,
+        done: detail.status === "completed",
+        description: detail.description || "",
+      };
+    }),
+  };
+}
+
+function stopSentence(plan) {
+  const text = plan.description || "";
+  const at = text.indexOf("Stop and re-assess");
+  return at >= 0 ? text.slice(at) : "";
+}
+
+// ---------------------------------------------------------------- timeline
+function drawTimeline() {
+  const host = document.getElementById("timeline");
+  const width = 760, left = 260, row = 34, top = 30;
+  const lastDay = Math.max(182, ...state.activities.map((a) => (a.end === null ? a.start : a.end)));
+  const weeks = Math.ceil(lastDay / 7) + 1;
+  const scale = (width - left - 20) / (weeks * 7);
+  const height = top + row * state.activities.length + 20;
+  const chart = svg("svg", {viewBox: "0 0 " + width + " " + height, width: "100%", "aria-hidden": "true", focusable: "false"});
+  for (let w = 0; w <= weeks; w += 2) {
+    const x = left + w * 7 * scale;
+    chart.append(svg("line", {x1: x, x2: x, y1: top - 6, y2: height - 16, stroke: "#d0d0d0"}));
+    const label = svg("text", {x: x, y: top - 10, "text-anchor": "middle", "font-size": "11", fill: "#333333"});
+    label.textContent = "wk " + w;
+    chart.append(label);
+  }
+  state.activities.forEach(function (a, n) {
+    const y = top + n * row;
+    const name = svg("text", {x: 4, y: y + 20, "font-size": "12", fill: "#1a1a1a"});
+    name.textContent = a.name.length > 40 ? a.name.slice(0, 39) + "\u2026" : a.name;
+    chart.append(name);
+    const x = left + a.start * scale;
+    const end = a.end === null ? width - 20 : left + a.end * scale;
+    const bar = svg("rect", {x: x, y: y + 6, width: Math.max(end - x, 2), height: 20, rx: 3,
+      fill: a.restriction ? "#8a1c1c" : a.done ? "#2e6b30" : "#1f5fbf"});
+    chart.append(bar);
+    if (a.end === null) {
+      const open = svg("text", {x: width - 24, y: y + 20, "text-anchor": "end", "font-size": "11", fill: "#ffffff"});
+      open.textContent = "until cleared \u2192";
+      chart.append(open);
+    }
+  });
+  const today = (Date.now() - state.day0) / DAY;
+  if (today >= 0 && today <= weeks * 7) {
+    const x = left + today * scale;
+    chart.append(svg("line", {x1: x, x2: x, y1: top - 6, y2: height - 10, stroke: "#c00000", "stroke-width": 2}));
+    const label = svg("text", {x: x + 3, y: height - 2, "font-size": "11", fill: "#c00000"});
+    label.textContent = "today";
+    chart.append(label);
+  }
+  host.replaceChildren(chart);
+}
+
+function drawTable() {
+  const body = document.querySelector("#timeline-table tbody");
+  body.replaceChildren();
+  for (const a of state.activities) {
+    const to = a.end === null ? "until cleared" : isoDay(state.day0 + a.end * DAY);
+    const weeks = "week " + Math.floor(a.start / 7) + (a.end === null ? " on" : " to " + Math.ceil(a.end / 7));
+    body.append(el("tr", {}, el("th", {scope: "row", text: a.name}), el("td", {text: isoDay(state.day0 + a.start * DAY)}),
+      el("td", {text: to}), el("td", {text: weeks}), el("td", {text: a.done ? "yes" : "no"})));
+  }
+}
+
+function drawPhases() {
+  const host = document.getElementById("phases");
+  host.replaceChildren();
+  state.activities.forEach(function (a, n) {
+    const p = parts(a.description);
+    const details = el("details", {}, el("summary", {text: a.name}));
+    if (p.goals) details.append(el("p", {text: "Goals: " + p.goals}));
+    if (p.allowed) details.append(el("p", {text: "Allowed and encouraged: " + p.allowed}));
+    if (p.avoid) details.append(el("p", {text: "Avoid: " + p.avoid}));
+    if (p.criteria) details.append(el("p", {text: "Move on when: " + p.criteria}));
+    if (!p.goals && a.description) details.append(el("p", {text: a.description}));
+    const start = el("input", {type: "number", min: "0", max: "104", value: String(Math.round(a.start / 7)), id: "start-" + n});
+    start.addEventListener("change", function () { a.start = Number(start.value) * 7; redraw(); });
+    details.append(el("label", {}, "Starts in week ", start));
+    if (a.end !== null) {
+      const end = el("input", {type: "number", min: "0", max: "104", value: String(Math.round(a.end / 7)), id: "end-" + n});
+      end.addEventListener("change", function () { a.end = Math.max(Number(end.value) * 7, a.start); redraw(); });
+      details.append(" ", el("label", {}, "ends in week ", end));
+    }
+    const done = el("input", {type: "checkbox", id: "done-" + n});
+    done.checked = a.done;
+    done.addEventListener("change", function () { a.done = done.checked; redraw(); });
+    details.append(" ", el("label", {}, done, " done"));
+    host.append(details);
+  });
+}
+
+function drawSheet() {
+  const phases = document.getElementById("sheet-phases");
+  phases.replaceChildren();
+  for (const a of state.activities) {
+    if (a.restriction) continue;
+    const p = parts(a.description);
+    phases.append(el("li", {text: a.name + " (from " + isoDay(state.day0 + a.start * DAY) + "): " + (p.allowed || p.goals || "")}));
+  }
+  const restriction = state.activities.find((a) => a.restriction);
+  document.getElementById("sheet-avoid").textContent = restriction ? restriction.description : "";
+  document.getElementById("sheet-call").textContent = stopSentence(state.plan);
+}
+
+function redraw() {
+  drawTimeline();
+  drawTable();
+  drawSheet();
+}
+
+// ---------------------------------------------------------------- save
+function resource() {
+  const plan = JSON.parse(JSON.stringify(state.plan));
+  plan.status = state.status;
+  plan.period = Object.assign({}, plan.period, {start: isoDay(state.day0)});
+  plan.activity.forEach(function (activity, n) {
+    const a = state.activities[n];
+    const period = {start: isoDay(state.day0 + a.start * DAY)};
+    if (a.end !== null) period.end = isoDay(state.day0 + a.end * DAY);
+    activity.detail.scheduledPeriod = period;
+    activity.detail.status = a.done ? "completed" : "not-started";
+  });
+  return plan;
+}
+
+function save() {
+  const plan = resource();
+  const id = view.planIdentifier;
+  const saving = view.savedPlan
+    ? client.update(Object.assign(plan, {id: view.savedPlan.split("/")[1]}))
+    : client.create(plan, {headers: {"If-None-Exist": "identifier=" + id.system + "|" + id.value}});
+  const status = document.getElementById("plan-state");
+  status.textContent = "Saving...";
+  return saving.then(function (saved) {
+    if (saved && saved.id) view.savedPlan = "CarePlan/" + saved.id;
+    status.textContent = "Saved in the chart (" + plan.status + ")" + (view.savedPlan ? " as " + view.savedPlan : "") + ".";
+  }).catch(function (error) {
+    status.textContent = "Not saved: " + error.message;
+  });
+}
+
+function showPlan(plan) {
+  if (!plan) return;
+  state = stateFrom(plan);
+  document.getElementById("plan-state").textContent = view.savedPlan
+    ? "Saved in the chart as " + view.savedPlan + " (" + plan.status + "). Changes are saved to the same plan."
+    : "Proposed; not saved yet.";
+  document.getElementById("stop").textContent = stopSentence(plan);
+  const day0 = document.getElementById("day0");
+  day0.value = isoDay(state.day0);
+  day0.addEventListener("change", function () { if (day0.value) { state.day0 = parseDay(day0.value); redraw(); } });
+  const status = document.getElementById("save-status");
+  status.value = state.status;
+  status.addEventListener("change", function () { state.status = status.value; });
+  document.getElementById("save").addEventListener("click", save);
+  document.getElementById("print").addEventListener("click", function () { window.print(); });
+  drawPhases();
+  redraw();
   document.getElementById("plan").hidden = false;
 }
 
-FHIR.oauth2.ready().then(function (client) {
+FHIR.oauth2.ready().then(function (ready) {
+  client = ready;
   return fetch("api/view", {
     method: "POST",
     headers: {"Content-Type": "application/json"},
-    body: JSON.stringify({
-      iss: client.state.serverUrl,
-      patient: client.patient.id,
-      access_token: client.state.tokenResponse.access_token,
-    }),
-  }).then(function (response) {
-    if (!response.ok) throw new Error("the service answered " + response.status);
-    return response.json();
+    body: JSON.stringify({iss: client.state.serverUrl, patient: client.patient.id, access_token: client.state.tokenResponse.access_token}),
   });
-}).then(function (view) {
+}).then(function (response) {
+  if (!response.ok) throw new Error("the service answered " + response.status);
+  return response.json();
+}).then(function (answer) {
+  view = answer;
   document.getElementById("status").textContent = "";
-  showEvidence(view);
-  showPlan(view);
+  showEvidence();
+  if (view.savedPlan) return client.request(view.savedPlan).then(showPlan);
+  return showPlan(view.plan);
 }).catch(function (error) {
   document.getElementById("status").textContent = "Could not load: " + error.message;
 });
