@@ -18,7 +18,7 @@ FHIR_MARK := $(FHIR_VENV)/.python-$(PYTHON_VERSION)
 FHIR_STAMP := $(FHIR_VENV)/.installed
 FHIR_PORT ?= 8090
 
-.PHONY: install install-runtime fhir-server-install fhir-server run test lint typecheck contracts pytest fuzz bench lock clean
+.PHONY: browser install install-runtime fhir-server-install fhir-server run test lint typecheck contracts pytest fuzz bench lock clean
 
 ## install-runtime: .venv with the service and its runtime dependencies only (what `make run` needs)
 install-runtime: $(RUNTIME_STAMP)
@@ -80,8 +80,17 @@ typecheck: install
 contracts: install
 	$(BIN)/lint-imports
 
-pytest: install fhir-server-install
-	CDS_TEST_REQUIRE_FHIR_SERVER=1 $(BIN)/pytest
+pytest: install fhir-server-install browser
+	CDS_TEST_REQUIRE_FHIR_SERVER=1 CDS_TEST_REQUIRE_BROWSER=1 $(BIN)/pytest
+
+## browser: Debian's chromium for the SMART app's browser tests (installed with apt as root)
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Debian's chromium for the browser tests"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1 || \
+	    { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; }; \
+	  else echo "chromium is missing and apt-get cannot run here: install Debian's chromium (the browser tests need it)"; exit 1; fi; }
 
 ## fuzz: the fuzzing tests at full length (10,000 byte-mutated requests; make test runs 400)
 fuzz: install

@@ -29,7 +29,7 @@ APP = Path(__file__).resolve().parents[1] / "smart_app"
 PAGES, STATIC = APP / "pages", APP / "static"
 # What the app asks the EHR for: launch context, the patient's record read-only, and CarePlan
 # writes to save the plan (SMART v2 scopes; v1 servers map them).
-SCOPE = "launch launch/patient openid fhirUser patient/*.rs patient/CarePlan.c offline_access"
+SCOPE = "launch launch/patient openid fhirUser patient/*.rs patient/CarePlan.cu offline_access"
 # The pages run only the app's own scripts; the config is data (application/json), not code.
 _HEADERS = {
     "Content-Security-Policy": (
@@ -82,8 +82,10 @@ async def launch(request: Request, deps: Deps) -> HTMLResponse:
     if _allowed(iss, deps) is None:
         log_event("smart_launch", level=logging.WARNING, status=403, outcome="iss_not_allowed")
         return _page("refused.html", status=403)
+    # Standalone (no launch parameter): no "launch" scope, which a strict server refuses then.
+    scope = SCOPE if "launch" in request.query_params else SCOPE.replace("launch ", "", 1)
     config = json.dumps(
-        {"clientId": deps.settings.smart_client_id, "scope": SCOPE, "redirectUri": "app"}
+        {"clientId": deps.settings.smart_client_id, "scope": scope, "redirectUri": "app"}
     )
     # Inside <script type="application/json"> nothing is decoded: "<", ">" and "&" become JSON
     # escapes, so no "</script>" can close the element early.

@@ -63,7 +63,16 @@ async def test_launch_for_an_allowed_server_serves_the_smart_client(
     csp = response.headers["content-security-policy"]
     assert "script-src 'self'" in csp
     assert "unsafe-inline" not in csp
-    assert set(SCOPE.split()) >= {"launch", "patient/*.rs", "patient/CarePlan.c"}
+    assert set(SCOPE.split()) >= {"launch", "patient/*.rs", "patient/CarePlan.cu"}
+
+
+async def test_standalone_launch_asks_no_launch_scope(client_at: ClientFactory) -> None:
+    client = client_at(smart_allowed_iss=(EHR,))
+    response = await client.get("/smart/launch", params={"iss": EHR})
+    start = response.text.index('id="config">') + len('id="config">')
+    config = json.loads(response.text[start : response.text.index("</script>", start)])
+    assert "launch" not in config["scope"].split()
+    assert "launch/patient" in config["scope"].split()
 
 
 async def test_standalone_launch_lists_the_allowed_servers(client_at: ClientFactory) -> None:

@@ -7,7 +7,7 @@
     clientId: config.clientId,
     scope: config.scope,
     redirectUri: config.redirectUri,
-    pkceMode: "ifSupported",
+    pkceMode: "required",  // SMART App Launch 2.x: public clients use PKCE S256
   }).catch(function (error) {
     document.querySelector("main").textContent = "Launch failed: " + error.message;
   });
