@@ -163,7 +163,7 @@ def unknown_environment_settings(environ: Mapping[str, str]) -> list[str]:
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 # CDS_* variables read by the project's own tools, not by the service.
-NOT_SETTINGS = frozenset({"CDS_TEST_REQUIRE_FHIR_SERVER"})
+NOT_SETTINGS = frozenset({"CDS_TEST_REQUIRE_FHIR_SERVER", "CDS_TEST_REQUIRE_BROWSER"})
 
 
 def is_loopback(host: str) -> bool:

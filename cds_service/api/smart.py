@@ -29,7 +29,7 @@ APP = Path(__file__).resolve().parents[1] / "smart_app"
 PAGES, STATIC = APP / "pages", APP / "static"
 # What the app asks the EHR for: launch context, the patient's record read-only, and CarePlan
 # writes to save the plan (SMART v2 scopes; v1 servers map them).
-SCOPE = "launch launch/patient openid fhirUser patient/*.rs patient/CarePlan.cu offline_access"
+SCOPE = "launch launch/patient patient/*.rs patient/CarePlan.cu"
 # The pages run only the app's own scripts; the config is data (application/json), not code.
 _HEADERS = {
     "Content-Security-Policy": (
