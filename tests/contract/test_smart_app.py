@@ -317,3 +317,52 @@ def test_app_scripts_parse() -> None:
             [node, "--check", str(STATIC / name)], capture_output=True, text=True, check=False
         )
         assert result.returncode == 0, result.stderr
+
+
+def _luminance(hex_colour: str) -> float:
+    channels = [int(hex_colour[i : i + 2], 16) / 255 for i in (1, 3, 5)]
+    linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+def _contrast(a: str, b: str) -> float:
+    high, low = sorted((_luminance(a), _luminance(b)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+@pytest.mark.parametrize(
+    ("foreground", "background", "where"),
+    [
+        ("#1a1a1a", "#ffffff", "body text"),
+        ("#4a4a4a", "#ffffff", "notes"),
+        ("#ffffff", "#1f5fbf", "buttons and phase bars"),
+        ("#ffffff", "#8a1c1c", "the restriction band"),
+        ("#ffffff", "#2e6b30", "phases done"),
+        ("#333333", "#ffffff", "week labels"),
+        ("#c00000", "#ffffff", "today"),
+    ],
+)
+def test_app_colours_meet_wcag_aa(foreground: str, background: str, where: str) -> None:
+    """WCAG 2.x AA: 4.5:1 for text. Every colour pair the app draws text with, read from its
+    own files (so a changed colour that is not listed here fails the next test)."""
+    assert _contrast(foreground, background) >= 4.5, where
+
+
+def test_app_draws_only_the_colours_checked_above() -> None:
+    import re
+
+    used = set()
+    for name in ("app.css", "app.js"):
+        used |= {c.lower() for c in re.findall(r"#[0-9a-fA-F]{6}\b", (STATIC / name).read_text())}
+    checked = {
+        "#1a1a1a",
+        "#4a4a4a",
+        "#ffffff",
+        "#1f5fbf",
+        "#8a1c1c",
+        "#2e6b30",
+        "#333333",
+        "#c00000",
+    }
+    # Grid lines and table borders carry no text.
+    assert used - checked <= {"#d0d0d0", "#b0b0b0"}, used - checked

@@ -155,6 +155,15 @@ def test_smart_app_ehr_launch_edit_save_reload(
         assert "Saved in the chart as CarePlan/" in page.inner_text("#plan-state")
         assert page.input_value("#start-3") == "10"
         _shoot(page, "smart-app-saved.png")
+        # The printout for the patient: the print stylesheet shows only the sheet.
+        page.emulate_media(media="print")
+        assert page.locator("#patient-sheet").is_visible()
+        assert page.locator("main").is_hidden()
+        sheet = page.inner_text("#patient-sheet")
+        assert "Phase 4: return to running (from " + moved + ")" in sheet
+        assert "No running, hopping or jumping until the clinician clears" in sheet
+        assert "Stop and re-assess" in sheet
+        page.emulate_media(media="screen")
         browser.close()
     assert errors == []
     with httpx.Client() as http:
