@@ -369,7 +369,13 @@ def build_app(config: AuthzConfig) -> Starlette:
                 CORSMiddleware,
                 allow_origins=[config.app_origin],
                 allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
-                allow_headers=["Authorization", "Content-Type", "Accept", "If-None-Exist"],
+                allow_headers=[
+                    "Authorization",
+                    "Content-Type",
+                    "Accept",
+                    "If-None-Exist",
+                    "If-Match",
+                ],
                 expose_headers=["Location", "ETag", "Content-Location"],
                 max_age=600,
             )

@@ -173,14 +173,16 @@ def _reason(item: wire.FeedbackItem, part: str) -> str | None:
 async def _decoded_body(request: Request, deps: Deps, decode: Callable[[bytes], _T]) -> _T:
     """The request body, size-checked, decoded by ``decode``; a body that is not what the spec
     asks for is a 400 naming the field."""
-    body = await _read_body(request, deps.settings)
+    body = await read_body(request, deps.settings)
     try:
         return decode(body)
     except wire.RequestError as exc:
         raise BadRequestError(str(exc), field=exc.field) from None
 
 
-async def _read_body(request: Request, settings: Settings) -> bytes:
+async def read_body(request: Request, settings: Settings) -> bytes:
+    """The request body, within CDS_MAX_BODY_BYTES (413) and CDS_REQUEST_READ_TIMEOUT_SECONDS
+    (408)."""
     seconds, limit = settings.request_read_timeout_seconds, settings.max_body_bytes
     try:
         async with asyncio.timeout(seconds):

@@ -18,6 +18,7 @@ from starlette.staticfiles import StaticFiles
 
 from cds_service.api.deps import Deps
 from cds_service.api.errors import JSON
+from cds_service.api.routes import read_body
 from cds_service.errors import BadRequestError, CdsError, ForbiddenError, InternalError
 from cds_service.logs import log_event
 from cds_service.platform.wire import BearerToken, FhirId
@@ -69,8 +70,22 @@ def _allowed(iss: str, deps: Deps) -> str | None:
     return wanted if wanted in deps.settings.smart_allowed_iss else None
 
 
+# The launch page takes these, each once. Anything else (fhirclient also reads fhirServiceUrl,
+# clientId, patientId ... from the address) or a repeated one is refused: the server checks one
+# iss, and the browser must not be able to read another.
+_LAUNCH_PARAMETERS = frozenset({"iss", "launch"})
+
+
 @router.get("/launch", summary="SMART app launch (EHR: launch + iss; standalone: iss)")
 async def launch(request: Request, deps: Deps) -> HTMLResponse:
+    names = [name for name, _ in request.query_params.multi_items()]
+    if len(names) != len(set(names)) or not set(names) <= _LAUNCH_PARAMETERS:
+        log_event("smart_launch", level=logging.WARNING, status=400, outcome="bad_parameters")
+        return _page(
+            "refused.html",
+            status=400,
+            reason="A launch takes iss and launch, each once, and nothing else.",
+        )
     iss = request.query_params.get("iss")
     allowed = deps.settings.smart_allowed_iss
     if iss is None:
@@ -81,11 +96,21 @@ async def launch(request: Request, deps: Deps) -> HTMLResponse:
         return _page("choose.html", choices=choices or "<li>none configured</li>")
     if _allowed(iss, deps) is None:
         log_event("smart_launch", level=logging.WARNING, status=403, outcome="iss_not_allowed")
-        return _page("refused.html", status=403)
+        return _page(
+            "refused.html",
+            status=403,
+            reason="This FHIR server is not one this deployment allows "
+            "(<code>CDS_SMART_ALLOWED_ISS</code>).",
+        )
     # Standalone (no launch parameter): no "launch" scope, which a strict server refuses then.
     scope = SCOPE if "launch" in request.query_params else SCOPE.replace("launch ", "", 1)
     config = json.dumps(
-        {"clientId": deps.settings.smart_client_id, "scope": scope, "redirectUri": "app"}
+        {
+            "clientId": deps.settings.smart_client_id,
+            "scope": scope,
+            "redirectUri": "app",
+            "iss": _allowed(iss, deps),
+        }
     )
     # Inside <script type="application/json"> nothing is decoded: "<", ">" and "&" become JSON
     # escapes, so no "</script>" can close the element early.
@@ -103,7 +128,7 @@ async def app_page() -> HTMLResponse:
 @router.post("/api/view", summary="The evidence and the plan for the app")
 async def view(request: Request, deps: Deps) -> Response:
     try:
-        body = await request.body()
+        body = await read_body(request, deps.settings)
         try:
             asked = _VIEW.decode(body)
         except (msgspec.DecodeError, UnicodeDecodeError) as exc:

@@ -40,7 +40,7 @@ async def test_launch_refuses_a_fhir_server_not_on_the_allowlist(client_at: Clie
     evil = "https://evil.example.com/fhir"
     response = await client.get("/smart/launch", params={"iss": evil, "launch": "abc"})
     assert response.status_code == 403
-    assert "not allowed" in response.text
+    assert "not one this deployment allows" in response.text
     assert "evil.example.com" not in response.text  # nothing of the caller's echoed back
     assert "fhir-client" not in response.text  # no launch script: nothing goes to it
     # No allowlist at all: every launch is refused.
@@ -58,12 +58,32 @@ async def test_launch_for_an_allowed_server_serves_the_smart_client(
     assert '<script src="static/vendor/fhir-client.min.js"></script>' in response.text
     start = response.text.index('id="config">') + len('id="config">')
     config = json.loads(response.text[start : response.text.index("</script>", start)])
-    assert config == {"clientId": "cid-<1>", "scope": SCOPE, "redirectUri": "app"}
+    assert config == {"clientId": "cid-<1>", "scope": SCOPE, "redirectUri": "app", "iss": EHR}
     assert "cid-<1>" not in response.text  # escaped: data, never markup
     csp = response.headers["content-security-policy"]
     assert "script-src 'self'" in csp
     assert "unsafe-inline" not in csp
     assert set(SCOPE.split()) >= {"launch", "patient/*.rs", "patient/CarePlan.cu"}
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        [("iss", "https://evil.example.com/fhir"), ("iss", EHR)],  # the browser reads the first
+        [("iss", EHR), ("iss", "https://evil.example.com/fhir")],
+        [("iss", EHR), ("fhirServiceUrl", "https://evil.example.com/fhir")],
+        [("iss", EHR), ("clientId", "other")],
+        [("iss", EHR), ("launch", "a"), ("launch", "b")],
+        [("iss", ""), ("iss", EHR)],
+    ],
+)
+async def test_launch_refuses_repeated_or_unknown_parameters(
+    client_at: ClientFactory, query: list[tuple[str, str]]
+) -> None:
+    response = await client_at(smart_allowed_iss=(EHR,)).get("/smart/launch", params=query)
+    assert response.status_code == 400
+    assert "fhir-client" not in response.text
+    assert "evil" not in response.text
 
 
 async def test_standalone_launch_asks_no_launch_scope(client_at: ClientFactory) -> None:
@@ -366,3 +386,10 @@ def test_app_draws_only_the_colours_checked_above() -> None:
     }
     # Grid lines and table borders carry no text.
     assert used - checked <= {"#d0d0d0", "#b0b0b0"}, used - checked
+
+
+async def test_view_body_is_bounded_like_a_hook_call(client_at: ClientFactory) -> None:
+    client = client_at(smart_allowed_iss=(EHR,), max_body_bytes=10_000)
+    body = {"iss": EHR, "patient": "maya", "access_token": "t" * 20_000}
+    response = await client.post(VIEW, json=body)
+    assert response.status_code == 413

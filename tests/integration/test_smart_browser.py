@@ -131,7 +131,8 @@ def test_smart_app_ehr_launch_edit_save_reload(
         assert page.inner_text("#stop").startswith("Stop and re-assess")
         rows = page.locator("#timeline-table tbody tr")
         assert rows.count() == 7  # 5 phases, bone health, the restriction
-        assert "until cleared" in rows.nth(6).inner_text()
+        assert rows.nth(6).inner_text().startswith("Do not: Running, hopping, jumping")
+        assert "until the clinician clears it" in rows.nth(6).inner_text()
         assert page.locator("#timeline svg rect").count() == 7
         _shoot(page, "smart-app-evidence-and-plan.png")
         # Keyboard only: open phase 4's details and move its start to week 10.
@@ -160,7 +161,8 @@ def test_smart_app_ehr_launch_edit_save_reload(
         assert page.locator("#patient-sheet").is_visible()
         assert page.locator("main").is_hidden()
         sheet = page.inner_text("#patient-sheet")
-        assert "Phase 4: return to running (from " + moved + ")" in sheet
+        assert "Phase 4: return to running (from about " + moved + ")" in sheet
+        assert "Move on when: Continuous easy running at the planned volume, pain-free." in sheet
         assert "No running, hopping or jumping until the clinician clears" in sheet
         assert "Stop and re-assess" in sheet
         page.emulate_media(media="screen")

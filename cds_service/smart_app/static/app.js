@@ -35,6 +35,17 @@ function isoDay(ms) {
   return new Date(ms).toISOString().slice(0, 10);
 }
 
+function words(code) {
+  return String(code || "").replaceAll("_", " ");
+}
+
+const MAX_WEEK = 104;
+
+function clampWeek(value) {
+  const number = Math.round(Number(value));
+  return Number.isFinite(number) ? Math.min(Math.max(number, 0), MAX_WEEK) : 0;
+}
+
 function source(item) {
   return item && item.source ? " (" + item.source + ")" : "";
 }
@@ -47,7 +58,7 @@ function showEvidence() {
   for (const q of a.pains || []) {
     list.append(el("li", {text: "Pain: " + q.pain.label + ", " + q.pain.side + ", since " + q.since + source(q.pain)}));
   }
-  if (a.runner) list.append(el("li", {text: "Runner: " + (a.runner.text || a.runner.kind) + (a.runner.when ? ", " + a.runner.when : "") + source(a.runner)}));
+  if (a.runner) list.append(el("li", {text: "Runner: " + (a.runner.text || words(a.runner.kind)) + (a.runner.when ? ", " + a.runner.when : "") + source(a.runner)}));
   for (const r of a.risks || []) {
     const label = view.riskLabels[r.category] || r.category;
     let value = "";
@@ -59,7 +70,13 @@ function showEvidence() {
   const c = view.confirmation;
   if (c && c.report) list.append(el("li", {text: "MRI: " + c.report.label + (c.report.quote ? ": \u201c" + c.report.quote + "\u201d" : "") + source(c.report)}));
   if (c && c.diagnosis) list.append(el("li", {text: "Diagnosis: " + c.diagnosis.label + source(c.diagnosis)}));
-  if (!list.children.length) list.append(el("li", {text: "Nothing in this record points to a sacral stress injury (" + view.kind + ")."}));
+  if (!list.children.length) list.append(el("li", {text: "The rule has nothing to show for this record (" + words(view.kind) + ")."}));
+  const note = document.getElementById("evidence-note");
+  note.textContent = view.kind === "suspect"
+    ? "Suspected sacral stress injury: MRI is the test. No rehab plan until MRI confirms it."
+    : view.kind === "confirm_first"
+      ? "The MRI report reads as a sacral stress injury, but no diagnosis is recorded as confirmed: confirm it in the chart for a plan."
+      : "";
   document.getElementById("evidence").hidden = false;
 }
 
@@ -154,11 +171,16 @@ function drawTable() {
   const body = document.querySelector("#timeline-table tbody");
   body.replaceChildren();
   for (const a of state.activities) {
-    const to = a.end === null ? "until cleared" : isoDay(state.day0 + a.end * DAY);
+    const name = a.restriction ? "Do not: " + a.name : a.name;
+    const to = a.end === null ? "until the clinician clears it" : isoDay(state.day0 + a.end * DAY);
     const weeks = "week " + Math.floor(a.start / 7) + (a.end === null ? " on" : " to " + Math.ceil(a.end / 7));
-    body.append(el("tr", {}, el("th", {scope: "row", text: a.name}), el("td", {text: isoDay(state.day0 + a.start * DAY)}),
-      el("td", {text: to}), el("td", {text: weeks}), el("td", {text: a.done ? "yes" : "no"})));
+    body.append(el("tr", {}, el("th", {scope: "row", text: name}), el("td", {text: isoDay(state.day0 + a.start * DAY)}),
+      el("td", {text: to}), el("td", {text: weeks}), el("td", {text: a.restriction ? "not applicable" : a.done ? "yes" : "no"})));
   }
+  const today = Math.floor((Date.now() - state.day0) / DAY);
+  document.getElementById("today").textContent = today < 0
+    ? "Day 0 is in the future (" + isoDay(state.day0) + ")."
+    : "Today is day " + today + " (week " + Math.floor(today / 7) + ") after Day 0 (" + isoDay(state.day0) + ").";
 }
 
 function drawPhases() {
@@ -172,15 +194,29 @@ function drawPhases() {
     if (p.avoid) details.append(el("p", {text: "Avoid: " + p.avoid}));
     if (p.criteria) details.append(el("p", {text: "Move on when: " + p.criteria}));
     if (!p.goals && a.description) details.append(el("p", {text: a.description}));
-    const start = el("input", {type: "number", min: "0", max: "104", value: String(Math.round(a.start / 7)), id: "start-" + n});
-    start.addEventListener("change", function () { a.start = Number(start.value) * 7; redraw(); });
+    if (a.restriction) {
+      details.append(el("p", {text: "It ends when the clinician clears return to running, never on a date."}));
+      host.append(details);
+      return;
+    }
+    const start = el("input", {type: "number", min: "0", max: String(MAX_WEEK), value: String(Math.round(a.start / 7)), id: "start-" + n, "aria-label": a.name + ": starts in week"});
+    start.addEventListener("change", function () {
+      a.start = clampWeek(start.value) * 7;
+      if (a.end !== null && a.end < a.start) a.end = a.start;
+      start.value = String(a.start / 7);
+      redraw();
+    });
     details.append(el("label", {}, "Starts in week ", start));
     if (a.end !== null) {
-      const end = el("input", {type: "number", min: "0", max: "104", value: String(Math.round(a.end / 7)), id: "end-" + n});
-      end.addEventListener("change", function () { a.end = Math.max(Number(end.value) * 7, a.start); redraw(); });
+      const end = el("input", {type: "number", min: "0", max: String(MAX_WEEK), value: String(Math.round(a.end / 7)), id: "end-" + n, "aria-label": a.name + ": ends in week"});
+      end.addEventListener("change", function () {
+        a.end = Math.max(clampWeek(end.value) * 7, a.start);
+        end.value = String(Math.round(a.end / 7));
+        redraw();
+      });
       details.append(" ", el("label", {}, "ends in week ", end));
     }
-    const done = el("input", {type: "checkbox", id: "done-" + n});
+    const done = el("input", {type: "checkbox", id: "done-" + n, "aria-label": a.name + ": done"});
     done.checked = a.done;
     done.addEventListener("change", function () { a.done = done.checked; redraw(); });
     details.append(" ", el("label", {}, done, " done"));
@@ -194,8 +230,11 @@ function drawSheet() {
   for (const a of state.activities) {
     if (a.restriction) continue;
     const p = parts(a.description);
-    phases.append(el("li", {text: a.name + " (from " + isoDay(state.day0 + a.start * DAY) + "): " + (p.allowed || p.goals || "")}));
+    const item = el("li", {text: a.name + " (from about " + isoDay(state.day0 + a.start * DAY) + "): " + (p.allowed || p.goals || "")});
+    if (p.criteria) item.append(el("br"), "Move on when: " + p.criteria);
+    phases.append(item);
   }
+  document.getElementById("sheet-printed").textContent = "Printed " + isoDay(Date.now()) + ". Move on by how you feel and by these checks, not by the dates.";
   const restriction = state.activities.find((a) => a.restriction);
   document.getElementById("sheet-avoid").textContent = restriction ? restriction.description : "";
   document.getElementById("sheet-call").textContent = stopSentence(state.plan);
@@ -211,7 +250,9 @@ function redraw() {
 function resource() {
   const plan = JSON.parse(JSON.stringify(state.plan));
   plan.status = state.status;
-  plan.period = Object.assign({}, plan.period, {start: isoDay(state.day0)});
+  delete plan.text;  // the generated narrative told the proposed dates: not the edited ones
+  const last = Math.max(...state.activities.map((a) => (a.end === null ? a.start : a.end)));
+  plan.period = Object.assign({}, plan.period, {start: isoDay(state.day0), end: isoDay(state.day0 + last * DAY)});
   plan.activity.forEach(function (activity, n) {
     const a = state.activities[n];
     const period = {start: isoDay(state.day0 + a.start * DAY)};
@@ -222,19 +263,46 @@ function resource() {
   return plan;
 }
 
+function problem(response, body) {
+  const issue = body && body.issue && body.issue[0];
+  return (issue && ((issue.details && issue.details.text) || issue.diagnostics)) || "HTTP " + response.status;
+}
+
 function save() {
+  const button = document.getElementById("save");
+  const status = document.getElementById("plan-state");
   const plan = resource();
   const id = view.planIdentifier;
-  const saving = view.savedPlan
-    ? client.update(Object.assign(plan, {id: view.savedPlan.split("/")[1]}))
-    : client.create(plan, {headers: {"If-None-Exist": "identifier=" + id.system + "|" + id.value}});
-  const status = document.getElementById("plan-state");
+  let request;
+  if (view.savedPlan) {
+    plan.id = view.savedPlan.split("/")[1];
+    const version = state.plan.meta && state.plan.meta.versionId;
+    request = {url: view.savedPlan, method: "PUT", body: JSON.stringify(plan),
+      headers: Object.assign({"Content-Type": "application/fhir+json"}, version ? {"If-Match": "W/\"" + version + "\""} : {})};
+  } else {
+    request = {url: "CarePlan", method: "POST", body: JSON.stringify(plan),
+      headers: {"Content-Type": "application/fhir+json", "If-None-Exist": "identifier=" + id.system + "|" + id.value}};
+  }
+  button.disabled = true;  // one save at a time: a double click sends one request
   status.textContent = "Saving...";
-  return saving.then(function (saved) {
-    if (saved && saved.id) view.savedPlan = "CarePlan/" + saved.id;
-    status.textContent = "Saved in the chart (" + plan.status + ")" + (view.savedPlan ? " as " + view.savedPlan : "") + ".";
+  request.includeResponse = true;  // fhirclient: {body, response}, to tell 200 from 201
+  return client.request(request).then(function (result) {
+    const response = result.response, saved = result.body;
+    if (!view.savedPlan && response.status === 200) {
+      status.textContent = "Not saved: a plan for this injury is already in the chart (saved elsewhere). Reload to see it; nothing was changed.";
+      return;
+    }
+    state.plan = saved;
+    view.savedPlan = "CarePlan/" + saved.id;
+    status.textContent = "Saved in the chart (" + saved.status + ") as " + view.savedPlan + ".";
   }).catch(function (error) {
-    status.textContent = "Not saved: " + error.message;
+    const code = error.status || (error.response && error.response.status);
+    if (code === 401 || code === 403) status.textContent = "Not saved: this sign-in may not write care plans (HTTP " + code + ").";
+    else if (code === 409 || code === 412) status.textContent = "Not saved: the plan was changed in the chart since it was opened. Reload to see it.";
+    else if (code === 404 || code === 410) status.textContent = "Not saved: the saved plan was deleted from the chart. Reload.";
+    else status.textContent = "Not saved: " + error.message;
+  }).finally(function () {
+    button.disabled = false;
   });
 }
 
@@ -266,8 +334,10 @@ FHIR.oauth2.ready().then(function (ready) {
     body: JSON.stringify({iss: client.state.serverUrl, patient: client.patient.id, access_token: client.state.tokenResponse.access_token}),
   });
 }).then(function (response) {
-  if (!response.ok) throw new Error("the service answered " + response.status);
-  return response.json();
+  if (response.ok) return response.json();
+  return response.json().catch(function () { return null; }).then(function (body) {
+    throw new Error(problem(response, body));
+  });
 }).then(function (answer) {
   view = answer;
   document.getElementById("status").textContent = "";

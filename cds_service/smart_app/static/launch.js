@@ -4,6 +4,7 @@
 (function () {
   const config = JSON.parse(document.getElementById("config").textContent);
   FHIR.oauth2.authorize({
+    iss: config.iss,  // the server's checked iss, not one read again from the address
     clientId: config.clientId,
     scope: config.scope,
     redirectUri: config.redirectUri,
