@@ -80,7 +80,7 @@ async def test_launch_for_an_allowed_server_serves_the_smart_client(
 async def test_launch_refuses_repeated_or_unknown_parameters(
     client_at: ClientFactory, query: list[tuple[str, str]]
 ) -> None:
-    params = httpx.QueryParams(query)
+    params = httpx.QueryParams(tuple(query))  # a tuple: covariant, as httpx types it
     response = await client_at(smart_allowed_iss=(EHR,)).get("/smart/launch", params=params)
     assert response.status_code == 400
     assert "fhir-client" not in response.text
