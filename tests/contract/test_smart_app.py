@@ -357,6 +357,7 @@ def _contrast(a: str, b: str) -> float:
         ("#1a1a1a", "#ffffff", "body text"),
         ("#4a4a4a", "#ffffff", "notes"),
         ("#ffffff", "#1f5fbf", "buttons and phase bars"),
+        ("#1f5fbf", "#ffffff", "links to the sources"),
         ("#ffffff", "#8a1c1c", "the restriction band"),
         ("#ffffff", "#2e6b30", "phases done"),
         ("#333333", "#ffffff", "week labels"),

@@ -127,6 +127,12 @@ def test_smart_app_ehr_launch_edit_save_reload(
         evidence = page.inner_text("#evidence-items")
         assert "MRI:" in evidence
         assert f"DiagnosticReport/{CONFIRMED}" in evidence  # each item names its source
+        # ... and links to it: the resource, read with the user's token.
+        source = page.locator("#evidence-items button.link").first
+        source.click()
+        expect(page.locator("#evidence-items pre").first).to_contain_text(
+            '"resourceType": "DiagnosticReport"', timeout=10_000
+        )
         assert "Proposed; not saved yet." in page.inner_text("#plan-state")
         assert page.inner_text("#stop").startswith("Stop and re-assess")
         rows = page.locator("#timeline-table tbody tr")

@@ -58,3 +58,31 @@ async def test_smart_view_reads_the_record_and_finds_the_saved_plan_once(
     again = await view(fhir_server, cases.MAYA_CONFIRMED_DAY)
     assert again["savedPlan"] is not None
     assert again["savedPlan"].startswith("CarePlan/")
+
+
+async def test_smart_view_reopens_a_plan_the_service_wrote_itself(fhir_server: str) -> None:
+    """Direct-write mode and the app share one identifier: the plan the service wrote is the
+    plan the app opens as saved (and would update), never a second one."""
+    from tests.builders import hook_request
+
+    patient = "smart-direct"
+    load(fhir_server, put_transaction(rename(cases.maya_after_mri(), patient)))
+    app = create_app(
+        settings_for_tests(smart_allowed_iss=(fhir_server,), careplan_delivery="direct-write"),
+        clock=at(cases.MAYA_CONFIRMED_DAY),
+    )
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client,
+    ):
+        body = hook_request(pid=patient, fhir_server=fhir_server)
+        written = await client.post("/cds-services/sacral-bsi", json=body)
+        assert written.status_code == 200, written.text
+        viewed = await client.post(
+            "/smart/api/view",
+            json={"iss": fhir_server, "patient": patient, "access_token": "user-token"},
+        )
+    view = viewed.json()
+    identifier = view["planIdentifier"]["value"]
+    (plan,) = careplans_with_identifier(fhir_server, identifier)
+    assert view["savedPlan"] == f"CarePlan/{plan['id']}"

@@ -51,25 +51,51 @@ function source(item) {
 }
 
 // ---------------------------------------------------------------- evidence
+// Each item links to the resource it came from: a button that shows that resource, read from
+// the FHIR server with the user's token.
+function evidenceItem(label, item) {
+  const li = el("li", {text: label});
+  const ref = item && item.source;
+  if (ref && /^[A-Za-z]+\/[A-Za-z0-9.\-]{1,256}$/.test(ref)) {
+    const button = el("button", {type: "button", class: "link", "aria-expanded": "false", text: ref});
+    const shown = el("pre", {hidden: ""});
+    button.addEventListener("click", function () {
+      const open = shown.hidden;
+      shown.hidden = !open;
+      button.setAttribute("aria-expanded", String(open));
+      if (open && !shown.textContent) {
+        shown.textContent = "Reading " + ref + "...";
+        client.request(ref).then(function (resource) {
+          shown.textContent = JSON.stringify(resource, null, 2);
+        }).catch(function (error) {
+          shown.textContent = "Could not read " + ref + ": " + error.message;
+        });
+      }
+    });
+    li.append(" (", button, ")", shown);
+  }
+  return li;
+}
+
 function showEvidence() {
   const list = document.getElementById("evidence-items");
   list.replaceChildren();
   const a = view.assessment || {};
   for (const q of a.pains || []) {
-    list.append(el("li", {text: "Pain: " + q.pain.label + ", " + q.pain.side + ", since " + q.since + source(q.pain)}));
+    list.append(evidenceItem("Pain: " + q.pain.label + ", " + q.pain.side + ", since " + q.since, q.pain));
   }
-  if (a.runner) list.append(el("li", {text: "Runner: " + (a.runner.text || words(a.runner.kind)) + (a.runner.when ? ", " + a.runner.when : "") + source(a.runner)}));
+  if (a.runner) list.append(evidenceItem("Runner: " + (a.runner.text || words(a.runner.kind)) + (a.runner.when ? ", " + a.runner.when : ""), a.runner));
   for (const r of a.risks || []) {
     const label = view.riskLabels[r.category] || r.category;
     let value = "";
     if (r.value !== null && r.value !== undefined) value = ": " + r.value;
     if (r.percentile !== null && r.percentile !== undefined) value += ", " + Math.round(r.percentile) + "th percentile for age";
     if (r.percent_of_median !== null && r.percent_of_median !== undefined) value += ", " + Math.round(r.percent_of_median) + "% of median";
-    list.append(el("li", {text: "Risk factor: " + label + value + (r.when ? ", " + r.when : "") + source(r)}));
+    list.append(evidenceItem("Risk factor: " + label + value + (r.when ? ", " + r.when : ""), r));
   }
   const c = view.confirmation;
-  if (c && c.report) list.append(el("li", {text: "MRI: " + c.report.label + (c.report.quote ? ": \u201c" + c.report.quote + "\u201d" : "") + source(c.report)}));
-  if (c && c.diagnosis) list.append(el("li", {text: "Diagnosis: " + c.diagnosis.label + source(c.diagnosis)}));
+  if (c && c.report) list.append(evidenceItem("MRI: " + c.report.label + (c.report.quote ? ": \u201c" + c.report.quote + "\u201d" : ""), c.report));
+  if (c && c.diagnosis) list.append(evidenceItem("Diagnosis: " + c.diagnosis.label, c.diagnosis));
   if (!list.children.length) list.append(el("li", {text: "The rule has nothing to show for this record (" + words(view.kind) + ")."}));
   const note = document.getElementById("evidence-note");
   note.textContent = view.kind === "suspect"
