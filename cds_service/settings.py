@@ -92,7 +92,7 @@ class Settings(BaseSettings):
 
     @field_validator("cors_allow_origins", "smart_allowed_iss", mode="before")
     @classmethod
-    def _split_origins(cls, value: object) -> object:
+    def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value

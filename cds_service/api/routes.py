@@ -75,7 +75,7 @@ async def call_service(service_id: str, request: Request, deps: Deps) -> Respons
         service = deps.registry.get(service_id)
         caller = await authenticate(request, deps)
         hook_request = await _decoded_body(
-            request, deps, partial(wire.decode_request, expected_hook=service.definition.hook)
+            request, deps, partial(wire.decode_request, service=service.definition)
         )
         hook_instance = hook_request.hookInstance
         env = deps.call_environment(

@@ -25,11 +25,8 @@ class CallOutcome:
 def check_request(service: Service, request: wire.HookRequest) -> None:
     definition = service.definition
     if request.hook != definition.hook:
-        raise BadRequestError(
-            f"Service '{definition.id}' answers the '{definition.hook}' hook, not "
-            f"'{request.hook}'.",
-            field="hook",
-        )
+        wrong = wire.wrong_hook(definition, request.hook)
+        raise BadRequestError(str(wrong), field=wrong.field)
     if request.fhirServer is not None:
         if not wire.valid_base_url(request.fhirServer):
             raise BadRequestError(

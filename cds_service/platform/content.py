@@ -36,6 +36,12 @@ class ServiceText(Strict, frozen=True):
     description: str
 
 
+class SourceText(Strict, frozen=True):
+    """Who the cards say they come from (CDS Hooks ``source.label``)."""
+
+    label: str
+
+
 class OverrideReason(Strict, frozen=True):
     code: str
     display: str

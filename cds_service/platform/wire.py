@@ -183,16 +183,16 @@ _MISSING = re.compile(r"missing required field `([^`]+)`(?: - at `\$\.?([^`]*)`)
 _AT = re.compile(r" - at `\$\.?([^`]*)`")
 
 
-def decode_request(body: bytes, expected_hook: str | None = None) -> HookRequest:
+def decode_request(body: bytes, service: ServiceDefinition | None = None) -> HookRequest:
     """Decode a hook request; RequestError names the offending field (``context.patientId``).
-    A request for another hook than ``expected_hook`` is named as such, before its context is
+    A request for another hook than ``service`` answers is named as such, before its context is
     judged by that other hook's rules."""
     try:
         wire = _decode(_REQUEST, body)
     except RequestError as exc:
         hook = _hook_of(body)
-        if expected_hook is not None and isinstance(hook, str) and hook != expected_hook:
-            raise wrong_hook(expected_hook, hook) from None
+        if service is not None and isinstance(hook, str) and hook != service.hook:
+            raise wrong_hook(service, hook) from None
         if exc.field == "hook":
             raise _hook_error(hook) from None
         raise
@@ -218,9 +218,11 @@ def _shown(hook: str) -> str:
     return hook if len(hook) <= 64 and hook.isprintable() else f"{hook[:64]!r}..."
 
 
-def wrong_hook(expected: str, hook: str) -> RequestError:
+def wrong_hook(service: ServiceDefinition, hook: str) -> RequestError:
+    """A request for another hook than ``service`` answers (decoded or not)."""
     return RequestError(
-        f"This service answers the '{expected}' hook, not '{_shown(hook)}'.", "hook"
+        f"Service '{service.id}' answers the '{service.hook}' hook, not '{_shown(hook)}'.",
+        "hook",
     )
 
 

@@ -25,6 +25,7 @@ from cds_service.platform.content import (
     Meta,
     OverrideReasons,
     ServiceText,
+    SourceText,
     Strict,
     convert,
     read_toml,
@@ -37,10 +38,6 @@ from fhir_mappings.terminology import Terminology, TerminologySpec
 _T = TypeVar("_T")
 
 DEFAULT_CONTENT_DIR = Path(__file__).resolve().parents[3] / "cards" / "sacral-bsi"
-
-
-class SourceText(Strict, frozen=True):
-    label: str
 
 
 class Words(Strict, frozen=True):

@@ -14,6 +14,7 @@ from cds_service.platform.content import (
     Meta,
     OverrideReasons,
     ServiceText,
+    SourceText,
     Strict,
     convert,
     read_toml,
@@ -29,10 +30,6 @@ FOLDER = "sacral-bsi-orders"
 class Services(Strict, frozen=True):
     order_select: ServiceText
     order_sign: ServiceText
-
-
-class SourceText(Strict, frozen=True):
-    label: str
 
 
 class ImagingText(Strict, frozen=True):

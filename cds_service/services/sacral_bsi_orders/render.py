@@ -21,6 +21,7 @@ from cds_service.clinical.orders import (
 from cds_service.clinical.sacral_bsi import Suspicion
 from cds_service.platform import wire
 from cds_service.services.sacral_bsi.render import (
+    SuspicionEvidence,
     fit_summary,
     links,
     proposed_mri,
@@ -73,6 +74,22 @@ def _card(
         overrideReasons=content.cards.override_reasons.codings(),
         links=links(content.rule),
     )
+
+
+def _evidence(
+    content: OrderContent, evidence: SuspicionEvidence, mri_words: str
+) -> dict[str, object]:
+    """The placeholders both suspicion cards fill the same way: card A's evidence, the MRI
+    proposed, the footer."""
+    return {
+        "pains": evidence.pains,
+        "runner": evidence.runner,
+        "counted": evidence.counted,
+        "risks": evidence.risks,
+        "lines": evidence.lines,
+        "mri_words": mri_words,
+        "footer": _footer(content),
+    }
 
 
 def _footer(content: OrderContent) -> str:
@@ -210,14 +227,7 @@ def _imaging_card(
         )
     )
     detail = t.detail.format(
-        **_orders(content, labels),
-        pains=evidence.pains,
-        runner=evidence.runner,
-        counted=evidence.counted,
-        risks=evidence.risks,
-        lines=evidence.lines,
-        mri_words=mri_words,
-        footer=_footer(content),
+        **_orders(content, labels), **_evidence(content, evidence, mri_words)
     ).strip()
     return _card(
         content,
@@ -250,13 +260,7 @@ def _si_treatment_card(
     detail = t.detail.format(
         treatment=treatment,
         **_orders(content, [o.label for o in f.orders]),
-        pains=evidence.pains,
-        runner=evidence.runner,
-        counted=evidence.counted,
-        risks=evidence.risks,
-        lines=evidence.lines,
-        mri_words=mri_words,
-        footer=_footer(content),
+        **_evidence(content, evidence, mri_words),
     ).strip()
     suggestions: tuple[wire.Suggestion, ...] = ()
     if s.mri_under_way is None and not f.mri_elsewhere:
