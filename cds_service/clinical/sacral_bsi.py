@@ -169,25 +169,40 @@ _ANY_SIDE = frozenset({Side.LEFT, Side.RIGHT, Side.BILATERAL, Side.UNILATERAL})
 
 
 def assess(facts: PatientFacts, params: RuleParameters, today: date) -> Assessment:
-    if any(d.insufficiency and d.clinical.is_active for d in facts.diagnoses):
-        return NoCard("insufficiency_fracture")
+    return assess_with_confirmation(facts, params, today)[0]
+
+
+def assess_with_confirmation(
+    facts: PatientFacts, params: RuleParameters, today: date
+) -> tuple[Assessment, Confirmation | None]:
+    """The assessment, and the current confirmation (``current_confirmation``) computed on the
+    way: for callers that need both (the order services, the SMART app's view)."""
+    if _insufficiency(facts):
+        return NoCard("insufficiency_fracture"), None
     confirmation = _episode_confirmation(facts, params, today)
-    stale = (
-        confirmation is not None
-        and confirmation.days_since_day0 > params.confirmation.report_max_age_days
-    )
+    stale = confirmation is not None and _stale(confirmation, params)
     if confirmation is not None and not stale:
         if _plan_in_chart(facts, confirmation, params):
-            return NoCard("care_plan_in_chart")
-        return confirmation
+            return NoCard("care_plan_in_chart"), confirmation
+        return confirmation, confirmation
     report = _positive_report_text(facts, params, today)
     if report is not None and not _before_new_pain(report.when or today, facts, params, today):
-        return ConfirmFirst(report, facts.gender)
+        return ConfirmFirst(report, facts.gender), None
     suspicion = _suspicion(facts, params, today)
     if stale and isinstance(suspicion, NoCard):
         # The whole plan would lie in the past (14.3): nothing to propose.
-        return NoCard("diagnosis_too_old_for_a_plan")
-    return suspicion
+        return NoCard("diagnosis_too_old_for_a_plan"), None
+    return suspicion, None
+
+
+def _insufficiency(facts: PatientFacts) -> bool:
+    """An active insufficiency fracture: another pathway (8.4), no card of this rule."""
+    return any(d.insufficiency and d.clinical.is_active for d in facts.diagnoses)
+
+
+def _stale(confirmation: Confirmation, params: RuleParameters) -> bool:
+    """Day 0 too long ago for a plan (14.3)."""
+    return confirmation.days_since_day0 > params.confirmation.report_max_age_days
 
 
 def _episode_confirmation(
@@ -207,12 +222,10 @@ def current_confirmation(
     """The sacral BSI confirmed (8.2 paths 1, 2, 2b) for the current episode, no older than
     ``report_max_age_days``: the injury card B plans for, whether or not a plan is in the
     chart already. None for an insufficiency fracture (8.4)."""
-    if any(d.insufficiency and d.clinical.is_active for d in facts.diagnoses):
+    if _insufficiency(facts):
         return None
     confirmation = _episode_confirmation(facts, params, today)
-    if confirmation is None:
-        return None
-    if confirmation.days_since_day0 > params.confirmation.report_max_age_days:
+    if confirmation is None or _stale(confirmation, params):
         return None
     return confirmation
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from datetime import date
 from typing import Any
 
 import msgspec
@@ -388,3 +389,25 @@ def test_unknown_hook_is_named() -> None:
         wire.decode_request(body)
     assert raised.value.field == "hook"
     assert "encounter-start" in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("record", "day"),
+    [
+        (cases.maya_before_mri(), cases.MAYA_SUSPECT_DAY),
+        (cases.maya_after_mri(), cases.MAYA_CONFIRMED_DAY),
+        (cases.maya_after_mri(), date(2026, 6, 1)),  # Day 0 too long ago for a plan
+        (cases.daniel(), cases.MAYA_SUSPECT_DAY),
+    ],
+)
+def test_assess_with_confirmation_is_assess_and_current_confirmation_at_once(
+    content: Content, record: list[dict[str, Any]], day: date
+) -> None:
+    from cds_service.clinical.sacral_bsi import assess_with_confirmation
+
+    (patient,) = [r for r in record if r["resourceType"] == "Patient"]
+    facts = facts_of(record, content, patient["id"])
+    assert assess_with_confirmation(facts, content.parameters, day) == (
+        assess(facts, content.parameters, day),
+        current_confirmation(facts, content.parameters, day),
+    )

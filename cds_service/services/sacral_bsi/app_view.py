@@ -10,7 +10,7 @@ from typing import Any
 import msgspec
 
 from cds_service.clinical.identity import IDENTIFIER_SYSTEM
-from cds_service.clinical.sacral_bsi import assess, current_confirmation, finding_kind
+from cds_service.clinical.sacral_bsi import assess_with_confirmation, finding_kind
 from cds_service.platform import wire
 from cds_service.platform.call import resolve_for
 from cds_service.platform.service import CallEnvironment
@@ -37,8 +37,7 @@ async def app_view(
     content = service.content
     facts = facts_of(request, resolved, content)
     now = env.clock()
-    assessment = assess(facts, content.parameters, now.date())
-    confirmation = current_confirmation(facts, content.parameters, now.date())
+    assessment, confirmation = assess_with_confirmation(facts, content.parameters, now.date())
     plan: dict[str, Any] | None = None
     identifier: dict[str, str] | None = None
     saved: str | None = None

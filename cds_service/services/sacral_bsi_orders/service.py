@@ -18,8 +18,7 @@ from cds_service.clinical.orders import (
 from cds_service.clinical.sacral_bsi import (
     NoCard,
     Suspicion,
-    assess,
-    current_confirmation,
+    assess_with_confirmation,
     suppressed_by_override,
 )
 from cds_service.clinical.sacral_bsi import evidence_keys as card_a_evidence
@@ -80,8 +79,7 @@ class SacralBsiOrderService:
         session, reviewed = self._reviewed(request, facts)
         context = request.context
         today = env.now.date()
-        confirmation = current_confirmation(facts, rule.parameters, today)
-        assessment = None if confirmation else assess(facts, rule.parameters, today)
+        assessment, confirmation = assess_with_confirmation(facts, rule.parameters, today)
         suspicion = assessment if isinstance(assessment, Suspicion) else None
         findings = order_findings(
             [o.fact for o in reviewed],
