@@ -384,16 +384,16 @@ class CardLedger:
 
     def store_feedback(
         self, items: list[FeedbackRecord], now: datetime | None = None
-    ) -> list[bool]:
-        """Store every item; return, per item, whether its card is one this service issued (the
-        service the feedback was posted to: feedback on another service's card is kept, but
-        flagged unknown, and snoozes nothing)."""
+    ) -> list[str | None]:
+        """Store every item; return, per item, the kind of its card when it is one this service
+        issued (the service the feedback was posted to: feedback on another service's card is
+        kept, but flagged unknown, and snoozes nothing), else None."""
         received = _naive(now or datetime.now(UTC))
         with serialised(self.engine), Session(self.engine) as session:
             known = {
-                (service, card)
-                for service, card in session.execute(
-                    select(IssuedCard.service_id, IssuedCard.card_uuid).where(
+                (service, card): kind
+                for service, card, kind in session.execute(
+                    select(IssuedCard.service_id, IssuedCard.card_uuid, IssuedCard.finding).where(
                         IssuedCard.card_uuid.in_({i.card_uuid for i in items})
                     )
                 )
@@ -417,7 +417,7 @@ class CardLedger:
                 for i in items
             )
             session.commit()
-        return [(i.service_id, i.card_uuid) in known for i in items]
+        return [known.get((i.service_id, i.card_uuid)) for i in items]
 
     def overridden_evidence(
         self, patient: str, finding: str, since: datetime

@@ -7,6 +7,7 @@ import logging
 
 from fastapi import Request
 
+from cds_service import metrics
 from cds_service.api.deps import Collaborators
 from cds_service.auth.jwt_verifier import AuthFailure, VerifiedToken
 from cds_service.errors import CdsError
@@ -61,22 +62,26 @@ async def authenticate(request: Request, deps: Collaborators) -> VerifiedToken |
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        log_event("auth_failed", level=logging.WARNING, reason="no bearer token")
-        raise UnauthorizedError(presented=False)
+        raise _refused(AuthFailure("no bearer token"), presented=False)
     public_base_url = settings.public_base_url
     if not public_base_url:  # refused at start; a backstop for apps built another way
-        log_event("auth_failed", level=logging.WARNING, reason="CDS_PUBLIC_BASE_URL not set")
-        raise UnauthorizedError
+        raise _refused(AuthFailure("CDS_PUBLIC_BASE_URL not set"))
     try:
         verified = await verifier.verify(
             token.strip(), expected_audience(request, public_base_url), deps.clock()
         )
     except AuthFailure as failure:
-        log_event("auth_failed", level=logging.WARNING, reason=failure.reason, **failure.details)
-        raise UnauthorizedError from None
+        raise _refused(failure) from None
     if verified.development_only:
         log_event("auth_development_issuer", level=logging.WARNING, issuer=verified.iss)
     return verified
+
+
+def _refused(failure: AuthFailure, *, presented: bool = True) -> UnauthorizedError:
+    """The 401 for ``failure``, logged with its reason and counted by it."""
+    log_event("auth_failed", level=logging.WARNING, reason=failure.reason, **failure.details)
+    metrics.JWT_REFUSALS.labels(metrics.jwt_reason(failure.reason)).inc()
+    return UnauthorizedError(presented=presented)
 
 
 def _refuse_insecure_non_loopback(request: Request, allow_insecure: bool) -> None:

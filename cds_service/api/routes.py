@@ -15,6 +15,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.requests import ClientDisconnect
 
+from cds_service import metrics
 from cds_service.api.auth import authenticate
 from cds_service.api.deps import Deps
 from cds_service.api.errors import JSON
@@ -57,20 +58,27 @@ async def discovery(deps: Deps) -> Response:
 async def call_service(service_id: str, request: Request, deps: Deps) -> Response:
     started = time.perf_counter()
     hook_instance: str | None = None
+    known = service_id in deps.registry
+    service_label = service_id if known else "unknown"
+    hook_label = deps.registry.get(service_id).definition.hook if known else "unknown"
 
     def log_call(level: int, status: int, outcome: str, **fields: Any) -> None:
+        elapsed = time.perf_counter() - started
+        metrics.HOOK_REQUESTS.labels(service_label, hook_label, str(status)).inc()
+        metrics.HOOK_LATENCY.labels(service_label, hook_label).observe(elapsed)
         log_event(
             "hook_call",
             level=level,
             exc_info=status == 500,
             hookInstance=hook_instance,
-            service=service_id if service_id in deps.registry else None,
+            service=service_id if known else None,
             status=status,
             outcome=outcome,
             **fields,
-            latencyMs=round((time.perf_counter() - started) * 1000, 2),
+            latencyMs=round(elapsed * 1000, 2),
         )
 
+    metrics.HOOK_IN_FLIGHT.inc()
     try:
         service = deps.registry.get(service_id)
         caller = await authenticate(request, deps)
@@ -89,6 +97,11 @@ async def call_service(service_id: str, request: Request, deps: Deps) -> Respons
     except Exception:
         log_call(logging.ERROR, 500, InternalError.kind)
         raise InternalError from None
+    finally:
+        metrics.HOOK_IN_FLIGHT.dec()
+    metrics.HOOK_OUTCOMES.labels(service_label, metrics.label(outcome.outcome)).inc()
+    for kind in outcome.card_kinds:
+        metrics.CARDS.labels(service_label, metrics.label(kind)).inc()
     log_call(
         logging.INFO,
         200,
@@ -110,7 +123,7 @@ async def call_service(service_id: str, request: Request, deps: Deps) -> Respons
 )
 async def feedback(service_id: str, request: Request, deps: Deps) -> Response:
     try:
-        deps.registry.get(service_id)
+        service = deps.registry.get(service_id)
         await authenticate(request, deps)
         received = await _decoded_body(request, deps, wire.decode_feedback)
         _refuse_future_outcomes(received, deps.clock(), deps.settings.jwt_leeway_seconds)
@@ -128,7 +141,7 @@ async def feedback(service_id: str, request: Request, deps: Deps) -> Response:
             )
             for item in received.feedback
         ]
-        known = await asyncio.to_thread(deps.ledger.store_feedback, records, deps.clock())
+        kinds = await asyncio.to_thread(deps.ledger.store_feedback, records, deps.clock())
     except CdsError as exc:
         log_event("feedback", level=logging.WARNING, status=exc.status, outcome=exc.kind)
         raise
@@ -144,8 +157,14 @@ async def feedback(service_id: str, request: Request, deps: Deps) -> Response:
         items=len(records),
         accepted=sum(1 for r in records if r.outcome == "accepted"),
         overridden=sum(1 for r in records if r.outcome == "overridden"),
-        unknownCards=known.count(False),
+        unknownCards=kinds.count(None),
     )
+    for record, kind in zip(records, kinds, strict=True):
+        card_kind = metrics.label(kind) if kind is not None else "unknown"
+        metrics.FEEDBACK.labels(service_id, card_kind, record.outcome).inc()
+        if record.outcome == "overridden":
+            reason = metrics.label(record.override_code, service.override_codes)
+            metrics.OVERRIDE_REASONS.labels(service_id, card_kind, reason).inc()
     return Response(status_code=200)
 
 
@@ -209,6 +228,13 @@ async def _read_body_within(request: Request, limit: int) -> bytes:
     except ClientDisconnect:
         raise ClientDisconnectedError from None
     return b"".join(chunks)
+
+
+@router.get("/metrics", summary="Metrics (Prometheus text format)")
+async def metrics_page() -> Response:
+    # Built in a thread: in multiprocess mode it reads every worker's files.
+    body = await asyncio.to_thread(metrics.exposition)
+    return Response(body, media_type=metrics.CONTENT_TYPE)
 
 
 @router.get("/healthz", summary="Liveness")

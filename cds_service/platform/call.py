@@ -20,6 +20,7 @@ class CallOutcome:
     outcome: str  # the kind of card, or the reason there is none
     stats: ResolveStats
     delivery: str | None = None  # the service's note for the log
+    card_kinds: tuple[str, ...] = ()  # each card's kind, in the order of the cards
 
 
 def check_request(service: Service, request: wire.HookRequest) -> None:
@@ -65,16 +66,24 @@ async def call(service: Service, request: wire.HookRequest, env: CallEnvironment
     denv = decide_env(request, env, deadline)
     decision = await service.decide(request, resolved, denv)
     cards = decision.response.cards
+    entries = [decision.ledger_entry(card.uuid) for card in cards]
     if cards and env.ledger is not None:
         issued = [
             IssuedCardRecord(
                 card.uuid,
                 service.definition.id,
                 denv.patient,
-                *decision.ledger_entry(card.uuid),
+                kind,
+                evidence,
                 service.content_version,
             )
-            for card in cards
+            for card, (kind, evidence) in zip(cards, entries, strict=True)
         ]
         await asyncio.to_thread(env.ledger.record, issued, denv.now)
-    return CallOutcome(decision.response, decision.finding, resolved.stats, decision.note)
+    return CallOutcome(
+        decision.response,
+        decision.finding,
+        resolved.stats,
+        decision.note,
+        tuple(kind for kind, _ in entries),
+    )

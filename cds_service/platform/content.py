@@ -53,6 +53,9 @@ class OverrideReasons(Strict, frozen=True):
     system: str
     reasons: tuple[OverrideReason, ...]
 
+    def codes(self) -> frozenset[str]:
+        return frozenset(r.code for r in self.reasons)
+
     def codings(self) -> tuple[wire.Coding, ...]:
         return tuple(
             wire.Coding(code=r.code, system=self.system, display=r.display) for r in self.reasons

@@ -9,6 +9,7 @@ leaves for another host. Redirects are not followed for the same reason.
 from __future__ import annotations
 
 import codecs
+import time
 import zlib
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
@@ -16,6 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 import msgspec
 
+from cds_service import metrics
 from cds_service.errors import (
     FhirAuthRejectedError,
     FhirBadResponseError,
@@ -157,7 +159,25 @@ class FhirClient:
     ) -> _Answer:
         """One request to the FHIR server, its answer read up to the byte budget; transport
         failures, refused tokens, server errors and oversized answers become FhirServerErrors
-        naming ``what``. Other statuses are the caller's (their body is not read)."""
+        naming ``what``. Other statuses are the caller's (their body is not read). Counted and
+        timed in the metrics, by method and outcome (a cancelled request: ``cancelled``)."""
+        started = time.perf_counter()
+        outcome = "cancelled"
+        try:
+            answer = await self._exchange(method, url, what=what, body=body)
+        except FhirServerError as exc:
+            outcome = exc.kind
+            raise
+        else:
+            outcome = "ok" if answer.status in (200, 201) else f"http_{answer.status}"
+            return answer
+        finally:
+            metrics.FHIR_REQUESTS.labels(method, metrics.label(outcome)).inc()
+            metrics.FHIR_LATENCY.labels(method).observe(time.perf_counter() - started)
+
+    async def _exchange(
+        self, method: str, url: str, *, what: str, body: bytes | None = None
+    ) -> _Answer:
         # Only encodings whose decompression the service bounds itself (see _bounded_read).
         headers = {"Accept": FHIR_JSON, "Accept-Encoding": "gzip, deflate"}
         if body is not None:
@@ -195,7 +215,7 @@ class FhirClient:
         budget = self.budget
         declared = response.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > budget.per_response:
-            raise self._too_large(what, budget.per_response, "CDS_FHIR_MAX_RESPONSE_BYTES")
+            raise self._too_large(what, budget.per_response, "response_bytes")
         encoding = response.headers.get("content-encoding", "identity").strip().lower()
         if encoding in ("", "identity"):
             inflate = None
@@ -214,11 +234,9 @@ class FhirClient:
             size += len(chunk)
             budget.used += len(chunk)
             if size > budget.per_response:
-                raise self._too_large(what, budget.per_response, "CDS_FHIR_MAX_RESPONSE_BYTES")
+                raise self._too_large(what, budget.per_response, "response_bytes")
             if budget.used > budget.total:
-                raise self._too_large(
-                    "all answers of this call", budget.total, "CDS_FHIR_MAX_TOTAL_BYTES"
-                )
+                raise self._too_large("all answers of this call", budget.total, "total_bytes")
             chunks.append(chunk)
 
         try:
@@ -240,7 +258,12 @@ class FhirClient:
         return b"".join(chunks)
 
     @staticmethod
-    def _too_large(what: str, limit: int, setting: str) -> FhirResponseTooLargeError:
+    def _too_large(what: str, limit: int, budget: str) -> FhirResponseTooLargeError:
+        metrics.count_budget_exhausted(budget)
+        setting = {
+            "response_bytes": "CDS_FHIR_MAX_RESPONSE_BYTES",
+            "total_bytes": "CDS_FHIR_MAX_TOTAL_BYTES",
+        }[budget]
         return FhirResponseTooLargeError(
             f"The FHIR server sent more than {limit:,} bytes ({what}); reading stopped there "
             f"({setting})."
@@ -310,8 +333,10 @@ class FhirClient:
             if number > self.max_pages:
                 break
             self.stats.pages += 1
+            metrics.FHIR_PAGES.inc()
             page = self._read(await self.get(target, what=f"{what}, page {number}"), what)
             resources.extend(page.resources)
+        metrics.count_budget_exhausted("pages")
         raise FhirBadResponseError(
             f"The search for {what} has more than {self.max_pages} pages; narrow it or raise "
             "CDS_FHIR_MAX_PAGES."

@@ -23,6 +23,7 @@ from urllib.parse import quote
 import httpx
 import msgspec
 
+from cds_service import metrics
 from cds_service.errors import (
     BadRequestError,
     FhirNotFoundError,
@@ -183,6 +184,8 @@ async def _fetch_all(
     ]
     remaining = deadline - asyncio.get_running_loop().time()
     done, pending = await asyncio.wait([*fetches, *follows], timeout=max(remaining, 0.0))
+    if pending:
+        metrics.count_budget_exhausted("time")
     for task in pending:
         task.cancel()
     failures: list[BaseException] = [

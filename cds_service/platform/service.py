@@ -98,6 +98,11 @@ class Service(Protocol):
     def content_version(self) -> str: ...
 
     @property
+    def override_codes(self) -> frozenset[str]:
+        """The override reason codes its cards offer (the only ones metrics name)."""
+        ...
+
+    @property
     def snooze_days(self) -> int:
         """How long an overridden card stays quiet (the retention must be longer)."""
         ...

@@ -119,6 +119,7 @@ class SacralBsiService:
         self.prefetch_keys = prefetch_keys(content.terminology)
         self.content_version = content.version
         self.snooze_days = content.parameters.suppression.snooze_after_override_days
+        self.override_codes = content.cards.override_reasons.codes()
         self.definition = definition(content.cards.service, self.prefetch_keys)
 
     def triage(self, request: wire.HookRequest) -> str | None:

@@ -46,6 +46,7 @@ class SacralBsiOrderService:
         self.prefetch_keys = prefetch_keys(content.rule.terminology)
         self.content_version = content.version
         self.snooze_days = content.rule.parameters.suppression.snooze_after_override_days
+        self.override_codes = content.cards.override_reasons.codes()
         self.definition = definition(text, self.prefetch_keys)
 
     def _reviewed(
