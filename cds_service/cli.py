@@ -21,7 +21,6 @@ from typing import Annotated, Any, NoReturn
 
 import httpx
 import typer
-import uvicorn
 from rich.console import Console, Group
 from rich.markdown import Markdown
 from rich.markup import escape
@@ -68,31 +67,30 @@ Token = Annotated[
 ]
 
 
+Workers = Annotated[
+    int | None,
+    typer.Option(
+        "--workers",
+        min=1,
+        max=64,
+        help="worker processes (default: CDS_WORKERS, else 1); they share the database",
+    ),
+]
+
+
 @cli.command()
-def serve() -> None:
+def serve(workers: Workers = None) -> None:
     """Start the service on CDS_HOST:CDS_PORT (default 127.0.0.1:8080)."""
-    from cds_service.main import StartupError, create_app, load_settings  # noqa: PLC0415
-    from cds_service.server import head_deadline_protocol  # noqa: PLC0415
+    from cds_service import server  # noqa: PLC0415
+    from cds_service.main import StartupError, load_settings  # noqa: PLC0415
 
     try:
         settings = load_settings()
-        app = create_app(settings)
+        count = workers or settings.workers
+        with server.metrics_directory(count):
+            server.serve(settings, count)
     except StartupError as exc:
         _fail(str(exc), 2)
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        # h11 bounds the request line plus headers in size (httptools reads them without limit);
-        # this subclass bounds them in time too.
-        http=head_deadline_protocol(settings.request_read_timeout_seconds),
-        h11_max_incomplete_event_size=settings.max_header_bytes,
-        ws="none",  # no WebSocket endpoint: an upgrade request is plain HTTP (404), not a 403
-        limit_concurrency=settings.max_connections,
-        access_log=False,  # one structured line per hook call instead (cds_service.logs)
-        log_config=None,  # create_app made uvicorn's loggers write the service's JSON lines
-        log_level=settings.log_level.lower(),
-    )
 
 
 @cli.command("demo-load")

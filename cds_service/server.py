@@ -1,4 +1,5 @@
-"""How ``cds-service serve`` runs uvicorn: the h11 parser with bounds on what a client may hold.
+"""How ``cds-service serve`` runs uvicorn: one process or several workers, a graceful stop, and
+the h11 parser with bounds on what a client may hold.
 
 uvicorn's h11 protocol bounds the size of a request head (``h11_max_incomplete_event_size``)
 but not the time it takes to arrive: a connection that sends nothing, or a few bytes now and
@@ -10,10 +11,106 @@ response. (Idle keep-alive connections are closed by uvicorn's own ``timeout_kee
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import h11
+import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.supervisors import Multiprocess
+
+from cds_service.settings import Settings
+
+MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus-client's own variable
+
+
+def serve(settings: Settings, workers: int) -> None:
+    """Run the service until SIGTERM or SIGINT: in this process, or in ``workers`` processes
+    sharing one listening socket (each builds its app from the same environment, checked here
+    first: a setting that would stop a worker stops this command instead, with one line)."""
+    from cds_service.main import create_app  # noqa: PLC0415
+
+    app = create_app(settings)
+    options: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        # h11 bounds the request line plus headers in size (httptools reads them without
+        # limit); the protocol class bounds them in time too.
+        "h11_max_incomplete_event_size": settings.max_header_bytes,
+        "ws": "none",  # no WebSocket endpoint: an upgrade request is plain HTTP (404), not a 403
+        "limit_concurrency": settings.max_connections,  # per worker
+        "timeout_graceful_shutdown": settings.shutdown_grace_seconds,
+        "access_log": False,  # one structured line per hook call instead (cds_service.logs)
+        "log_config": None,  # create_app made uvicorn's loggers write the service's JSON lines
+        "log_level": settings.log_level.lower(),
+    }
+    if workers == 1:
+        uvicorn.run(
+            app, http=head_deadline_protocol(settings.request_read_timeout_seconds), **options
+        )
+        return
+    app.state.collaborators.engine.dispose()  # the workers open their own
+    config = uvicorn.Config(
+        "cds_service.main:app",
+        workers=workers,
+        http="cds_service.server:HeadDeadlineH11Protocol",
+        **options,
+    )
+    _Supervisor(config, sockets=[config.bind_socket()]).run()
+
+
+class _Supervisor(Multiprocess):
+    """uvicorn's supervisor of workers, but its own copy of the listening socket is closed as
+    soon as the workers are told to stop. Kept open, the kernel would go on queueing new
+    connections after the workers stop listening, and reset them all when this process
+    exits; closed, the socket stops listening with the workers' last copies (after their
+    drain), and new connections are refused, which a load balancer retries elsewhere."""
+
+    def terminate_all(self) -> None:
+        super().terminate_all()
+        for sock in self.sockets:
+            sock.close()
+
+
+@contextlib.contextmanager
+def metrics_directory(workers: int) -> Iterator[None]:
+    """Where the workers' metrics meet (prometheus-client multiprocess mode): the directory in
+    PROMETHEUS_MULTIPROC_DIR, emptied of what earlier processes left there (their counters
+    would add up with this run's); or, for several workers and none given, a private temporary
+    one, removed at the end. One worker and none given: metrics stay in the process."""
+    given = os.environ.get(MULTIPROC_DIR_ENV)
+    if given:
+        folder = Path(given)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            mine = f"_{os.getpid()}.db"  # this process's own files, if it opened them already
+            for stale in folder.glob("*.db"):
+                if not stale.name.endswith(mine):
+                    stale.unlink()
+        except OSError as exc:
+            from cds_service.main import StartupError  # noqa: PLC0415
+
+            raise StartupError(
+                f"{MULTIPROC_DIR_ENV} ({given}) is not a folder this process can write: "
+                f"{exc.strerror or type(exc).__name__}"
+            ) from None
+        yield
+        return
+    if workers == 1:
+        yield
+        return
+    folder = Path(tempfile.mkdtemp(prefix="cds-metrics-"))
+    os.environ[MULTIPROC_DIR_ENV] = str(folder)
+    try:
+        yield
+    finally:
+        os.environ.pop(MULTIPROC_DIR_ENV, None)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def head_deadline_protocol(head_timeout: float) -> type[asyncio.Protocol]:
@@ -74,3 +171,16 @@ def head_deadline_protocol(head_timeout: float) -> type[asyncio.Protocol]:
                 self.transport.close()
 
     return HeadDeadlineH11Protocol
+
+
+def __getattr__(name: str) -> Any:
+    # Under ``--workers N`` each worker imports its protocol class by name (uvicorn pickles its
+    # configuration to start them): this one, with the deadline the settings give (the same
+    # environment as the process that validated them).
+    if name == "HeadDeadlineH11Protocol":
+        from cds_service.settings import Settings  # noqa: PLC0415
+
+        built = head_deadline_protocol(Settings().request_read_timeout_seconds)
+        globals()[name] = built
+        return built
+    raise AttributeError(name)

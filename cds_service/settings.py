@@ -73,6 +73,14 @@ class Settings(BaseSettings):
     # Most connections and tasks at once under ``cds-service serve``; beyond it new ones get 503
     # (bounds the memory slow or idle clients can hold; their timeouts belong to the proxy).
     max_connections: int = Field(default=1000, ge=10, le=100_000)
+    # Worker processes of ``cds-service serve`` (``--workers`` overrides it); every one shares
+    # the database: JWT replay, the card ledger, feedback and suppression, direct-write claims.
+    workers: int = Field(default=1, ge=1, le=64)
+    # On SIGTERM: /readyz answers 503 at once and the service goes on serving for this many
+    # seconds (so a load balancer sees it and stops sending), then stops accepting and gives the
+    # calls in flight up to CDS_SHUTDOWN_GRACE_SECONDS to finish. 0: stop accepting at once.
+    shutdown_drain_seconds: float = Field(default=0.0, ge=0, le=300)
+    shutdown_grace_seconds: float = Field(default=20.0, gt=0, le=600)
     # Days the card ledger and the clinicians' feedback are kept; older rows are deleted (a card
     # with feedback still kept stays). Must be longer than the override snooze.
     retention_days: int = Field(default=90, ge=1, le=3650)

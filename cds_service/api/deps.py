@@ -12,6 +12,7 @@ from fastapi import Depends, Request
 from sqlalchemy import Engine
 
 from cds_service.auth.jwt_verifier import JwtVerifier
+from cds_service.lifecycle import Lifecycle
 from cds_service.platform.http_client import SharedHttp
 from cds_service.platform.registry import ServiceRegistry
 from cds_service.platform.service import CallEnvironment, Writer
@@ -30,6 +31,7 @@ class Collaborators:
     ledger: CardLedger
     verifier: JwtVerifier
     clock: Callable[[], datetime]
+    lifecycle: Lifecycle
 
     def call_environment(
         self, issuer: str | None = None, app_launch_url: str | None = None

@@ -242,8 +242,10 @@ async def healthz() -> Response:
     return Response(b'{"status":"ok"}', media_type=JSON)
 
 
-@router.get("/readyz", summary="Readiness: the database answers")
+@router.get("/readyz", summary="Readiness: not shutting down, and the database answers")
 async def readyz(deps: Deps) -> Response:
+    if deps.lifecycle.draining:
+        return Response(b'{"status":"shutting down"}', status_code=503, media_type=JSON)
     if is_ready(deps.engine):
         return Response(b'{"status":"ready"}', media_type=JSON)
     return Response(b'{"status":"database unavailable"}', status_code=503, media_type=JSON)

@@ -145,13 +145,14 @@ def service_process(
     name: str = "service",
     cli: bool = False,
     port: int | None = None,
+    args: tuple[str, ...] = (),
 ) -> Iterator[ServiceProcess]:
     """The service in a real process on 127.0.0.1 (``uvicorn cds_service.main:app``, or
-    ``cds-service serve`` with ``cli``), configured by ``env``, on ``port`` (default: a free
-    one); stopped afterwards."""
+    ``cds-service serve`` with ``cli``, and ``args``), configured by ``env``, on ``port``
+    (default: a free one); stopped afterwards."""
     port = port or free_port()
     if cli:
-        command = [sys.executable, "-m", "cds_service", "serve"]
+        command = [sys.executable, "-m", "cds_service", "serve", *args]
     else:
         command = [
             sys.executable,

@@ -1,0 +1,180 @@
+"""``cds-service serve --workers N`` and the graceful stop on SIGTERM, in real processes: the
+workers' metrics add up on every worker's ``/metrics``; on SIGTERM ``/readyz`` says 503 at once,
+calls go on being answered through the drain, a call in flight finishes, then the process exits.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.builders import hook_request
+from tests.conftest import SERVICE_URL
+from tests.integration.conftest import ServiceProcess, service_process
+
+pytestmark = pytest.mark.integration
+
+
+@contextmanager
+def slow_fhir_server(delay: float) -> Iterator[tuple[str, list[str]]]:
+    """A FHIR server on loopback that answers every read after ``delay`` seconds: a Patient,
+    or an empty searchset. Yields its base URL and the paths asked for so far."""
+    asked: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            asked.append(self.path)
+            time.sleep(delay)
+            if self.path.startswith("/fhir/Patient/"):
+                body = {"resourceType": "Patient", "id": self.path.rsplit("/", 1)[-1]}
+            else:
+                body = {"resourceType": "Bundle", "type": "searchset", "entry": []}
+            data = json.dumps(body).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/fhir+json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/fhir", asked
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def workers_of(service: ServiceProcess) -> list[psutil.Process]:
+    return [
+        child
+        for child in psutil.Process(service.process.pid).children()
+        if "spawn_main" in " ".join(child.cmdline())
+    ]
+
+
+def sample(page: str, name: str, **labels: str) -> float:
+    for family in text_string_to_metric_families(page):
+        for s in family.samples:
+            if s.name == name and s.labels == labels:
+                return float(s.value)
+    return 0.0
+
+
+def env_for(tmp_path: Path, **extra: str) -> dict[str, str]:
+    return {
+        "CDS_DATABASE_URL": f"sqlite:///{tmp_path / 'cds.db'}",
+        "CDS_REQUIRE_JWT": "false",
+        **extra,
+    }
+
+
+def test_workers_serve_together_and_their_metrics_add_up(tmp_path: Path) -> None:
+    with service_process(tmp_path, env_for(tmp_path), cli=True, args=("--workers", "2")) as svc:
+        workers = workers_of(svc)
+        assert len(workers) == 2
+        metrics_dirs = {w.environ().get("PROMETHEUS_MULTIPROC_DIR") for w in workers}
+        (metrics_dir,) = metrics_dirs  # one, shared
+        assert metrics_dir
+        assert Path(metrics_dir).is_dir()
+        for _ in range(12):  # a new connection each: the kernel hands them to either worker
+            assert httpx.post(f"{svc.url}/cds-services/no-such-service").status_code == 404
+        figures = []
+        for _ in range(4):
+            page = httpx.get(f"{svc.url}/metrics").text
+            figures.append(
+                sample(
+                    page, "cds_hook_requests_total", hook="unknown", service="unknown", status="404"
+                )
+            )
+        assert figures == [12.0] * 4  # whichever worker answers, it counts every worker's calls
+        svc.process.send_signal(signal.SIGTERM)
+        svc.process.wait(timeout=30)
+    assert not Path(metrics_dir).exists()  # the temporary folder went with the service
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sigterm_drains_then_lets_the_call_in_flight_finish(tmp_path: Path, workers: int) -> None:
+    drain = 2.0
+    env = env_for(
+        tmp_path,
+        CDS_SHUTDOWN_DRAIN_SECONDS=str(drain),
+        CDS_SHUTDOWN_GRACE_SECONDS="20",
+        CDS_FHIR_TIMEOUT_SECONDS="15",
+    )
+    args = ("--workers", str(workers))
+    with (
+        slow_fhir_server(delay=4.0) as (fhir, asked),
+        service_process(tmp_path, env, cli=True, args=args) as svc,
+        ThreadPoolExecutor(max_workers=1) as pool,
+    ):
+        body = hook_request(pid="slow-1", fhir_server=fhir)
+        in_flight = pool.submit(httpx.post, svc.url + SERVICE_URL, json=body, timeout=60)
+        deadline = time.monotonic() + 20
+        while not asked and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert asked, "the call never reached the FHIR server"
+        svc.process.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+
+        # /readyz says 503 at once (the supervisor of several workers passes the signal on
+        # within half a second), and says so on a connection it closes.
+        while True:
+            ready = httpx.get(f"{svc.url}/readyz")
+            if ready.status_code == 503:
+                break
+            assert time.monotonic() - signalled < 1.0, "still ready 1 s after SIGTERM"
+            time.sleep(0.05)
+        assert ready.json() == {"status": "shutting down"}
+        assert ready.headers["connection"] == "close"
+        assert time.monotonic() - signalled < drain
+
+        # Through the drain, calls are still answered.
+        assert httpx.get(f"{svc.url}/cds-services").status_code == 200
+
+        # The call in flight since before SIGTERM finishes, after the listener has closed.
+        answer = in_flight.result(timeout=60)
+        assert answer.status_code == 200
+        assert answer.json() == {"cards": []}
+        assert time.monotonic() - signalled > drain
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"{svc.url}/healthz")
+        svc.process.wait(timeout=30)
+        logged = svc.log.read_text()
+    lines = [json.loads(line) for line in logged.splitlines() if line.startswith("{")]
+    assert sum(1 for line in lines if line["event"] == "shutdown requested: draining") == workers
+    assert [line["status"] for line in lines if line["event"] == "hook_call"] == [200]
+
+
+def test_workers_setting_out_of_range_is_one_line(tmp_path: Path) -> None:
+    for env, args in (({"CDS_WORKERS": "0"}, ()), ({}, ("--workers", "0"))):
+        result = subprocess.run(
+            [sys.executable, "-m", "cds_service", "serve", *args],
+            cwd=tmp_path,
+            env={"PATH": "/usr/bin:/bin", **env_for(tmp_path), **env},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 2, result.stderr
+        assert "Traceback" not in result.stderr
+        assert "workers" in result.stderr.lower()
