@@ -18,7 +18,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
-import psutil
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -39,6 +38,7 @@ def slow_fhir_server(delay: float) -> Iterator[tuple[str, list[str]]]:
         def do_GET(self) -> None:
             asked.append(self.path)
             time.sleep(delay)
+            body: dict[str, object]
             if self.path.startswith("/fhir/Patient/"):
                 body = {"resourceType": "Patient", "id": self.path.rsplit("/", 1)[-1]}
             else:
@@ -63,12 +63,17 @@ def slow_fhir_server(delay: float) -> Iterator[tuple[str, list[str]]]:
         server.server_close()
 
 
-def workers_of(service: ServiceProcess) -> list[psutil.Process]:
-    return [
-        child
-        for child in psutil.Process(service.process.pid).children()
-        if "spawn_main" in " ".join(child.cmdline())
-    ]
+def workers_of(service: ServiceProcess) -> dict[int, dict[str, str]]:
+    """The worker processes of ``cds-service serve`` (Linux /proc), with their environments."""
+    pid = service.process.pid
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    workers: dict[int, dict[str, str]] = {}
+    for child in map(int, children):
+        if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
+            environ = Path(f"/proc/{child}/environ").read_bytes().split(b"\0")
+            pairs = (item.decode().partition("=") for item in environ if b"=" in item)
+            workers[child] = {key: value for key, _, value in pairs}
+    return workers
 
 
 def sample(page: str, name: str, **labels: str) -> float:
@@ -91,7 +96,7 @@ def test_workers_serve_together_and_their_metrics_add_up(tmp_path: Path) -> None
     with service_process(tmp_path, env_for(tmp_path), cli=True, args=("--workers", "2")) as svc:
         workers = workers_of(svc)
         assert len(workers) == 2
-        metrics_dirs = {w.environ().get("PROMETHEUS_MULTIPROC_DIR") for w in workers}
+        metrics_dirs = {env.get("PROMETHEUS_MULTIPROC_DIR") for env in workers.values()}
         (metrics_dir,) = metrics_dirs  # one, shared
         assert metrics_dir
         assert Path(metrics_dir).is_dir()
@@ -169,7 +174,7 @@ def test_workers_setting_out_of_range_is_one_line(tmp_path: Path) -> None:
         result = subprocess.run(
             [sys.executable, "-m", "cds_service", "serve", *args],
             cwd=tmp_path,
-            env={"PATH": "/usr/bin:/bin", **env_for(tmp_path), **env},
+            env={"PATH": "/usr/bin:/bin"} | env_for(tmp_path) | env,
             capture_output=True,
             text=True,
             timeout=60,
