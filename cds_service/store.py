@@ -238,6 +238,22 @@ class ClaimStore:
             )
             session.commit()
 
+    def reclaim(self, identifier: str, now: datetime | None = None) -> Claim:
+        """Take a claim that says "written" back for a new write (the plan is gone from the
+        server): NEW for one caller; the others see it PENDING, or WRITTEN once it is done."""
+        with self._lock, serialised(self.engine), Session(self.engine) as session:
+            taken = session.execute(
+                update(CarePlanClaim)
+                .where(CarePlanClaim.identifier == identifier, CarePlanClaim.status == "written")
+                .values(
+                    status="pending", location=None, claimed_at=_naive(now or datetime.now(UTC))
+                )
+            )
+            session.commit()
+            if taken.rowcount == 1:  # type: ignore[attr-defined]
+                return Claim(ClaimState.NEW)
+        return self.claim(identifier, now)
+
     def release(self, identifier: str) -> None:
         with self._lock, serialised(self.engine), Session(self.engine) as session:
             session.execute(

@@ -226,12 +226,87 @@ async def test_delivery_claims_stop_duplicates_on_a_server_whose_conditional_cre
     client = client_at(cases.MAYA_CONFIRMED_DAY, careplan_delivery="direct-write")
     with respx.mock() as mock:
         route = mock.post(FHIR).mock(side_effect=check_then_insert)
+        # The written claim is checked against the server before it is believed.
+        mock.get(url__startswith=f"{FHIR}/CarePlan?identifier=").mock(
+            side_effect=lambda _: httpx.Response(200, json=plans_found(len(stored)))
+        )
         responses = await asyncio.gather(
             *(client.post(SERVICE_URL, json=confirmed_request()) for _ in range(12))
         )
     assert all(r.status_code == 200 for r in responses)
     assert route.call_count == 1
     assert len(stored) == 1
+
+
+def plans_found(count: int) -> dict[str, Any]:
+    """A searchset of ``count`` CarePlans with ids 1..count."""
+    return {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "entry": [
+            {"resource": {"resourceType": "CarePlan", "id": str(n), "status": "draft"}}
+            for n in range(1, count + 1)
+        ],
+    }
+
+
+def created(location: str) -> httpx.Response:
+    return httpx.Response(
+        200,
+        json={
+            "resourceType": "Bundle",
+            "type": "transaction-response",
+            "entry": [{"response": {"status": "201 Created", "location": location}}],
+        },
+    )
+
+
+async def test_delivery_a_written_claim_whose_plan_was_deleted_writes_it_again(
+    client_at: ClientFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 11's attack: the plan written a moment ago was deleted from the chart; the claim
+    still says "written". The next call searches, finds nothing, and writes the plan again
+    instead of announcing a plan that is not there."""
+    client = client_at(cases.MAYA_CONFIRMED_DAY, careplan_delivery="direct-write")
+    on_server: list[str] = []
+    with respx.mock() as mock, caplog.at_level(logging.INFO, logger="cds_service"):
+        writes = mock.post(FHIR).mock(
+            side_effect=[created("CarePlan/first"), created("CarePlan/second")]
+        )
+        searches = mock.get(url__startswith=f"{FHIR}/CarePlan?identifier=").mock(
+            side_effect=lambda _: httpx.Response(200, json=plans_found(len(on_server)))
+        )
+        first = (await client.post(SERVICE_URL, json=confirmed_request())).json()
+        # deleted: the server holds none (on_server stays empty)
+        second = (await client.post(SERVICE_URL, json=confirmed_request())).json()
+        on_server.append("second")
+        third = (await client.post(SERVICE_URL, json=confirmed_request())).json()
+    assert writes.call_count == 2
+    assert searches.call_count == 2  # the second and third calls checked the claim
+    assert first["cards"][0]["links"][0]["url"] == f"{FHIR}/CarePlan/first"
+    assert second["cards"][0]["links"][0]["url"] == f"{FHIR}/CarePlan/second"
+    assert third["cards"][0]["links"][0]["url"] == f"{FHIR}/CarePlan/1"  # as the search found it
+    assert [line["careplan"] for line in hook_lines(caplog)] == [
+        "direct-write: written",
+        "direct-write: written",
+        "direct-write: already written",
+    ]
+
+
+async def test_delivery_a_written_claim_is_believed_when_the_server_cannot_be_searched(
+    client_at: ClientFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = client_at(cases.MAYA_CONFIRMED_DAY, careplan_delivery="direct-write")
+    with respx.mock() as mock, caplog.at_level(logging.INFO, logger="cds_service"):
+        writes = mock.post(FHIR).mock(return_value=created("CarePlan/cp-1"))
+        mock.get(url__startswith=f"{FHIR}/CarePlan?identifier=").mock(
+            return_value=httpx.Response(503)
+        )
+        await client.post(SERVICE_URL, json=confirmed_request())
+        again = (await client.post(SERVICE_URL, json=confirmed_request())).json()
+    assert writes.call_count == 1
+    assert again["cards"][0]["links"][0]["url"] == f"{FHIR}/CarePlan/cp-1"
+    assert hook_lines(caplog)[-1]["careplan"] == "direct-write: already written (not re-checked)"
 
 
 def test_delivery_claim_store_gives_one_claim_across_processes_sharing_a_database(

@@ -187,3 +187,32 @@ def test_direct_write_two_service_processes_write_one_plan(
         return counts
 
     assert asyncio.run(run()) == [1] * 5
+
+
+def test_direct_write_a_plan_deleted_from_the_chart_is_written_again(fhir_server: str) -> None:
+    """The plan the service wrote is deleted on the server; the service's claim still says
+    "written". The next call for the patient (prefetch without the plan, as an EHR would send
+    it now) checks the server and writes the plan again: one plan on the server afterwards."""
+
+    async def run() -> tuple[str, str, list[dict[str, Any]]]:
+        pid, _ = confirmed_patient(fhir_server, "deleted")
+        (client,) = in_process_clients(1)
+        async with client:
+            body = hook_request(pid=pid, fhir_server=fhir_server)
+            first = (await client.post(SERVICE_URL, json=body)).json()
+            identifier = plan_identifier_in(first)
+            (plan,) = careplans_with_identifier(fhir_server, identifier)
+            deleted = httpx.delete(f"{fhir_server}/CarePlan/{plan['id']}", timeout=10)
+            assert deleted.status_code in (200, 204), deleted.text
+            assert careplans_with_identifier(fhir_server, identifier) == []
+            again = (await client.post(SERVICE_URL, json=body)).json()
+        return (
+            plan["id"],
+            again["cards"][0]["links"][0]["url"],
+            careplans_with_identifier(fhir_server, identifier),
+        )
+
+    old_id, link, plans = asyncio.run(run())
+    (plan,) = plans
+    assert plan["id"] != old_id
+    assert link.endswith(f"/CarePlan/{plan['id']}")

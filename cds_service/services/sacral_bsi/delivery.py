@@ -6,7 +6,9 @@
 - ``direct-write``: the service writes the draft plan to ``fhirServer`` itself, then answers an
   info card that links to it. Never twice, even with several workers or instances:
     1. a claim on the plan's business identifier in the service's database (shared by the
-       workers and instances that share the database) stops concurrent writers;
+       workers and instances that share the database) stops concurrent writers. A claim that
+       says "written" is checked against the server (a search by the identifier) before it is
+       believed: a plan deleted since is written again, not announced as added;
     2. the write is a transaction Bundle whose entry carries
        ``request.ifNoneExist: identifier=<system>|<value>``: the server creates the plan only if
        no plan with that identifier exists, atomically, which also covers instances that do not
@@ -38,6 +40,7 @@ from cds_service.services.sacral_bsi.render import (
     written_card,
 )
 from cds_service.store import Claim, ClaimState, ClaimStore
+from fhir_mappings.lean import CarePlan
 
 # SMART v1 (user/CarePlan.write, user/*.*) and v2 (user/CarePlan.cud, system/*.c) scopes that
 # allow creating a CarePlan.
@@ -101,7 +104,8 @@ async def deliver(
     # One claim per FHIR server and plan: two EHRs may share patient and Condition ids.
     claim_key = hashlib.sha256(f"{client.base}|{identifier}".encode()).hexdigest()
     claim = await asyncio.to_thread(writer.claims.claim, claim_key)
-    search_url = client.url(f"CarePlan?identifier={IDENTIFIER_SYSTEM}%7C{identifier}")
+    search = f"CarePlan?identifier={IDENTIFIER_SYSTEM}%7C{identifier}"
+    search_url = client.url(search)
 
     def written(location: str | None, note: str) -> Delivered:
         card = written_card(conf, content, ctx, location or search_url)
@@ -109,6 +113,14 @@ async def deliver(
 
     if claim.state is ClaimState.PENDING:
         claim = await _wait_for_writer(writer.claims, claim_key, deadline)
+    if claim.state is ClaimState.WRITTEN:
+        found = await _plan_on_server(client, search, deadline)
+        if found is None:  # the server cannot tell now: the claim is all there is
+            return written(claim.location, "direct-write: already written (not re-checked)")
+        if found:
+            return written(client.url(found[0]), "direct-write: already written")
+        # Gone from the server since it was written (deleted): write it again, one call only.
+        claim = await asyncio.to_thread(writer.claims.reclaim, claim_key)
     if claim.state is ClaimState.WRITTEN:
         return written(claim.location, "direct-write: already written")
     if claim.state is ClaimState.PENDING:
@@ -125,6 +137,17 @@ async def deliver(
     location = location or search_url
     await asyncio.to_thread(writer.claims.written, claim_key, location)
     return written(location, "direct-write: written")
+
+
+async def _plan_on_server(client: FhirClient, search: str, deadline: float) -> list[str] | None:
+    """The plans on the server under the identifier (``CarePlan/<id>``), or None when the
+    search fails or runs out of time."""
+    try:
+        async with asyncio.timeout_at(deadline):
+            found = await client.search(search, what="the CarePlan written before")
+    except (FhirServerError, TimeoutError, ValueError):
+        return None
+    return [f"CarePlan/{plan.id}" for plan in found if isinstance(plan, CarePlan) and plan.id]
 
 
 async def _wait_for_writer(claims: ClaimStore, key: str, budget_end: float) -> Claim:
