@@ -18,7 +18,7 @@ FHIR_MARK := $(FHIR_VENV)/.python-$(PYTHON_VERSION)
 FHIR_STAMP := $(FHIR_VENV)/.installed
 FHIR_PORT ?= 8090
 
-.PHONY: browser install install-runtime fhir-server-install fhir-server run test lint typecheck contracts pytest fuzz bench lock clean
+.PHONY: soak browser install install-runtime fhir-server-install fhir-server run test lint typecheck contracts pytest fuzz bench lock clean
 
 ## install-runtime: .venv with the service and its runtime dependencies only (what `make run` needs)
 install-runtime: $(RUNTIME_STAMP)
@@ -95,6 +95,15 @@ browser:
 ## fuzz: the fuzzing tests at full length (10,000 byte-mutated requests; make test runs 400)
 fuzz: install
 	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-10000} $(BIN)/pytest -q tests/contract/test_fuzz.py
+
+## soak: 3 instances on one PostgreSQL behind a round-robin front, 10 minutes of mixed traffic, one
+## instance restarted midway; prints the figures, keeps them and each instance's /metrics in var/soak/
+SOAK_SECONDS ?= 600
+soak: install fhir-server-install
+	rm -rf var/soak
+	SOAK_SECONDS=$(SOAK_SECONDS) SOAK_REPORT_DIR=var/soak CDS_TEST_REQUIRE_FHIR_SERVER=1 \
+	  $(BIN)/pytest -q -s -p no:cacheprovider tests/integration/test_many_instances.py
+	@echo "figures and /metrics pages: var/soak/"
 
 ## bench: the service against a bare FastAPI app, same run, interleaved
 bench: install

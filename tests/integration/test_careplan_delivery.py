@@ -202,7 +202,9 @@ def test_direct_write_a_plan_deleted_from_the_chart_is_written_again(fhir_server
             first = (await client.post(SERVICE_URL, json=body)).json()
             identifier = plan_identifier_in(first)
             (plan,) = careplans_with_identifier(fhir_server, identifier)
-            deleted = httpx.delete(f"{fhir_server}/CarePlan/{plan['id']}", timeout=10)
+            deleted = await asyncio.to_thread(
+                httpx.delete, f"{fhir_server}/CarePlan/{plan['id']}", timeout=10
+            )
             assert deleted.status_code in (200, 204), deleted.text
             assert careplans_with_identifier(fhir_server, identifier) == []
             again = (await client.post(SERVICE_URL, json=body)).json()
