@@ -183,3 +183,22 @@ def test_workers_setting_out_of_range_is_one_line(tmp_path: Path) -> None:
         assert result.returncode == 2, result.stderr
         assert "Traceback" not in result.stderr
         assert "workers" in result.stderr.lower()
+
+
+def test_a_given_metrics_folder_is_emptied_of_earlier_processes_files(tmp_path: Path) -> None:
+    """PROMETHEUS_MULTIPROC_DIR set (an emptyDir that outlived a container restart): the files
+    an earlier process left are removed at start, or their counts would add up with this run's."""
+    folder = tmp_path / "metrics"
+    folder.mkdir()
+    (folder / "counter_1.db").write_bytes(b"left by a process that is gone")
+    env = env_for(tmp_path, PROMETHEUS_MULTIPROC_DIR=str(folder))
+    with service_process(tmp_path, env, cli=True) as svc:
+        assert httpx.post(f"{svc.url}/cds-services/no-such-service").status_code == 404
+        page = httpx.get(f"{svc.url}/metrics").text
+        names = sorted(p.name for p in folder.iterdir())
+    assert "counter_1.db" not in names
+    assert f"counter_{svc.process.pid}.db" in names  # this process reports through the folder
+    assert (
+        sample(page, "cds_hook_requests_total", hook="unknown", service="unknown", status="404")
+        == 1
+    )
