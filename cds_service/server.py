@@ -45,6 +45,7 @@ def serve(settings: Settings, workers: int) -> None:
         "ws": "none",  # no WebSocket endpoint: an upgrade request is plain HTTP (404), not a 403
         "limit_concurrency": settings.max_connections,  # per worker
         "timeout_graceful_shutdown": settings.shutdown_grace_seconds,
+        "timeout_keep_alive": settings.keep_alive_seconds,
         "access_log": False,  # one structured line per hook call instead (cds_service.logs)
         "log_config": None,  # create_app made uvicorn's loggers write the service's JSON lines
         "log_level": settings.log_level.lower(),
@@ -119,6 +120,7 @@ def head_deadline_protocol(head_timeout: float) -> type[asyncio.Protocol]:
     class HeadDeadlineH11Protocol(H11Protocol):
         _head_deadline: asyncio.TimerHandle | None = None
         _linger: asyncio.TimerHandle | None = None
+        _lingering_cycle: object = None
 
         def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
@@ -129,17 +131,27 @@ def head_deadline_protocol(head_timeout: float) -> type[asyncio.Protocol]:
             unread_body = self.conn.their_state is h11.SEND_BODY
             super().on_response_complete()
             if unread_body:
-                # Answered before its body was read (a 408, a 413, a 401): the rest of that body
-                # must not keep the connection, and the deadline, at bay. Close it, as HTTP
-                # allows, after a short linger in which uvicorn reads and drops what is still
-                # coming (closing a socket with unread data resets it, and the client would
-                # lose the answer).
-                self._linger = self.loop.call_later(min(2.0, head_timeout), self._close)
+                # Answered before its body was read (a 408, a 413): uvicorn reads and drops
+                # what is still coming, and the connection goes on once it has come (the
+                # client, told nothing, may reuse it). A body still unfinished after a short
+                # linger must not keep the connection, and the deadline, at bay: closed then,
+                # as HTTP allows (not at once: closing a socket with unread data resets it, and
+                # the client would lose the answer).
+                self._lingering_cycle = self.cycle
+                self._linger = self.loop.call_later(min(2.0, head_timeout), self._linger_over)
                 return
             self._arm_head_deadline()
 
-        def _close(self) -> None:
+        def _linger_over(self) -> None:
             self._linger = None
+            if self.cycle is not self._lingering_cycle:
+                return  # the body came, and the next request is being read: nothing to do
+            if self.conn.their_state is h11.SEND_BODY:
+                self._close()
+            else:  # the body came: the connection waits for the next head, as after any answer
+                self._arm_head_deadline()
+
+        def _close(self) -> None:
             if not self.transport.is_closing():
                 self.transport.close()
 

@@ -73,6 +73,10 @@ class Settings(BaseSettings):
     # Most connections and tasks at once under ``cds-service serve``; beyond it new ones get 503
     # (bounds the memory slow or idle clients can hold; their timeouts belong to the proxy).
     max_connections: int = Field(default=1000, ge=10, le=100_000)
+    # Seconds ``cds-service serve`` keeps an idle connection open for a next request. A load
+    # balancer must drop its idle connections to the service sooner (or set this above its own
+    # idle timeout), or it may send a request on a connection the service is closing.
+    keep_alive_seconds: int = Field(default=5, ge=1, le=3600)
     # Worker processes of ``cds-service serve`` (``--workers`` overrides it); every one shares
     # the database: JWT replay, the card ledger, feedback and suppression, direct-write claims.
     workers: int = Field(default=1, ge=1, le=64)

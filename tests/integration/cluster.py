@@ -53,6 +53,7 @@ class RoundRobinFront:
         self.hook_calls: Counter[str] = Counter()  # of which hook calls (not feedback)
         self.refused_then_retried = 0
         self.broken: list[str] = []  # failures after the request was sent: must stay empty
+        self.went_down: dict[str, list[float]] = {}  # when a check first found it not ready
         self.no_instance = 0
         self._turn = 0
         self._client: httpx.AsyncClient | None = None
@@ -92,7 +93,8 @@ class RoundRobinFront:
                 self.refused_then_retried += 1
                 continue
             except httpx.TransportError as exc:
-                self.broken.append(f"{upstream}: {type(exc).__name__}: {exc}")
+                at = time.monotonic()
+                self.broken.append(f"{at:.2f} {upstream}: {type(exc).__name__}: {exc}")
                 return 502, [], b"broken upstream connection"
             self.forwarded[upstream] += 1
             if not scope["path"].endswith("/feedback"):
@@ -115,8 +117,12 @@ class RoundRobinFront:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                # Idle connections are dropped before the instances' own keep-alive timeout (5 s)
+                # closes them, as a proxy must (else a request may go out on a connection the
+                # instance is closing that moment).
                 self._client = httpx.AsyncClient(
-                    timeout=60, limits=httpx.Limits(max_keepalive_connections=32)
+                    timeout=60,
+                    limits=httpx.Limits(max_keepalive_connections=32, keepalive_expiry=2.0),
                 )
                 self._checker = asyncio.create_task(self._check_forever())
                 await send({"type": "lifespan.startup.complete"})
@@ -130,13 +136,19 @@ class RoundRobinFront:
 
     async def _check_forever(self) -> None:
         async with httpx.AsyncClient(timeout=1.0) as checker:
+
+            async def check(upstream: str) -> None:
+                try:
+                    answer = await checker.get(f"{upstream}/readyz")
+                    ready = answer.status_code == 200
+                except httpx.TransportError:
+                    ready = False
+                if self.ready[upstream] and not ready:
+                    self.went_down.setdefault(upstream, []).append(time.monotonic())
+                self.ready[upstream] = ready
+
             while True:
-                for upstream in self.upstreams:
-                    try:
-                        answer = await checker.get(f"{upstream}/readyz")
-                        self.ready[upstream] = answer.status_code == 200
-                    except httpx.TransportError:
-                        self.ready[upstream] = False
+                await asyncio.gather(*(check(upstream) for upstream in self.upstreams))
                 await asyncio.sleep(self.check_every)
 
 

@@ -179,6 +179,65 @@ def test_server_cli_serve_early_answers_arrive_and_pipelining_holds(tmp_path: Pa
             assert b"HTTP/1.1 404" in answers
 
 
+def test_server_cli_serve_keeps_a_connection_answered_before_its_body_was_read(
+    tmp_path: Path,
+) -> None:
+    """A call refused before its body has come (no such service, a replayed token): once the
+    body comes, the connection stays open for the next request, as the answer did not say
+    otherwise (a balancer reusing it must not find it closed under its next request)."""
+    env = {"CDS_DATABASE_URL": f"sqlite:///{tmp_path / 'cds.db'}", "CDS_REQUIRE_JWT": "false"}
+    with service_process(tmp_path, env, cli=True) as service, _connect(service.url) as sock:
+        sock.sendall(
+            b"POST /cds-services/no-such-service HTTP/1.1\r\nHost: x\r\n"
+            b'Content-Type: application/json\r\nContent-Length: 10\r\n\r\n{"a":'
+        )
+        answer = _read_answer(sock)  # answered with half the body still to come
+        assert answer.startswith(b"HTTP/1.1 404")
+        assert b"connection: close" not in answer.lower()
+        sock.sendall(b" 123}")
+        time.sleep(2.5)  # past the linger given to an unfinished body
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert _read_answer(sock).startswith(b"HTTP/1.1 200")
+
+
+def test_server_cli_serve_keeps_idle_connections_for_cds_keep_alive_seconds(
+    tmp_path: Path,
+) -> None:
+    env = {
+        "CDS_DATABASE_URL": f"sqlite:///{tmp_path / 'cds.db'}",
+        "CDS_REQUIRE_JWT": "false",
+        "CDS_KEEP_ALIVE_SECONDS": "3",
+    }
+    with service_process(tmp_path, env, cli=True) as service, _connect(service.url) as sock:
+        for pause in (2.0, 0.0):  # within the keep-alive: the same connection serves again
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert _read_answer(sock).startswith(b"HTTP/1.1 200")
+            time.sleep(pause)
+        started = time.monotonic()
+        assert sock.recv(100) == b""  # then closed by the server, idle for 3 s
+        assert 2.0 < time.monotonic() - started < 6.0
+
+
+def _read_answer(sock: socket.socket) -> bytes:
+    """One whole HTTP answer (its head, and a body of its Content-Length) from ``sock``."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(4096)
+        assert chunk, data
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":", 1)[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )
+    while len(body) < length:
+        chunk = sock.recv(4096)
+        assert chunk, data
+        body += chunk
+    return head + b"\r\n\r\n" + body
+
+
 def test_server_cli_serve_bounds_request_headers(tmp_path: Path) -> None:
     env = {
         "CDS_DATABASE_URL": f"sqlite:///{tmp_path / 'cds.db'}",
