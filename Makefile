@@ -18,7 +18,11 @@ FHIR_MARK := $(FHIR_VENV)/.python-$(PYTHON_VERSION)
 FHIR_STAMP := $(FHIR_VENV)/.installed
 FHIR_PORT ?= 8090
 
-.PHONY: soak browser install install-runtime fhir-server-install fhir-server run test lint typecheck contracts pytest fuzz bench lock clean
+CHECKOV_VENV := .venv-checkov
+CHECKOV_MARK := $(CHECKOV_VENV)/.python-$(PYTHON_VERSION)
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
+
+.PHONY: soak browser install install-runtime fhir-server-install fhir-server checkov-install run test lint typecheck contracts pytest fuzz bench lock clean
 
 ## install-runtime: .venv with the service and its runtime dependencies only (what `make run` needs)
 install-runtime: $(RUNTIME_STAMP)
@@ -61,6 +65,19 @@ fhir-server: fhir-server-install
 	SEKMET_DB=var/fhir-server/sekmet.db \
 	  $(FHIR_VENV)/bin/sekmet serve --config fhir-server/sekmet.yaml --host 127.0.0.1 --port $(FHIR_PORT)
 
+## checkov-install: checkov, which scans deploy/kubernetes/ in make test, in its own venv,
+## .venv-checkov (its many pins would otherwise constrain the project's)
+checkov-install: $(CHECKOV_STAMP)
+
+$(CHECKOV_MARK):
+	@if test -e $(CHECKOV_VENV); then echo "$(CHECKOV_VENV) was not made with $(PYTHON) ($(PYTHON_VERSION)): rebuilding it"; rm -rf $(CHECKOV_VENV); fi
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	@touch $(CHECKOV_MARK)
+
+$(CHECKOV_STAMP): $(CHECKOV_MARK) deploy/checkov/requirements.lock
+	$(CHECKOV_VENV)/bin/python -m pip install --disable-pip-version-check -q --require-hashes -r deploy/checkov/requirements.lock
+	@touch $(CHECKOV_STAMP)
+
 ## run: start the service on http://127.0.0.1:$${CDS_PORT:-8080} (embedded SQLite under ./var/),
 ## JWT verification off unless CDS_REQUIRE_JWT=true (loopback only; the service warns loudly)
 run: install-runtime
@@ -80,8 +97,8 @@ typecheck: install
 contracts: install
 	$(BIN)/lint-imports
 
-pytest: install fhir-server-install browser
-	CDS_TEST_REQUIRE_FHIR_SERVER=1 CDS_TEST_REQUIRE_BROWSER=1 $(BIN)/pytest
+pytest: install fhir-server-install checkov-install browser
+	CDS_TEST_REQUIRE_FHIR_SERVER=1 CDS_TEST_REQUIRE_BROWSER=1 CDS_TEST_REQUIRE_CHECKOV=1 $(BIN)/pytest
 
 ## browser: Debian's chromium for the SMART app's browser tests (installed with apt as root)
 browser:
@@ -132,6 +149,8 @@ lock:
 	  --no-emit-index-url --no-emit-find-links -o requirements-build.lock requirements-build.in
 	.venv-lock/bin/pip-compile -q --generate-hashes --allow-unsafe --strip-extras \
 	  --no-emit-index-url --no-emit-find-links -o fhir-server/requirements.lock fhir-server/requirements.in
+	.venv-lock/bin/pip-compile -q --generate-hashes --allow-unsafe --strip-extras \
+	  --no-emit-index-url --no-emit-find-links -o deploy/checkov/requirements.lock deploy/checkov/requirements.in
 
 clean:
-	rm -rf $(VENV) $(FHIR_VENV) .venv-lock .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(FHIR_VENV) $(CHECKOV_VENV) .venv-lock .mypy_cache .ruff_cache .pytest_cache

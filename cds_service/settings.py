@@ -175,7 +175,9 @@ def unknown_environment_settings(environ: Mapping[str, str]) -> list[str]:
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 # CDS_* variables read by the project's own tools, not by the service.
-NOT_SETTINGS = frozenset({"CDS_TEST_REQUIRE_FHIR_SERVER", "CDS_TEST_REQUIRE_BROWSER"})
+NOT_SETTINGS = frozenset(
+    {"CDS_TEST_REQUIRE_FHIR_SERVER", "CDS_TEST_REQUIRE_BROWSER", "CDS_TEST_REQUIRE_CHECKOV"}
+)
 
 
 def is_loopback(host: str) -> bool:
