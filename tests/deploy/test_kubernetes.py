@@ -35,10 +35,6 @@ APP_UID = 10001  # the image's user (docker/Dockerfile)
 # Settings and routes of the lead engineer's work in progress (`serve` with workers, the
 # shutdown drain and grace, GET /metrics), which the manifests already use. Remove each name when
 # it lands: from then on the tripwire tests below fail until it is removed here.
-PENDING_SETTINGS = frozenset(
-    {"CDS_WORKERS", "CDS_SHUTDOWN_DRAIN_SECONDS", "CDS_SHUTDOWN_GRACE_SECONDS"}
-)
-PENDING_ROUTES = frozenset({"/metrics"})
 # Figures of deploy/kubernetes/README.md ("Resources", PostgreSQL): one worker's peak RSS under
 # load with the benchmark's requests, and with 4 MB bodies at concurrency 16 (the worst case
 # measured); the supervisor of a multi-worker uvicorn with its resource tracker.
@@ -246,7 +242,7 @@ def test_kubernetes_probes_and_scrape_path_are_routes_of_the_app_on_its_port() -
     assert int(annotations["prometheus.io/port"]) == http["http"]
     app = create_app(settings_for_tests())
     routes = {path for path, methods in app.openapi()["paths"].items() if "get" in methods}
-    missing = http_paths() - PENDING_ROUTES - routes
+    missing = http_paths() - routes
     assert not missing, f"not GET routes of the app: {sorted(missing)}"
 
 
@@ -254,18 +250,7 @@ def test_kubernetes_probes_and_scrape_path_are_routes_of_the_app_on_its_port() -
 async def test_kubernetes_probe_and_scrape_paths_answer_200(client_at: ClientFactory) -> None:
     client = client_at()
     for path in sorted(http_paths()):
-        status = (await client.get(path)).status_code
-        if path in PENDING_ROUTES:  # tripwire: once it is served, the allowance must go
-            assert status == 404, f"{path} is served now: remove it from PENDING_ROUTES"
-        else:
-            assert status == 200, path
-
-
-def test_kubernetes_pending_settings_are_not_settings_yet() -> None:
-    """Tripwire: once the lead's settings land, PENDING_SETTINGS must go (and the checks then
-    cover these names too)."""
-    fields = {f"CDS_{name.upper()}" for name in Settings.model_fields}
-    assert not PENDING_SETTINGS & fields, "now real settings: remove them from PENDING_SETTINGS"
+        assert (await client.get(path)).status_code == 200, path
 
 
 def test_kubernetes_environment_names_are_settings_and_load(
@@ -275,7 +260,7 @@ def test_kubernetes_environment_names_are_settings_and_load(
     names = set(settings_map()) | {e["name"] for e in container()["env"]}
     names |= set(the("Secret", "sacral-bsi-cds-database")["stringData"])
     cds = {name for name in names if name.startswith("CDS_")}
-    unknown = cds - fields - PENDING_SETTINGS
+    unknown = cds - fields
     assert not unknown, f"not settings: {sorted(unknown)}"
     assert names - cds <= {"PROMETHEUS_MULTIPROC_DIR", "PYTHONDONTWRITEBYTECODE"}
     for key in list(os.environ):
@@ -423,10 +408,29 @@ def test_kubernetes_service_and_ingress_reach_the_container_port() -> None:
     names = {p["name"]: p["containerPort"] for p in container()["ports"]}
     assert port["targetPort"] in (*names, *names.values())
     (rule,) = the("Ingress")["spec"]["rules"]
-    (path,) = rule["http"]["paths"]
-    backend = path["backend"]["service"]
-    assert backend["name"] == service["metadata"]["name"]
-    assert backend["port"].get("name", port["name"]) == port["name"]
+    for path in rule["http"]["paths"]:
+        backend = path["backend"]["service"]
+        assert backend["name"] == service["metadata"]["name"]
+        assert backend["port"].get("name", port["name"]) == port["name"]
+
+
+@pytest.mark.anyio
+async def test_kubernetes_ingress_routes_the_public_paths_only(client_at: ClientFactory) -> None:
+    """EHRs reach discovery, the hook calls, feedback and the SMART app; /metrics, the probes
+    and the OpenAPI document stay inside the cluster."""
+    (rule,) = the("Ingress")["spec"]["rules"]
+    prefixes = [p["path"] for p in rule["http"]["paths"]]
+    assert all(p["pathType"] == "Prefix" for p in rule["http"]["paths"])
+
+    def routed(path: str) -> bool:
+        return any(path == pre or path.startswith(pre.rstrip("/") + "/") for pre in prefixes)
+
+    public = ["/cds-services", "/cds-services/sacral-bsi", "/cds-services/sacral-bsi/feedback",
+              "/smart/launch", "/smart/app", "/smart/api/view", "/smart/static/app.js"]  # fmt: skip
+    assert all(routed(path) for path in public)
+    assert not any(routed(path) for path in ("/metrics", "/healthz", "/readyz", "/openapi.json"))
+    client = client_at()
+    assert (await client.get("/metrics")).status_code == 200  # served, to the cluster only
 
 
 def test_kubernetes_ingress_host_is_the_public_base_url() -> None:
