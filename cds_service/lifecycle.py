@@ -36,6 +36,7 @@ class Lifecycle:
     def __init__(self, drain_seconds: float) -> None:
         self.drain_seconds = drain_seconds
         self.draining = False
+        self.ready_check: asyncio.Future[bool] | None = None  # the readiness check running
 
     def install(self, loop: asyncio.AbstractEventLoop) -> Callable[[], None]:
         """Wrap the SIGTERM handler the server installed; returns what undoes it."""
@@ -78,21 +79,35 @@ class Lifecycle:
 
 
 class DrainingMiddleware:
-    """While draining, every answer says ``Connection: close``."""
+    """While draining, every answer says ``Connection: close`` (decided when the answer goes
+    out: a call that began before SIGTERM too). Not an answer given before its request's body
+    has come: the server would close at once, over the rest of the body, and reset the
+    upload; the connection is closed after that body instead (``cds_service.server``)."""
 
     def __init__(self, app: Any, lifecycle: Lifecycle) -> None:
         self.app = app
         self.lifecycle = lifecycle
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or not self.lifecycle.draining:
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        headers = dict(scope.get("headers", []))
+        body_done = b"transfer-encoding" not in headers and headers.get(
+            b"content-length", b"0"
+        ) in (b"0", b"")
+
+        async def reading() -> Any:
+            nonlocal body_done
+            message = await receive()
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                body_done = True
+            return message
 
         async def closing(message: Any) -> None:
-            if message["type"] == "http.response.start":
-                headers = [h for h in message.get("headers", []) if h[0].lower() != b"connection"]
-                message = {**message, "headers": [*headers, CLOSE]}
+            if message["type"] == "http.response.start" and self.lifecycle.draining and body_done:
+                kept = [h for h in message.get("headers", []) if h[0].lower() != b"connection"]
+                message = {**message, "headers": [*kept, CLOSE]}
             await send(message)
 
-        await self.app(scope, receive, closing)
+        await self.app(scope, reading, closing)

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import multiprocessing
 import os
 import sys
 import threading
@@ -20,6 +21,7 @@ from fastapi import FastAPI
 from pydantic import ValidationError
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
+from uvicorn.config import STARTUP_FAILURE
 
 from cds_service import logs, metrics
 from cds_service.api import errors, routes, smart
@@ -290,7 +292,10 @@ def __getattr__(name: str) -> Any:
             built = create_app()
         except StartupError as exc:  # one line, not a traceback through uvicorn's importer
             print(f"Error: {exc}", file=sys.stderr)
-            raise SystemExit(2) from None
+            # A worker of ``serve --workers N`` exits with uvicorn's start-up failure code, so
+            # that its supervisor stops instead of starting it again and again.
+            worker = multiprocessing.parent_process() is not None
+            raise SystemExit(STARTUP_FAILURE if worker else 2) from None
         globals()["app"] = built
         return built
     raise AttributeError(name)

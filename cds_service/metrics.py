@@ -18,7 +18,28 @@ import os
 import re
 from collections.abc import Iterable
 
-from prometheus_client import (
+MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def _usable_multiproc_dir() -> tuple[str | None, str | None]:
+    """The multiprocess folder when it is one this process can write; else None and the
+    problem, and the variable is dropped before prometheus-client reads it (which would fail
+    on every metric with a traceback): ``cds-service serve`` refuses to start, naming it."""
+    given = os.environ.get(MULTIPROC_DIR_ENV) or None
+    if given is None:
+        return None, None
+    if os.path.isdir(given) and os.access(given, os.W_OK | os.X_OK):
+        return given, None
+    os.environ.pop(MULTIPROC_DIR_ENV, None)
+    why = (
+        "does not exist" if not os.path.exists(given) else "is not a folder this process can write"
+    )
+    return None, f"{MULTIPROC_DIR_ENV} ({given}) {why}"
+
+
+_MULTIPROC_DIR, MULTIPROC_DIR_PROBLEM = _usable_multiproc_dir()
+
+from prometheus_client import (  # noqa: E402 - after the folder is checked
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
@@ -28,14 +49,9 @@ from prometheus_client import (
     multiprocess,
 )
 
-MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 CONTENT_TYPE = CONTENT_TYPE_LATEST
-# Read once, as prometheus-client itself does (its value class is chosen at its import).
-_MULTIPROC_DIR = os.environ.get(MULTIPROC_DIR_ENV) or None
 
-# The service's own registry: its metrics only, whatever else the process imports. In one
-# process it also reports the process's CPU, memory and open files (not in multiprocess mode,
-# where prometheus-client cannot add those up).
+# The service's own registry: its metrics only, whatever else the process imports.
 REGISTRY = CollectorRegistry(auto_describe=True)
 
 # Around CDS Hooks' "on the order of 500 ms" and Da Vinci CRD's 5 s.

@@ -13,7 +13,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import shutil
+import signal
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +24,7 @@ from typing import Any
 
 import h11
 import uvicorn
+from uvicorn.config import STARTUP_FAILURE
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.supervisors import Multiprocess
 
@@ -62,44 +66,100 @@ def serve(settings: Settings, workers: int) -> None:
         http="cds_service.server:HeadDeadlineH11Protocol",
         **options,
     )
-    _Supervisor(config, sockets=[config.bind_socket()]).run()
+    supervisor = _Supervisor(config, sockets=[config.bind_socket()])
+    supervisor.run()
+    if any(p.exitcode == STARTUP_FAILURE for p in supervisor.processes):
+        from cds_service.main import StartupError  # noqa: PLC0415
+
+        raise StartupError("a worker could not start (its error is above); stopped")
 
 
 class _Supervisor(Multiprocess):
-    """uvicorn's supervisor of workers, but its own copy of the listening socket is closed as
-    soon as the workers are told to stop. Kept open, the kernel would go on queueing new
-    connections after the workers stop listening, and reset them all when this process
-    exits; closed, the socket stops listening with the workers' last copies (after their
-    drain), and new connections are refused, which a load balancer retries elsewhere."""
+    """uvicorn's supervisor of workers, with three changes:
+
+    - SIGTERM reaches the workers at once (uvicorn's loop looks at signals every 0.5 s), and a
+      second SIGTERM is passed on too (each worker then skips the rest of its drain);
+    - its own copy of the listening socket is closed as soon as the workers are told to stop.
+      Kept open, the kernel would go on queueing new connections after the workers stop
+      listening, and reset them all when this process exits; closed, the socket stops
+      listening with the workers' last copies (after their drain), and new connections are
+      refused, which a load balancer retries elsewhere;
+    - a worker found dead has its live metrics (calls in flight) forgotten.
+    """
+
+    def __init__(self, config: uvicorn.Config, sockets: list[socket.socket]) -> None:
+        super().__init__(config, sockets)
+        self._terminated = False
+        signal.signal(signal.SIGTERM, self._on_sigterm)
+
+    def _on_sigterm(self, sig: int, frame: object) -> None:
+        for process in self.processes:
+            process.terminate()
+        if not self._terminated:
+            self._terminated = True
+            self._close_sockets()
+            self.should_exit.set()
 
     def terminate_all(self) -> None:
-        super().terminate_all()
+        if not self._terminated:  # SIGINT, or a worker that could not start
+            self._terminated = True
+            super().terminate_all()
+            self._close_sockets()
+
+    def _close_sockets(self) -> None:
         for sock in self.sockets:
             sock.close()
+
+    def keep_subprocess_alive(self) -> None:
+        from prometheus_client import multiprocess  # noqa: PLC0415 - after the folder is checked
+
+        folder = os.environ.get(MULTIPROC_DIR_ENV)
+        for process in self.processes:
+            if folder and process.pid is not None and not process.process.is_alive():
+                multiprocess.mark_process_dead(process.pid, folder)  # type: ignore[no-untyped-call]
+        super().keep_subprocess_alive()
+
+
+# prometheus-client's own files: <kind>_<pid>.db (nothing else in the folder is touched).
+_METRICS_FILE = re.compile(r"(?:counter|histogram|summary|gauge_[a-z]+)_(\d+)\.db")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 @contextlib.contextmanager
 def metrics_directory(workers: int) -> Iterator[None]:
-    """Where the workers' metrics meet (prometheus-client multiprocess mode): the directory in
-    PROMETHEUS_MULTIPROC_DIR, emptied of what earlier processes left there (their counters
-    would add up with this run's); or, for several workers and none given, a private temporary
-    one, removed at the end. One worker and none given: metrics stay in the process."""
+    """Where the workers' metrics meet (prometheus-client multiprocess mode): the folder in
+    PROMETHEUS_MULTIPROC_DIR, rid of the files processes that are gone left there (their
+    counters would add up with this run's; a live process's are kept: another instance may
+    share the folder); or, for several workers and none given, a private temporary one, removed
+    at the end. One worker and none given: metrics stay in the process."""
+    from cds_service import metrics  # noqa: PLC0415
+    from cds_service.main import StartupError  # noqa: PLC0415
+
+    if metrics.MULTIPROC_DIR_PROBLEM:
+        raise StartupError(metrics.MULTIPROC_DIR_PROBLEM)
     given = os.environ.get(MULTIPROC_DIR_ENV)
     if given:
-        folder = Path(given)
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            mine = f"_{os.getpid()}.db"  # this process's own files, if it opened them already
-            for stale in folder.glob("*.db"):
-                if not stale.name.endswith(mine):
-                    stale.unlink()
-        except OSError as exc:
-            from cds_service.main import StartupError  # noqa: PLC0415
-
+        files = [p for p in Path(given).iterdir() if p.suffix == ".db"]
+        foreign = sorted(p.name for p in files if not _METRICS_FILE.fullmatch(p.name))
+        if foreign:  # prometheus-client would read them as its own, and fail on every scrape
             raise StartupError(
-                f"{MULTIPROC_DIR_ENV} ({given}) is not a folder this process can write: "
-                f"{exc.strerror or type(exc).__name__}"
-            ) from None
+                f"{MULTIPROC_DIR_ENV} ({given}) holds files that are not metrics "
+                f"({', '.join(foreign[:3])}): give the metrics a folder of their own"
+            )
+        for path in files:
+            pid = int(_METRICS_FILE.fullmatch(path.name).group(1))  # type: ignore[union-attr]
+            if pid != os.getpid() and not _alive(pid):
+                with contextlib.suppress(OSError):
+                    path.unlink()
         yield
         return
     if workers == 1:

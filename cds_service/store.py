@@ -110,6 +110,7 @@ class ClaimState(enum.StrEnum):
 class Claim:
     state: ClaimState
     location: str | None = None
+    written_at: datetime | None = None  # of a WRITTEN claim: which write it is
 
 
 def open_engine(url: str) -> Engine:
@@ -210,16 +211,15 @@ class ClaimStore:
             row = session.get(CarePlanClaim, identifier)
             if row is None:  # released between our insert and this read: try once more
                 return self._claim(identifier, now)
-            fresh = row.claimed_at >= now - self.stale_after
-            if row.status == "written" and fresh:
-                return Claim(ClaimState.WRITTEN, row.location)
-            # A pending claim whose writer died, or a written one old enough to check again
-            # (the plan may have been deleted since): take it over; the conditional create
-            # on the server still stops a second copy.
+            if row.status == "written":  # whether the plan is still there is the caller's check
+                return Claim(ClaimState.WRITTEN, row.location, row.claimed_at)
+            # A pending claim whose writer died: take it over; the conditional create on the
+            # server still stops a second copy.
             taken = session.execute(
                 update(CarePlanClaim)
                 .where(
                     CarePlanClaim.identifier == identifier,
+                    CarePlanClaim.status == "pending",
                     CarePlanClaim.claimed_at < now - self.stale_after,
                 )
                 .values(claimed_at=now, status="pending")
@@ -238,13 +238,18 @@ class ClaimStore:
             )
             session.commit()
 
-    def reclaim(self, identifier: str, now: datetime | None = None) -> Claim:
-        """Take a claim that says "written" back for a new write (the plan is gone from the
-        server): NEW for one caller; the others see it PENDING, or WRITTEN once it is done."""
+    def reclaim(self, identifier: str, seen: Claim, now: datetime | None = None) -> Claim:
+        """Take back the written claim ``seen`` for a new write (its plan is gone from the
+        server): NEW for one caller. A caller whose ``seen`` is older than the claim now (the
+        plan was written again meanwhile) gets the claim as it is: WRITTEN, or PENDING."""
         with self._lock, serialised(self.engine), Session(self.engine) as session:
             taken = session.execute(
                 update(CarePlanClaim)
-                .where(CarePlanClaim.identifier == identifier, CarePlanClaim.status == "written")
+                .where(
+                    CarePlanClaim.identifier == identifier,
+                    CarePlanClaim.status == "written",
+                    CarePlanClaim.claimed_at == seen.written_at,
+                )
                 .values(
                     status="pending", location=None, claimed_at=_naive(now or datetime.now(UTC))
                 )

@@ -94,6 +94,9 @@ async def call_service(service_id: str, request: Request, deps: Deps) -> Respons
     except CdsError as exc:
         log_call(logging.WARNING, exc.status, exc.kind)
         raise
+    except asyncio.CancelledError:  # the server's shutdown grace ran out: the caller gets a 500
+        log_call(logging.WARNING, 500, "cancelled_at_shutdown")
+        raise
     except Exception:
         log_call(logging.ERROR, 500, InternalError.kind)
         raise InternalError from None
@@ -242,10 +245,22 @@ async def healthz() -> Response:
     return Response(b'{"status":"ok"}', media_type=JSON)
 
 
+READY_CHECK_SECONDS = 2.0
+
+
 @router.get("/readyz", summary="Readiness: not shutting down, and the database answers")
 async def readyz(deps: Deps) -> Response:
     if deps.lifecycle.draining:
         return Response(b'{"status":"shutting down"}', status_code=503, media_type=JSON)
-    if is_ready(deps.engine):
+    # In a thread, within 2 s, and one at a time: a database that hangs (a failover) must not
+    # freeze the worker, nor pile up a thread per probe.
+    lifecycle = deps.lifecycle
+    if lifecycle.ready_check is None or lifecycle.ready_check.done():
+        lifecycle.ready_check = asyncio.ensure_future(asyncio.to_thread(is_ready, deps.engine))
+    try:
+        ready = await asyncio.wait_for(asyncio.shield(lifecycle.ready_check), READY_CHECK_SECONDS)
+    except TimeoutError:
+        return Response(b'{"status":"database not answering"}', status_code=503, media_type=JSON)
+    if ready:
         return Response(b'{"status":"ready"}', media_type=JSON)
     return Response(b'{"status":"database unavailable"}', status_code=503, media_type=JSON)

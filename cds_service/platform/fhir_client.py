@@ -169,7 +169,8 @@ class FhirClient:
             outcome = exc.kind
             raise
         else:
-            outcome = "ok" if answer.status in (200, 201) else f"http_{answer.status}"
+            # By class: a hostile server's statuses must not make a series each.
+            outcome = "ok" if answer.status in (200, 201) else f"http_{answer.status // 100}xx"
             return answer
         finally:
             metrics.FHIR_REQUESTS.labels(method, metrics.label(outcome)).inc()

@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -354,3 +355,23 @@ async def test_delivery_fetch_and_write_share_one_time_budget(
         response = await client.post(SERVICE_URL, json=body)
     assert response.json()["cards"][0]["suggestions"]
     assert hook_lines(caplog)[0]["careplan"] == "suggestion: write failed (fhir_timeout)"
+
+
+def test_delivery_a_written_claim_stays_written_until_its_plan_is_found_gone(
+    tmp_path: Path,
+) -> None:
+    """However old, a written claim is WRITTEN (the caller searches the server before it
+    believes it); taking it back for a new write works only for the write the caller saw."""
+
+    store = ClaimStore(open_engine(f"sqlite:///{tmp_path / 'claims.db'}"))
+    t0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+    assert store.claim("plan", now=t0).state is ClaimState.NEW
+    store.written("plan", "CarePlan/1", now=t0)
+    seen = store.claim("plan", now=t0 + timedelta(days=3))  # not taken over after 60 s
+    assert (seen.state, seen.location) == (ClaimState.WRITTEN, "CarePlan/1")
+    # Two callers found the plan gone: one takes the claim back and writes again...
+    assert store.reclaim("plan", seen, now=t0 + timedelta(days=3)).state is ClaimState.NEW
+    store.written("plan", "CarePlan/2", now=t0 + timedelta(days=3, seconds=1))
+    # ...the other, who saw the old write, gets the new one, and writes nothing.
+    late = store.reclaim("plan", seen, now=t0 + timedelta(days=3, seconds=2))
+    assert (late.state, late.location) == (ClaimState.WRITTEN, "CarePlan/2")

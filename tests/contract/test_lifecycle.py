@@ -7,11 +7,13 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import threading
 from collections.abc import Iterator
 from types import FrameType
 
 import pytest
 
+from cds_service.api import routes
 from cds_service.lifecycle import Lifecycle
 from tests import cases
 from tests.builders import hook_request
@@ -97,3 +99,31 @@ async def test_draining_readyz_is_503_and_answers_close_their_connection(
     missing = await client.get("/no-such-path")
     assert missing.status_code == 404
     assert missing.headers["connection"] == "close"
+
+
+async def test_readyz_does_not_wait_on_a_database_that_hangs(
+    client_at: ClientFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database that hangs (a failover, a stopped server): /readyz answers 503 within its
+    bound, the worker goes on serving, and probes do not pile up a thread each."""
+    release = threading.Event()
+    checks: list[int] = []
+
+    def hanging(engine: object) -> bool:
+        checks.append(1)
+        release.wait(10)
+        return True
+
+    monkeypatch.setattr(routes, "is_ready", hanging)
+    monkeypatch.setattr(routes, "READY_CHECK_SECONDS", 0.2)
+    client = client_at(cases.MAYA_SUSPECT_DAY)
+    try:
+        first, second = await asyncio.gather(client.get("/readyz"), client.get("/readyz"))
+        assert (first.status_code, second.status_code) == (503, 503)
+        assert first.json() == {"status": "database not answering"}
+        assert (await client.get("/healthz")).status_code == 200
+        assert checks == [1]  # one check at a time
+    finally:
+        release.set()
+    await asyncio.sleep(0.05)
+    assert (await client.get("/readyz")).status_code == 200  # the next check, once it answers

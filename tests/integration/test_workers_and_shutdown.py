@@ -6,7 +6,11 @@ calls go on being answered through the drain, a call in flight finishes, then th
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -25,6 +29,7 @@ from tests.integration.conftest import ServiceProcess, service_process
 from tests.integration.test_server_process import _start_fails
 
 pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @contextmanager
@@ -173,20 +178,86 @@ def test_workers_setting_out_of_range_is_one_line(tmp_path: Path) -> None:
     assert "CDS_WORKERS" in failed.stderr
 
 
-def test_a_given_metrics_folder_is_emptied_of_earlier_processes_files(tmp_path: Path) -> None:
-    """PROMETHEUS_MULTIPROC_DIR set (an emptyDir that outlived a container restart): the files
-    an earlier process left are removed at start, or their counts would add up with this run's."""
+def dead_pid() -> int:
+    """The pid of a process that has ended."""
+    process = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                             capture_output=True, text=True, check=True)  # fmt: skip
+    return int(process.stdout)
+
+
+def test_a_given_metrics_folder_is_rid_of_ended_processes_files_only(tmp_path: Path) -> None:
+    """PROMETHEUS_MULTIPROC_DIR set (an emptyDir that outlived a container restart): the
+    metrics files of processes that have ended are removed at start, or their counts would add
+    up with this run's; a live process's files (another instance sharing the folder) and other
+    files are left alone."""
     folder = tmp_path / "metrics"
     folder.mkdir()
-    (folder / "counter_1.db").write_bytes(b"left by a process that is gone")
+    gone = folder / f"counter_{dead_pid()}.db"
+    gone.write_bytes(b"left by a process that is gone")
+    live = folder / f"counter_{os.getpid()}.db"  # this test's process: alive
+    live.write_bytes(b"")
+    other = folder / "notes.txt"
+    other.write_bytes(b"not a metrics file")
     env = env_for(tmp_path, PROMETHEUS_MULTIPROC_DIR=str(folder))
     with service_process(tmp_path, env, cli=True) as svc:
+        names = sorted(p.name for p in folder.iterdir())
+        live.unlink()  # an empty file is no valid one: it only had to survive the start
         assert httpx.post(f"{svc.url}/cds-services/no-such-service").status_code == 404
         page = httpx.get(f"{svc.url}/metrics").text
-        names = sorted(p.name for p in folder.iterdir())
-    assert "counter_1.db" not in names
+    assert gone.name not in names
+    assert live.name in names
+    assert other.exists()
     assert f"counter_{svc.process.pid}.db" in names  # this process reports through the folder
     assert (
         sample(page, "cds_hook_requests_total", hook="unknown", service="unknown", status="404")
         == 1
     )
+
+
+@pytest.mark.parametrize("kind", ["missing", "a file", "holding a database"])
+def test_an_unusable_metrics_folder_is_one_line_at_start(tmp_path: Path, kind: str) -> None:
+    """A metrics folder that is missing, a file, or another folder (./var, with the service's
+    SQLite database in it: never deleted, nor read as metrics) stops the start, in one line."""
+    target = tmp_path / "metrics"
+    if kind == "a file":
+        target.write_text("")
+    if kind == "holding a database":
+        target.mkdir()
+        (target / "cds.db").write_bytes(b"SQLite format 3")
+    env = env_for(tmp_path, PROMETHEUS_MULTIPROC_DIR=str(target))
+    failed = _start_fails(tmp_path, env, cli=True)
+    assert "PROMETHEUS_MULTIPROC_DIR" in failed.stderr
+    version = subprocess.run(
+        [sys.executable, "-m", "cds_service", "--version"],
+        env={**os.environ, **env}, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert version.returncode == 0, version.stderr  # other commands are not affected
+    if kind == "holding a database":
+        assert (target / "cds.db").read_bytes() == b"SQLite format 3"
+
+
+def test_a_second_sigterm_ends_the_drain_of_every_worker(tmp_path: Path) -> None:
+    env = env_for(tmp_path, CDS_SHUTDOWN_DRAIN_SECONDS="60")
+    with service_process(tmp_path, env, cli=True, args=("--workers", "2")) as svc:
+        svc.process.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        while httpx.get(f"{svc.url}/readyz").status_code != 503:
+            assert time.monotonic() - signalled < 0.5, "still ready 0.5 s after SIGTERM"
+            time.sleep(0.02)
+        svc.process.send_signal(signal.SIGTERM)
+        svc.process.wait(timeout=20)
+        assert time.monotonic() - signalled < 20  # not the 60 s drain
+
+
+def test_a_worker_that_cannot_start_stops_the_service(tmp_path: Path) -> None:
+    """A worker that dies and cannot start again (its content folder is gone) stops the
+    service with one line, instead of being started again and again."""
+    content = Path(shutil.copytree(ROOT / "cards", tmp_path / "cards"))
+    env = env_for(tmp_path, CDS_CONTENT_DIR=str(content))
+    with service_process(tmp_path, env, cli=True, args=("--workers", "2")) as svc:
+        shutil.rmtree(content)
+        victim = next(iter(workers_of(svc)))
+        os.kill(victim, signal.SIGKILL)
+        code = svc.process.wait(timeout=60)
+    assert code == 2
+    assert "a worker could not start" in svc.log.read_text()

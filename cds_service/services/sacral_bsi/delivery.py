@@ -120,7 +120,7 @@ async def deliver(
         if found:
             return written(client.url(found[0]), "direct-write: already written")
         # Gone from the server since it was written (deleted): write it again, one call only.
-        claim = await asyncio.to_thread(writer.claims.reclaim, claim_key)
+        claim = await asyncio.to_thread(writer.claims.reclaim, claim_key, claim)
     if claim.state is ClaimState.WRITTEN:
         return written(claim.location, "direct-write: already written")
     if claim.state is ClaimState.PENDING:
