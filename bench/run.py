@@ -3,12 +3,19 @@ patient-view hook and the order-select hook (an X-ray of the pelvis being ordere
 
 Both apps run under uvicorn with identical flags (one worker, default loop, no access log, and
 the HTTP parser ``cds-service serve`` ships: h11 with its 64 KB request-head limit) and receive
-the same realistic patient-view request, built from a Synthea patient (~150 Observations, ~170 KB
-body, prefetch filled for every key of the service's discovery document). Rounds alternate
-service, bare, service, bare... so drift (thermal, noisy neighbours) hits both alike. Reported:
+the same realistic requests, built from a Synthea patient (~150 Observations):
 
-1. req/s at concurrency 16 and p50/p99 latency at concurrency 1 (sequential requests), the median
-   over rounds, and the ratio service/bare;
+- patient-view, as discovery asks: each prefetch template of the service's discovery document
+  filled as an EHR fills it, its search parameters applied (~35 KB body; issue 12);
+- patient-view with every Observation of the record under ``observations`` (~176 KB body), where
+  parsing the JSON dominates both apps;
+- order-select with an X-ray of the pelvis selected, on the same prefetch.
+
+Rounds alternate service, bare, service, bare... so drift (thermal, noisy neighbours) hits both
+alike. Reported:
+
+1. for each request, req/s at concurrency 16 and p50/p99 latency at concurrency 1 (sequential
+   requests), the median over rounds, and the ratio service/bare;
 2. in-process time per call at 10, 100, 1,000 and 5,000 Observations, to show the cost is linear.
 
 Options: ``--quick`` (smoke run, ~25 s), ``--duration`` (seconds per measurement), ``--rounds``,
@@ -33,6 +40,8 @@ from bench.inprocess import SIZES, Timing, time_sizes
 from bench.load import BenchError, LoadGenerator, Result, load_generator
 from bench.request import (
     BenchRequest,
+    discovery_request,
+    discovery_templates,
     order_select_request,
     patient_view_request,
     pick_patient,
@@ -125,6 +134,15 @@ def check_answers(servers: Servers, request: BenchRequest) -> None:
             f"discovery prefetch keys {sorted(advertised)} differ from the request's "
             f"{sorted(request_keys())}"
         )
+    if services[0].get("prefetch") != discovery_templates(request.hook):
+        raise BenchError("the running service's prefetch templates differ from those filled")
+
+
+def describe(request: BenchRequest) -> str:
+    return (
+        f"{request.name}: {request.observations} Observations, body "
+        f"{len(request.body) / 1000:.1f} KB"
+    )
 
 
 def measure(
@@ -246,24 +264,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         progress("Building the requests from the Synthea patients...")
         patient = pick_patient()
-        requests = (patient_view_request(patient), order_select_request(patient))
+        requests = (
+            discovery_request(patient),
+            patient_view_request(patient),
+            order_select_request(patient),
+        )
         found: dict[str, Measurements] = {}
         with tempfile.TemporaryDirectory(prefix="cds-bench-") as tmp:
             workdir = Path(tmp)
             generators: dict[str, LoadGenerator] = {}
-            for request in requests:
-                body_file = workdir / f"{request.hook}.json"
+            for number, request in enumerate(requests):
+                body_file = workdir / f"request-{number}.json"
                 body_file.write_bytes(request.body)
-                generators[request.hook] = load_generator(options.loadgen, body_file, workdir)
-            generator_name = generators["patient-view"].name
+                generators[request.name] = load_generator(options.loadgen, body_file, workdir)
+            generator_name = generators[requests[0].name].name
             setup = (
-                f"requests: patient-view, and order-select with an X-ray of the pelvis "
-                f"selected, for {patient.file}: {requests[0].observations} Observations, "
+                f"patient {patient.file}: {len(patient.of('Observation'))} Observations, "
                 f"{len(patient.of('Condition'))} Conditions, "
                 f"{len(patient.of('DiagnosticReport'))} DiagnosticReports, "
-                f"{len(patient.of('CarePlan'))} CarePlans; body "
-                f"{len(requests[0].body) / 1000:.0f} KB / {len(requests[1].body) / 1000:.0f} KB\n"
-                f"load generator: {generator_name}; {options.rounds} interleaved rounds of "
+                f"{len(patient.of('CarePlan'))} CarePlans\n"
+                + "".join(f"request {describe(request)}\n" for request in requests)
+                + f"load generator: {generator_name}; {options.rounds} interleaved rounds of "
                 f"{options.duration:g} s per app and concurrency; one uvicorn worker each, "
                 f"HTTP parser {options.http}; "
                 f"{os.cpu_count()} CPUs; Python {platform.python_version()}"
@@ -274,11 +295,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for request in requests:
                     check_answers(servers, request)
                     progress(
-                        f"{request.hook}: service on :{servers.service.port} answers 200 "
+                        f"{request.name}: service on :{servers.service.port} answers 200 "
                         f'{{"cards": []}}; bare on :{servers.bare.port} answers 200 with one card'
                     )
-                    found[request.hook] = measure(
-                        servers, generators[request.hook], options, request.path
+                    found[request.name] = measure(
+                        servers, generators[request.name], options, request.path
                     )
         progress("In-process time per call (httpx.ASGITransport, no server)...")
         timings = time_sizes(
@@ -293,9 +314,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     print()
     print("=== HTTP: service vs bare FastAPI app, same request, interleaved rounds ===")
     print(setup)
-    for hook, measurements in found.items():
+    for request in requests:
+        measurements = found[request.name]
         print()
-        print(f"--- {hook} ({service_ids()[hook]}) ---")
+        print(
+            f"--- {request.name} ({service_ids()[request.hook]}, "
+            f"{len(request.body) / 1000:.0f} KB) ---"
+        )
         print(http_table(measurements))
     print()
     print("=== In-process time per call vs prefetched Observations (median) ===")
