@@ -1,0 +1,115 @@
+"""The hot path's caches and fast paths (issue 12) give exactly what the uncached code gives.
+
+The texts tried are every string written in the unit tests (the phrases the text rules are tested
+on, hundreds of them) and in the example requests, so a cache that answered for the wrong key
+would show here.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cds_service.clinical import text_rules
+from cds_service.services.sacral_bsi.content import Content, load_content
+from fhir_mappings import patient_facts
+from tests.builders import SNOMED, coding, condition, patient
+from tests.conftest import facts_of
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+
+
+def _corpus() -> list[str]:
+    found: set[str] = set()
+    for path in sorted((ROOT / "tests" / "unit").glob("test_*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                found.add(node.value)
+    for path in sorted((ROOT / "examples").glob("*.json")):
+        found.update(_strings(json.loads(path.read_bytes())))
+    # Each side of the length limit of what is kept.
+    limit = patient_facts.CONCEPT_TEXT_CHARS
+    padded = {
+        f"{text} {'.' * (limit - len(text) - 1 + extra)}"
+        for text in sorted(found)[:50]
+        for extra in (0, 1)
+        if len(text) < limit - 1
+    }
+    return sorted(found | padded)
+
+
+CORPUS = _corpus()
+
+
+def test_the_corpus_exercises_the_rules() -> None:
+    assert len(CORPUS) > 500
+    assert sum(1 for t in CORPUS if text_rules.runner_mentions(t)) > 50
+    assert sum(1 for t in CORPUS if text_rules.topic_mentions(t)) > 20
+    assert any(len(t) == patient_facts.CONCEPT_TEXT_CHARS for t in CORPUS)
+    assert any(len(t) == patient_facts.CONCEPT_TEXT_CHARS + 1 for t in CORPUS)
+
+
+def _record(texts: list[str]) -> list[dict[str, Any]]:
+    """Each text as a diagnosis's text, a visit's reason and a note; low back pain coded on
+    every other Condition, so coded and uncoded ones are read."""
+    resources: list[dict[str, Any]] = [patient()]
+    for n, text in enumerate(texts):
+        codings = [coding(SNOMED, "279039007", "Low back pain")] if n % 2 else []
+        resources.append(
+            condition(
+                f"c{n}",
+                *codings,
+                text=text,
+                recorded="2026-10-01",
+                notes=[text],
+                encounter=f"Encounter/e{n}",
+            )
+        )
+        resources.append(
+            {
+                "resourceType": "Encounter",
+                "id": f"e{n}",
+                "period": {"start": "2026-10-01"},
+                "reasonCode": [{"text": text}],
+            }
+        )
+    return resources
+
+
+def test_kept_concept_readings_give_the_facts_a_fresh_reading_gives(
+    content: Content, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    records = [_record(CORPUS[n : n + 100]) for n in range(0, len(CORPUS), 100)]
+    patient_facts._concept_reading.cache_clear()
+    kept = [[facts_of(r, content) for r in records] for _ in range(2)]  # read, then kept
+    monkeypatch.setattr(patient_facts, "_concept_reading", patient_facts._text_reading)
+    fresh = [facts_of(r, content) for r in records]
+    assert kept[0] == fresh
+    assert kept[1] == fresh
+    assert sum(len(f.runner) + len(f.texts) + len(f.pregnancy) for f in fresh) > 200
+
+
+def test_notes_and_long_texts_are_not_kept() -> None:
+    patient_facts._concept_reading.cache_clear()
+    note = "Avid marathon runner, 40 mpw; history of stress fracture."
+    long_name = "Low back pain " + "x" * patient_facts.CONCEPT_TEXT_CHARS
+    facts = facts_of([patient(), condition("c1", text=long_name, notes=[note])], load_content())
+    assert facts.runner
+    assert facts.texts
+    assert patient_facts._concept_reading.cache_info().currsize == 0
