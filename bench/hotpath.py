@@ -9,9 +9,12 @@ patient). Logging stays at INFO, as the service runs, its lines written to a nul
 
 Prints the median, the 10th and the 90th percentile of the per-call time in µs, over
 ``--calls`` calls after ``--warmup`` (``--profile``: cProfile's 25 costliest functions instead;
-``--bare``: the same for the bare FastAPI app of ``make bench``, the floor).
+``--bare``: the same for the bare FastAPI app of ``make bench``, the floor; ``--stage``: one
+part of the call alone, prefetch resolution or the mapping to facts, for a change that touches
+only that part).
 
-    python -m bench.hotpath [--calls 2000] [--warmup 200] [--profile [--profile-out FILE]] [--bare]
+    python -m bench.hotpath [--calls 2000] [--warmup 200] [--profile [--profile-out FILE]]
+                            [--bare | --stage call|resolve|facts]
 """
 
 from __future__ import annotations
@@ -26,8 +29,9 @@ import pstats
 import statistics
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
+import httpx
 from fastapi import FastAPI
 from starlette.types import Message, Scope
 
@@ -36,7 +40,14 @@ from bench.load import BenchError
 from bench.request import BenchRequest, discovery_request, pick_patient
 from cds_service import logs
 from cds_service.main import create_app
-from cds_service.settings import Settings
+from cds_service.platform import wire
+from cds_service.platform.fhir_client import ByteBudget
+from cds_service.platform.prefetch import Resolved, resolve
+from cds_service.platform.registry import ServiceRegistry
+from cds_service.sandbox import service_ids
+from cds_service.services.registry import load_services
+from cds_service.services.sacral_bsi.service import SacralBsiService, facts_of
+from cds_service.settings import CARDS_DIR, Settings
 
 
 def _scope(request: BenchRequest) -> Scope:
@@ -83,8 +94,39 @@ async def _call(app: FastAPI, scope: Scope, body: bytes) -> bytes:
     return b"".join(chunks)
 
 
+Stage = Callable[[], Awaitable[object]]
+
+
+def _stages(request: BenchRequest) -> dict[str, Stage]:
+    """Parts of the call alone, on the same request: prefetch resolution, and the mapping to
+    facts of what it resolved (``--stage``)."""
+    service = ServiceRegistry(*load_services(CARDS_DIR)).get(service_ids()[request.hook])
+    assert isinstance(service, SacralBsiService)
+    hook_request = wire.decode_request(request.body, service=service.definition)
+    http = httpx.AsyncClient()  # never used: the request has no fhirServer
+
+    async def resolved() -> Resolved:
+        return await resolve(
+            hook_request,
+            service.prefetch_keys,
+            http,
+            deadline=asyncio.get_running_loop().time() + 10,
+            max_pages=1,
+            budget=ByteBudget(1 << 30, 1 << 30),
+        )
+
+    kept: list[Resolved] = []
+
+    async def facts() -> object:
+        if not kept:
+            kept.append(await resolved())
+        return facts_of(hook_request, kept[0], service.content)
+
+    return {"resolve": resolved, "facts": facts}
+
+
 async def _run(
-    calls: int, warmup: int, profile: bool, profile_out: str | None, bare: bool
+    calls: int, warmup: int, profile: bool, profile_out: str | None, bare: bool, stage: str
 ) -> list[float]:
     request = discovery_request(pick_patient())
     app = (
@@ -101,13 +143,18 @@ async def _run(
         answer = await _call(app, scope, request.body)
         if not bare and json.loads(answer) != {"cards": []}:
             raise BenchError(f'expected {{"cards": []}}, the service answered {answer[:500]!r}')
+
+        async def whole_call() -> object:
+            return await _call(app, scope, request.body)
+
+        one = whole_call if stage == "call" else _stages(request)[stage]
         for _ in range(warmup):
-            await _call(app, scope, request.body)
+            await one()
         if profile:
             profiler = cProfile.Profile()
             profiler.enable()
             for _ in range(calls):
-                await _call(app, scope, request.body)
+                await one()
             profiler.disable()
             if profile_out:
                 profiler.dump_stats(profile_out)
@@ -116,7 +163,7 @@ async def _run(
         samples: list[float] = []
         for _ in range(calls):
             started = time.perf_counter()
-            await _call(app, scope, request.body)
+            await one()
             samples.append(time.perf_counter() - started)
     return samples
 
@@ -135,10 +182,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--bare", action="store_true", help="time the bare FastAPI app (the floor) instead"
     )
+    parser.add_argument(
+        "--stage",
+        choices=("call", "resolve", "facts"),
+        default="call",
+        help="time the whole call (default), or only prefetch resolution or the mapping to facts",
+    )
     args = parser.parse_args(argv)
     try:
         samples = asyncio.run(
-            _run(args.calls, args.warmup, args.profile, args.profile_out, args.bare)
+            _run(args.calls, args.warmup, args.profile, args.profile_out, args.bare, args.stage)
         )
     except BenchError as exc:
         print(f"hotpath: FAILED: {exc}", file=sys.stderr)

@@ -225,11 +225,9 @@ async def _fetch(
         ) from None
 
 
-def _about_another_patient(resource: msgspec.Struct, patient: str) -> bool:
-    subject = getattr(resource, "subject", None)
-    if not isinstance(subject, lean.Reference):
-        return False
-    ref = normalise_reference(subject.reference)
+def _another_patient(reference: str | None, patient: str) -> bool:
+    """A subject reference naming a patient other than ``patient`` ("Patient/<id>")."""
+    ref = normalise_reference(reference)
     return ref is not None and ref.startswith("Patient/") and ref != patient
 
 
@@ -241,10 +239,18 @@ def _unique(
     make this patient's card."""
     unique: dict[tuple[type, str], msgspec.Struct] = {}
     patient = f"Patient/{patient_id}"
+    # Nearly every resource names the same subject: each reference is read once per call.
+    another: dict[str | None, bool] = {}
     for number, resource in enumerate(resources):
-        if _about_another_patient(resource, patient):
-            stats.other_patient += 1
-            continue
+        subject = getattr(resource, "subject", None)
+        if isinstance(subject, lean.Reference):
+            reference = subject.reference
+            found = another.get(reference)
+            if found is None:
+                found = another[reference] = _another_patient(reference, patient)
+            if found:
+                stats.other_patient += 1
+                continue
         resource_id = getattr(resource, "id", None) or f"#anonymous-{number}"
         unique[(type(resource), resource_id)] = resource
     return tuple(unique.values())

@@ -13,11 +13,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from cds_service.clinical import text_rules
+from cds_service.platform.prefetch import ResolveStats, _unique
 from cds_service.services.sacral_bsi.content import Content, load_content
-from fhir_mappings import patient_facts
+from fhir_mappings import lean, patient_facts
+from fhir_mappings.primitives import normalise_reference
 from tests.builders import SNOMED, coding, condition, patient
 from tests.conftest import facts_of
 
@@ -113,3 +116,45 @@ def test_notes_and_long_texts_are_not_kept() -> None:
     assert facts.runner
     assert facts.texts
     assert patient_facts._concept_reading.cache_info().currsize == 0
+
+
+def _dropped_one_by_one(patient_id: str, resources: list[msgspec.Struct]) -> list[bool]:
+    """Prefetch's rule for another patient's resource, applied to each resource afresh."""
+    patient = f"Patient/{patient_id}"
+    dropped = []
+    for resource in resources:
+        subject = getattr(resource, "subject", None)
+        ref = (
+            normalise_reference(subject.reference) if isinstance(subject, lean.Reference) else None
+        )
+        dropped.append(ref is not None and ref.startswith("Patient/") and ref != patient)
+    return dropped
+
+
+@pytest.mark.parametrize("patient_id", ["p1", "p1\n", "a.b-C9"])
+def test_subjects_read_once_per_call_drop_what_reading_each_drops(patient_id: str) -> None:
+    subjects = [
+        "Patient/p1",
+        " Patient/p1 ",
+        "Patient/p1\n",
+        "https://ehr.example.org/fhir/Patient/p1",
+        "https://ehr.example.org/fhir/Patient/p1/_history/3",
+        "Patient/p2",
+        "https://ehr.example.org/fhir/Patient/p2",
+        "Patient/a.b-C9",
+        "Group/p1",
+        "urn:uuid:0b6f5e9c-1d2e-4f3a-8b7c-9d0e1f2a3b4c",
+        "",
+        None,
+    ]
+    resources: list[msgspec.Struct] = [lean.Patient(id="p1")]
+    for n, subject in enumerate(subjects * 2):  # each subject twice: the second one is kept
+        reference = lean.Reference(reference=subject)
+        resources.append(lean.Condition(id=f"c{n}", subject=reference))
+        resources.append(lean.Observation(id=f"o{n}", subject=reference))
+    resources.append(lean.Observation(id="no-subject"))
+    stats = ResolveStats()
+    kept = _unique(patient_id, resources, stats)
+    dropped = _dropped_one_by_one(patient_id, resources)
+    assert kept == tuple(r for r, d in zip(resources, dropped, strict=True) if not d)
+    assert stats.other_patient == sum(dropped) > 0
