@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import re
 from datetime import date
+from functools import lru_cache
 
 _DATE = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?")
+_DATE_CHARS = 10  # what _DATE can read: "YYYY-MM-DD"
 
 
 def parse_date(value: str | None) -> date | None:
@@ -16,7 +18,15 @@ def parse_date(value: str | None) -> date | None:
     """
     if not value:
         return None
-    m = _DATE.match(value.strip())
+    # Only the first ten characters after leading white space can make the date (the pattern
+    # reads no further, and no white space is a digit or "-"), and a record holds the same days
+    # again and again: each day is read once per process.
+    return _calendar_date(value.lstrip()[:_DATE_CHARS])
+
+
+@lru_cache(maxsize=4096)
+def _calendar_date(head: str) -> date | None:
+    m = _DATE.match(head)
     if m is None:
         return None
     year = int(m.group(1))

@@ -9,18 +9,22 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 import msgspec
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cds_service.clinical import text_rules
 from cds_service.platform.prefetch import ResolveStats, _unique
 from cds_service.services.sacral_bsi.content import Content, load_content
 from fhir_mappings import lean, patient_facts
-from fhir_mappings.primitives import normalise_reference
+from fhir_mappings.primitives import _calendar_date, normalise_reference, parse_date
 from tests.builders import SNOMED, coding, condition, patient
 from tests.conftest import facts_of
 
@@ -158,3 +162,65 @@ def test_subjects_read_once_per_call_drop_what_reading_each_drops(patient_id: st
     dropped = _dropped_one_by_one(patient_id, resources)
     assert kept == tuple(r for r, d in zip(resources, dropped, strict=True) if not d)
     assert stats.other_patient == sum(dropped) > 0
+
+
+_FHIR_DATE = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?")
+
+
+def _date_read_afresh(value: str | None) -> date | None:
+    """parse_date as it read every value before days were kept."""
+    if not value:
+        return None
+    m = _FHIR_DATE.match(value.strip())
+    if m is None:
+        return None
+    year = int(m.group(1))
+    if not 1800 <= year <= 2200:
+        return None
+    try:
+        return date(year, int(m.group(2) or 1), int(m.group(3) or 1))
+    except ValueError:
+        return None
+
+
+DATES = [
+    None,
+    "",
+    "   ",
+    "2025",
+    "2025-06",
+    "2025-06-30",
+    "2025-06-31",
+    "2025-02-29",
+    "2024-02-29",
+    " 2019-03-04T10:00:00-05:00",
+    "2019-03-04T10:00:00-05:00\n",
+    "\u2003\t2019-03-04",
+    "2019 -03-04",
+    "2019-3-4",
+    "1799-12-31",
+    "1800-01-01",
+    "2200-12-31",
+    "2201-01-01",
+    "\u0662\u0660\u0661\u0669-03-04",  # Arabic-Indic digits: \d and int() read them
+    "\uff12\uff10\uff11\uff19-03-04",  # full-width digits
+    "20190304",
+    "2019-03-04junk",
+    "2019-13-01",
+    "0000-01-01",
+    "x2019-03-04",
+]
+
+
+@given(st.one_of(st.sampled_from(DATES), st.text(max_size=30), st.from_regex(_FHIR_DATE)))
+@settings(max_examples=2000, deadline=None)
+def test_kept_days_equal_each_value_read_afresh(value: str | None) -> None:
+    assert parse_date(value) == _date_read_afresh(value)
+    assert parse_date(value) == _date_read_afresh(value)  # now from what was kept
+
+
+def test_long_values_keep_only_their_day() -> None:
+    _calendar_date.cache_clear()
+    assert parse_date("2019-03-04T10:00:00-05:00" + " " * 10_000) == date(2019, 3, 4)
+    assert parse_date("2019-03-04T23:59:59Z") == date(2019, 3, 4)
+    assert _calendar_date.cache_info().currsize == 1
