@@ -226,8 +226,8 @@ class _Mapper:
         when = onset or recorded or encounter_date
         label = _label(c.code)
         kinds = self.terms.valuesets_of(c.code)
-        for vs_id, group in _PAIN_VALUESETS:
-            match = self.terms.match(vs_id, c.code) if vs_id in kinds else None
+        for vs_id, group in _PAIN_VALUESETS if kinds else ():
+            match = self._match(vs_id, c.code, kinds)
             if match is not None:
                 side, side_source = self._pain_side(c)
                 pains.append(
@@ -249,11 +249,7 @@ class _Mapper:
                     )
                 )
                 break
-        activity = (
-            self.terms.match("activity_code_running", c.code)
-            if "activity_code_running" in kinds
-            else None
-        )
+        activity = self._match("activity_code_running", c.code, kinds)
         if activity is not None:
             self.runner.append(
                 RunnerEvidence(
@@ -267,8 +263,8 @@ class _Mapper:
                 )
             )
         sacral_site = self._sacral_site(c) if kinds else False
-        for vs_id, kind in _RISK_VALUESETS:
-            match = self.terms.match(vs_id, c.code) if vs_id in kinds else None
+        for vs_id, kind in _RISK_VALUESETS if kinds else ():
+            match = self._match(vs_id, c.code, kinds)
             if match is not None:
                 risks.append(
                     RiskCondition(
@@ -280,7 +276,7 @@ class _Mapper:
                         verification,
                         when,
                         sacral=sacral_site
-                        or self.terms.match("bsi_sacral_by_code", c.code) is not None,
+                        or self._match("bsi_sacral_by_code", c.code, kinds) is not None,
                         abated=_abated(c),
                     )
                 )
@@ -293,7 +289,7 @@ class _Mapper:
             )
         ):
             self.hip_pain.append(when)
-        pregnancy = self.terms.match("pregnancy", c.code) if "pregnancy" in kinds else None
+        pregnancy = self._match("pregnancy", c.code, kinds)
         if pregnancy is not None:
             self.pregnancy.append(
                 PregnancyEvidence(
@@ -312,8 +308,8 @@ class _Mapper:
                     ),
                 )
             )
-        by_code = self.terms.match("bsi_sacral_by_code", c.code)
-        needs_site = by_code or self.terms.match("bsi_needs_site", c.code)
+        by_code = self._match("bsi_sacral_by_code", c.code, kinds)
+        needs_site = by_code or self._match("bsi_needs_site", c.code, kinds)
         if needs_site is not None:
             side = combine_sides(
                 [
@@ -340,7 +336,7 @@ class _Mapper:
                     side=side,
                 )
             )
-        insufficient = self.terms.match("insufficiency_fracture", c.code)
+        insufficient = self._match("insufficiency_fracture", c.code, kinds)
         if insufficient is not None:
             diagnoses.append(
                 BsiDiagnosis(
@@ -360,6 +356,13 @@ class _Mapper:
         self._read_text(c.code.text if c.code else None, when, source, concept=True)
         for note in c.note:
             self._read_text(note.text, parse_date(note.time) or when, source)
+
+    def _match(
+        self, vs_id: str, concept: lean.CodeableConcept | None, kinds: frozenset[str]
+    ) -> Match | None:
+        """``terms.match`` for a concept whose value sets are ``kinds`` (``valuesets_of``): a
+        concept matches only value sets its codings are in, so the others need no look."""
+        return self.terms.match(vs_id, concept) if vs_id in kinds else None
 
     def _sacral_site(self, c: lean.Condition) -> bool:
         """Sacral site evidence (brief 8.1): bodySite 54735007 (or its text naming the sacrum),

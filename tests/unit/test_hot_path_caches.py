@@ -25,6 +25,7 @@ from cds_service.platform.prefetch import ResolveStats, _unique
 from cds_service.services.sacral_bsi.content import Content, load_content
 from fhir_mappings import lean, patient_facts
 from fhir_mappings.primitives import _calendar_date, normalise_reference, parse_date
+from fhir_mappings.terminology import Terminology
 from tests.builders import SNOMED, coding, condition, patient
 from tests.conftest import facts_of
 
@@ -213,7 +214,7 @@ DATES = [
 
 
 @given(st.one_of(st.sampled_from(DATES), st.text(max_size=30), st.from_regex(_FHIR_DATE)))
-@settings(max_examples=2000, deadline=None)
+@settings(max_examples=500, deadline=None)
 def test_kept_days_equal_each_value_read_afresh(value: str | None) -> None:
     assert parse_date(value) == _date_read_afresh(value)
     assert parse_date(value) == _date_read_afresh(value)  # now from what was kept
@@ -224,3 +225,65 @@ def test_long_values_keep_only_their_day() -> None:
     assert parse_date("2019-03-04T10:00:00-05:00" + " " * 10_000) == date(2019, 3, 4)
     assert parse_date("2019-03-04T23:59:59Z") == date(2019, 3, 4)
     assert _calendar_date.cache_info().currsize == 1
+
+
+def _codings_of_every_value_set(terms: Terminology) -> list[dict[str, str]]:
+    """A coding for every code of every value set, under each URI of its system; a prefix entry
+    ("M54.4*") as two codes under it; a SNOMED CT code as a post-coordinated expression too."""
+    found: list[dict[str, str]] = []
+    for vs in terms.spec.valuesets.values():
+        for entry in vs.codes:
+            codes = [entry.code]
+            if entry.code.endswith("*"):
+                stem = entry.code.rstrip("*")
+                codes = [stem, f"{stem}9"]
+            elif entry.system == "snomed":
+                codes.append(f"{entry.code} |x|:363698007=54735007")
+            for uri in terms.spec.systems[entry.system]:
+                found.extend(coding(uri, code) for code in codes)
+    return found
+
+
+def test_a_concept_matches_only_value_sets_its_codings_are_in(content: Content) -> None:
+    terms = content.terminology
+    codings = _codings_of_every_value_set(terms)
+    assert len(codings) > 300
+    lean_codings = [lean.Coding(system=c["system"], code=c["code"]) for c in codings]
+    for n, one in enumerate(lean_codings):
+        other = lean_codings[(n * 7 + 3) % len(codings)]
+        for concept in (
+            lean.CodeableConcept(coding=(one,)),
+            lean.CodeableConcept(coding=(other, one)),
+        ):
+            kinds = terms.valuesets_of(concept)
+            for vs_id in terms.valueset_ids():
+                if terms.match(vs_id, concept) is not None:
+                    assert vs_id in kinds, (vs_id, one)
+
+
+def test_conditions_of_every_code_map_as_with_every_value_set_looked_at(
+    content: Content, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    codings = _codings_of_every_value_set(content.terminology)
+    resources: list[dict[str, Any]] = [patient()]
+    for n, one in enumerate(codings):
+        other = codings[(n * 7 + 3) % len(codings)]
+        resources.append(
+            condition(
+                f"c{n}",
+                *([one] if n % 3 else [other, one]),
+                recorded="2026-10-01",
+                clinical=("active", "resolved", None)[n % 3],
+                body_sites=[{"text": "left sacrum"}] if n % 5 == 0 else [],
+            )
+        )
+    fast = facts_of(resources, content)
+    monkeypatch.setattr(
+        patient_facts._Mapper,
+        "_match",
+        lambda self, vs_id, concept, kinds: self.terms.match(vs_id, concept),
+    )
+    assert fast == facts_of(resources, content)
+    assert len(fast.pains) > 50
+    assert len(fast.risk_conditions) > 50
+    assert len(fast.diagnoses) > 10
