@@ -95,7 +95,8 @@ def _run(command: list[str], timeout: float, what: str) -> str:
 class Wrk:
     def __init__(self, executable: str, body_file: Path, workdir: Path) -> None:
         self.executable = executable
-        self.script = workdir / "post.lua"
+        # One script per body: each request of the run has its own generator.
+        self.script = workdir / f"post-{body_file.stem}.lua"
         self.script.write_text(
             _WRK_SCRIPT.format(body_file=str(body_file), prefix=RESULT_PREFIX), encoding="utf-8"
         )
