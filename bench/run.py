@@ -2,7 +2,8 @@
 patient-view hook and the order-select hook (an X-ray of the pelvis being ordered).
 
 Both apps run under uvicorn with identical flags (one worker, default loop, no access log, and
-the HTTP parser ``cds-service serve`` ships: h11 with its 64 KB request-head limit) and receive
+the HTTP parser ``cds-service serve`` ships: h11 with its 64 KB request-head limit; the service
+logging one line a call, as under ``cds-service serve``: ``bench/service_app.py``) and receive
 the same realistic requests, built from a Synthea patient (~150 Observations):
 
 - patient-view, as discovery asks: each prefetch template of the service's discovery document

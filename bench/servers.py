@@ -147,8 +147,9 @@ class Servers:
         bare_port = free_port()
         while bare_port == service_port:
             bare_port = free_port()
+        # cds_service.main:app, its logging as `cds-service serve` leaves it (bench/service_app.py).
         self.service = Server(
-            "service", "cds_service.main:app", service_port, workdir / "service.log", env, http
+            "service", "bench.service_app:app", service_port, workdir / "service.log", env, http
         )
         self.bare = Server("bare", "bench.bare_app:app", bare_port, workdir / "bare.log", env, http)
 
