@@ -8,6 +8,7 @@ would show here.
 from __future__ import annotations
 
 import ast
+import gc
 import json
 import re
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import msgspec.inspect
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -287,3 +289,57 @@ def test_conditions_of_every_code_map_as_with_every_value_set_looked_at(
     assert len(fast.pains) > 50
     assert len(fast.risk_conditions) > 50
     assert len(fast.diagnoses) > 10
+
+
+def _lean_structs() -> list[type[msgspec.Struct]]:
+    return [
+        value
+        for value in vars(lean).values()
+        if isinstance(value, type)
+        and issubclass(value, msgspec.Struct)
+        and value is not msgspec.Struct
+    ]
+
+
+def test_lean_views_hold_no_container_a_cycle_could_pass_through() -> None:
+    """The lean views are not tracked by the cyclic GC (gc=False: fewer objects for each
+    collection to walk, a call allocates hundreds of them). That is safe only while no view can
+    be part of a reference cycle: frozen, and every field immutable (text, numbers, other views,
+    tuples of them, undecoded JSON)."""
+    allowed = (msgspec.inspect.StrType, msgspec.inspect.FloatType, msgspec.inspect.NoneType)
+    seen: set[type] = set()
+
+    def check(t: msgspec.inspect.Type, where: str) -> None:
+        if isinstance(t, msgspec.inspect.UnionType):
+            for member in t.types:
+                check(member, where)
+        elif isinstance(t, msgspec.inspect.VarTupleType):
+            check(t.item_type, where)
+        elif isinstance(t, msgspec.inspect.StructType):
+            if t.cls in seen:
+                return
+            seen.add(t.cls)
+            config = t.cls.__struct_config__
+            assert config.frozen, t.cls
+            assert config.gc is False, t.cls
+            for f in t.fields:
+                check(f.type, f"{t.cls.__name__}.{f.name}")
+        else:
+            assert isinstance(t, (*allowed, msgspec.inspect.RawType)), (where, t)
+
+    structs = _lean_structs()
+    for cls in structs:
+        check(msgspec.inspect.type_info(cls), cls.__name__)
+    assert set(structs) <= seen
+    decoded = lean.decode_fast(
+        json.dumps(
+            {
+                "resourceType": "Bundle",
+                "entry": [{"resource": condition("c1", coding(SNOMED, "279039007"), notes=["x"])}],
+            }
+        ).encode()
+    )
+    assert isinstance(decoded, lean.TypedBundle)
+    resource = decoded.entry[0].resource
+    assert isinstance(resource, lean.Condition)
+    assert not any(gc.is_tracked(x) for x in (decoded, decoded.entry[0], resource, resource.code))
