@@ -191,10 +191,46 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
-def http_table(found: Measurements) -> str:
+def _medians(
+    found: Measurements,
+) -> tuple[dict[str, float], dict[str, float], dict[str, float]]:
+    """req/s, p50 and p99 of each app, the median over rounds."""
     rps = {name: _median([r.rps for r in rs]) for name, rs in found.throughput.items()}
     p50 = {name: _median([r.p50_ms for r in rs]) for name, rs in found.latency.items()}
     p99 = {name: _median([r.p99_ms for r in rs]) for name, rs in found.latency.items()}
+    return rps, p50, p99
+
+
+def summary_table(requests: Sequence[BenchRequest], found: dict[str, Measurements]) -> str:
+    """One row a request: the service against the bare app."""
+    rows: list[list[str]] = []
+    for request in requests:
+        rps, p50, p99 = _medians(found[request.name])
+        rows.append(
+            [
+                request.name,
+                f"{len(request.body) / 1000:.0f}",
+                f"{rps['service'] / rps['bare']:.2f}x",
+                f"{p50['service']:.2f} / {p50['bare']:.2f}",
+                f"{p99['service']:.2f} / {p99['bare']:.2f}",
+                f"{p99['service'] / p99['bare']:.2f}x",
+            ]
+        )
+    return _table(
+        [
+            "request",
+            "body KB",
+            "req/s service/bare",
+            "p50 ms service / bare",
+            "p99 ms service / bare",
+            "p99 service/bare",
+        ],
+        rows,
+    )
+
+
+def http_table(found: Measurements) -> str:
+    rps, p50, p99 = _medians(found)
     rows = [
         [
             f"req/s at c={THROUGHPUT_CONCURRENCY} (higher is better)",
@@ -323,6 +359,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{len(request.body) / 1000:.0f} KB) ---"
         )
         print(http_table(measurements))
+    print()
+    print("=== Summary: the service against the bare app (median over rounds) ===")
+    print(summary_table(requests, found))
     print()
     print("=== In-process time per call vs prefetched Observations (median) ===")
     print("create_app(Settings(database_url='sqlite:///:memory:')) via httpx.ASGITransport;")
