@@ -18,9 +18,12 @@ import msgspec
 
 NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
 # A FHIR resource id (R4 "id" datatype): what context.patientId / encounterId must be.
-FhirId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9\-.]{1,64}$")]
+# The very end of the string, in Python's re and in JSON Schema's (ECMA) alike: Python's ``$``
+# also matches before a final newline, so "abc\n" would pass for an id.
+_END = r"(?![\s\S])"
+FhirId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9\-.]{1,64}" + _END)]
 # An OAuth bearer token: visible ASCII only (it goes into an HTTP header).
-BearerToken = Annotated[str, msgspec.Meta(pattern=r"^[\x21-\x7e]+$", max_length=16384)]
+BearerToken = Annotated[str, msgspec.Meta(pattern=r"^[\x21-\x7e]+" + _END, max_length=16384)]
 # Text stored in the service's database: bounded, and no NUL (PostgreSQL text cannot hold it).
 _NO_NUL = r"^[^\x00]*$"
 CardId = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=_NO_NUL)]
@@ -81,7 +84,8 @@ class FhirAuthorization(msgspec.Struct, frozen=True):
 HookInstance = Annotated[
     str,
     msgspec.Meta(
-        pattern=r"^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$"
+        pattern=r"^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}"
+        + _END
     ),
 ]
 

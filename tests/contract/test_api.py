@@ -112,6 +112,10 @@ async def test_api_malformed_json_is_400_operation_outcome(client_at: ClientFact
             "hookInstance",
         ),
         (lambda b: b.update(hookInstance="d1577c69dfbe44adba6d3e05e953b2ea"), "hookInstance"),
+        # Python's $ matches before a final newline: the patterns must end at the very end.
+        (lambda b: b.update(hookInstance="d1577c69-dfbe-44ad-ba6d-3e05e953b2ea\n"), "hookInstance"),
+        (lambda b: b["context"].update(patientId="daniel\n"), "context.patientId"),
+        (lambda b: b["context"].update(encounterId="e1\n"), "context.encounterId"),
         (lambda b: b.pop("hook"), "hook"),
         (lambda b: b.pop("context"), "context"),
         (lambda b: b.update(context="p1"), "context"),
