@@ -80,6 +80,16 @@ def workers_of(service: ServiceProcess) -> dict[int, dict[str, str]]:
     return workers
 
 
+def all_started(service: ServiceProcess, workers: int, seconds: float = 60) -> ServiceProcess:
+    """Wait until each of ``workers`` workers has finished its start (the first one ready is
+    not all of them: a worker still starting when SIGTERM comes stops without a drain)."""
+    deadline = time.monotonic() + seconds
+    while service.log.read_text().count('"Application startup complete."') < workers:
+        assert time.monotonic() < deadline, service.log.read_text()[-2000:]
+        time.sleep(0.1)
+    return service
+
+
 def sample(page: str, name: str, **labels: str) -> float:
     for family in text_string_to_metric_families(page):
         for s in family.samples:
@@ -98,6 +108,7 @@ def env_for(tmp_path: Path, **extra: str) -> dict[str, str]:
 
 def test_workers_serve_together_and_their_metrics_add_up(tmp_path: Path) -> None:
     with service_process(tmp_path, env_for(tmp_path), cli=True, args=("--workers", "2")) as svc:
+        all_started(svc, 2)
         workers = workers_of(svc)
         assert len(workers) == 2
         metrics_dirs = {env.get("PROMETHEUS_MULTIPROC_DIR") for env in workers.values()}
@@ -135,6 +146,7 @@ def test_sigterm_drains_then_lets_the_call_in_flight_finish(tmp_path: Path, work
         service_process(tmp_path, env, cli=True, args=args) as svc,
         ThreadPoolExecutor(max_workers=1) as pool,
     ):
+        all_started(svc, workers)
         body = hook_request(pid="slow-1", fhir_server=fhir)
         in_flight = pool.submit(httpx.post, svc.url + SERVICE_URL, json=body, timeout=60)
         deadline = time.monotonic() + 20
@@ -239,6 +251,7 @@ def test_an_unusable_metrics_folder_is_one_line_at_start(tmp_path: Path, kind: s
 def test_a_second_sigterm_ends_the_drain_of_every_worker(tmp_path: Path) -> None:
     env = env_for(tmp_path, CDS_SHUTDOWN_DRAIN_SECONDS="60")
     with service_process(tmp_path, env, cli=True, args=("--workers", "2")) as svc:
+        all_started(svc, 2)
         svc.process.send_signal(signal.SIGTERM)
         signalled = time.monotonic()
         while httpx.get(f"{svc.url}/readyz").status_code != 503:
@@ -255,6 +268,7 @@ def test_a_worker_that_cannot_start_stops_the_service(tmp_path: Path) -> None:
     content = Path(shutil.copytree(ROOT / "cards", tmp_path / "cards"))
     env = env_for(tmp_path, CDS_CONTENT_DIR=str(content))
     with service_process(tmp_path, env, cli=True, args=("--workers", "2")) as svc:
+        all_started(svc, 2)
         shutil.rmtree(content)
         victim = next(iter(workers_of(svc)))
         os.kill(victim, signal.SIGKILL)
