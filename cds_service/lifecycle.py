@@ -28,7 +28,6 @@ from typing import Any
 
 from cds_service.logs import log_event
 
-_Handler = Callable[[int, FrameType | None], Any]
 CLOSE = (b"connection", b"close")
 
 

@@ -9,7 +9,7 @@ Several worker processes (``cds-service serve --workers N``) report as one throu
 prometheus-client's multiprocess mode: each process writes its figures to files in
 ``PROMETHEUS_MULTIPROC_DIR``, and ``/metrics`` in any worker adds them up. The mode is chosen
 when this module is first imported, by whether that variable is set then (``cds-service serve``
-sets it before the workers start; see ``cds_service.cli``).
+sets it before the workers start; see ``cds_service.server.metrics_directory``).
 """
 
 from __future__ import annotations
@@ -137,8 +137,6 @@ OVERRIDE_REASONS = Counter(
     registry=REGISTRY,
 )
 
-BUDGETS = ("response_bytes", "total_bytes", "pages", "time")
-
 # JWT refusal reasons (cds_service.auth.jwt_verifier.AuthFailure.reason and the route's own),
 # by their stable beginning; the rest of a reason may name a claim or an exception type.
 JWT_REASONS = (
@@ -206,11 +204,10 @@ def exposition() -> bytes:
     return generate_latest(registry)
 
 
-def multiprocess_mode() -> bool:
-    return _MULTIPROC_DIR is not None
-
-
-def worker_exited(pid: int) -> None:
-    """Forget a worker's live gauges (its counters stay: they are history)."""
-    if _MULTIPROC_DIR is not None:
-        multiprocess.mark_process_dead(pid, _MULTIPROC_DIR)  # type: ignore[no-untyped-call]
+def worker_exited(pid: int, folder: str | None = None) -> None:
+    """Forget a worker's live gauges (its counters stay: they are history), in ``folder`` or
+    this process's own multiprocess folder (a supervisor that set the folder for its workers
+    after it imported this module names it)."""
+    folder = folder or _MULTIPROC_DIR
+    if folder is not None:
+        multiprocess.mark_process_dead(pid, folder)  # type: ignore[no-untyped-call]

@@ -28,17 +28,16 @@ from uvicorn.config import STARTUP_FAILURE
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.supervisors import Multiprocess
 
+from cds_service import metrics
+from cds_service.main import StartupError, create_app
+from cds_service.metrics import MULTIPROC_DIR_ENV
 from cds_service.settings import Settings
-
-MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus-client's own variable
 
 
 def serve(settings: Settings, workers: int) -> None:
     """Run the service until SIGTERM or SIGINT: in this process, or in ``workers`` processes
     sharing one listening socket (each builds its app from the same environment, checked here
     first: a setting that would stop a worker stops this command instead, with one line)."""
-    from cds_service.main import create_app  # noqa: PLC0415
-
     app = create_app(settings)
     options: dict[str, Any] = {
         "host": settings.host,
@@ -69,8 +68,6 @@ def serve(settings: Settings, workers: int) -> None:
     supervisor = _Supervisor(config, sockets=[config.bind_socket()])
     supervisor.run()
     if any(p.exitcode == STARTUP_FAILURE for p in supervisor.processes):
-        from cds_service.main import StartupError  # noqa: PLC0415
-
         raise StartupError("a worker could not start (its error is above); stopped")
 
 
@@ -111,12 +108,10 @@ class _Supervisor(Multiprocess):
             sock.close()
 
     def keep_subprocess_alive(self) -> None:
-        from prometheus_client import multiprocess  # noqa: PLC0415 - after the folder is checked
-
         folder = os.environ.get(MULTIPROC_DIR_ENV)
         for process in self.processes:
             if folder and process.pid is not None and not process.process.is_alive():
-                multiprocess.mark_process_dead(process.pid, folder)  # type: ignore[no-untyped-call]
+                metrics.worker_exited(process.pid, folder)
         super().keep_subprocess_alive()
 
 
@@ -141,22 +136,20 @@ def metrics_directory(workers: int) -> Iterator[None]:
     counters would add up with this run's; a live process's are kept: another instance may
     share the folder); or, for several workers and none given, a private temporary one, removed
     at the end. One worker and none given: metrics stay in the process."""
-    from cds_service import metrics  # noqa: PLC0415
-    from cds_service.main import StartupError  # noqa: PLC0415
-
     if metrics.MULTIPROC_DIR_PROBLEM:
         raise StartupError(metrics.MULTIPROC_DIR_PROBLEM)
     given = os.environ.get(MULTIPROC_DIR_ENV)
     if given:
-        files = [p for p in Path(given).iterdir() if p.suffix == ".db"]
-        foreign = sorted(p.name for p in files if not _METRICS_FILE.fullmatch(p.name))
+        files = {p: _METRICS_FILE.fullmatch(p.name) for p in Path(given).glob("*.db")}
+        foreign = sorted(p.name for p, found in files.items() if found is None)
         if foreign:  # prometheus-client would read them as its own, and fail on every scrape
             raise StartupError(
                 f"{MULTIPROC_DIR_ENV} ({given}) holds files that are not metrics "
                 f"({', '.join(foreign[:3])}): give the metrics a folder of their own"
             )
-        for path in files:
-            pid = int(_METRICS_FILE.fullmatch(path.name).group(1))  # type: ignore[union-attr]
+        for path, found in files.items():
+            assert found is not None  # a file of another kind stopped the start above
+            pid = int(found.group(1))
             if pid != os.getpid() and not _alive(pid):
                 with contextlib.suppress(OSError):
                     path.unlink()
@@ -250,8 +243,6 @@ def __getattr__(name: str) -> Any:
     # configuration to start them): this one, with the deadline the settings give (the same
     # environment as the process that validated them).
     if name == "HeadDeadlineH11Protocol":
-        from cds_service.settings import Settings  # noqa: PLC0415
-
         built = head_deadline_protocol(Settings().request_read_timeout_seconds)
         globals()[name] = built
         return built

@@ -34,6 +34,7 @@ import httpx
 import jwt
 import uvicorn
 from cryptography.hazmat.primitives.asymmetric import ec
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.conftest import wait_until_ready
 
@@ -228,6 +229,19 @@ class Issuer:
         jwk.update(kid=self.kid, alg="ES384", use="sig")
         return {"keys": [jwk]}
 
+    def trusted_by(self, folder: Path) -> dict[str, str]:
+        """Write the issuers file (with this key pinned beside it) into ``folder``; the
+        settings of a service that verifies this issuer's tokens."""
+        (folder / "jwks.json").write_text(json.dumps(self.jwks()))
+        (folder / "issuers.toml").write_text(
+            f'[[issuer]]\niss = "{self.iss}"\njwks_file = "jwks.json"\n'
+        )
+        return {
+            "CDS_REQUIRE_JWT": "true",
+            "CDS_TRUSTED_ISSUERS_FILE": str(folder / "issuers.toml"),
+            "CDS_PUBLIC_BASE_URL": self.public_base,
+        }
+
     def token(self, path: str) -> str:
         now = int(datetime.now(UTC).timestamp())
         claims = {
@@ -339,3 +353,14 @@ class Traffic:
                 f"cards {self.cards.get(kind, 0)}"
             )
         return out
+
+
+def metric_sum(page: str, name: str, **labels: str) -> float:
+    """The sum of the samples named ``name`` on a /metrics page whose labels include
+    ``labels`` (all of a series' labels: that one series)."""
+    return sum(
+        s.value
+        for family in text_string_to_metric_families(page)
+        for s in family.samples
+        if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
+    )

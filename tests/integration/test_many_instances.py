@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import os
 import time
 from collections.abc import Callable
@@ -25,14 +24,20 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from cds_service.sandbox import rename, shift_dates
 from tests import cases
 from tests.builders import hook_request
 from tests.conftest import SERVICE_URL, record_figure
 from tests.contract.test_order_services import SELECT_URL, SIGN_URL, draft, order_request
-from tests.integration.cluster import Instance, Issuer, RoundRobinFront, Traffic, running_front
+from tests.integration.cluster import (
+    Instance,
+    Issuer,
+    RoundRobinFront,
+    Traffic,
+    metric_sum,
+    running_front,
+)
 from tests.integration.conftest import free_port, load, put_transaction
 
 pytestmark = pytest.mark.integration
@@ -103,29 +108,13 @@ def calls(fhir_server: str) -> dict[str, Callable[[], tuple[str, dict[str, Any]]
     }
 
 
-def sample_sum(page: str, name: str, **labels: str) -> float:
-    return sum(
-        s.value
-        for family in text_string_to_metric_families(page)
-        for s in family.samples
-        if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
-    )
-
-
 def test_three_instances_one_database_restart_midway(
     postgres_server: str, fhir_server: str, tmp_path: Path
 ) -> None:
     database, libpq = new_database(postgres_server)
     issuer = Issuer(ISSUER, PUBLIC_BASE)
-    (tmp_path / "jwks.json").write_text(json.dumps(issuer.jwks()))
-    (tmp_path / "issuers.toml").write_text(
-        f'[[issuer]]\niss = "{ISSUER}"\njwks_file = "jwks.json"\n'
-    )
-    env = {
+    env = issuer.trusted_by(tmp_path) | {
         "CDS_DATABASE_URL": database,
-        "CDS_REQUIRE_JWT": "true",
-        "CDS_TRUSTED_ISSUERS_FILE": str(tmp_path / "issuers.toml"),
-        "CDS_PUBLIC_BASE_URL": PUBLIC_BASE,
         "CDS_CAREPLAN_DELIVERY": "direct-write",
         "CDS_FHIR_TIMEOUT_SECONDS": "10",
         # Longer than the front takes to see /readyz fall, on a loaded machine too (a rolling
@@ -235,7 +224,7 @@ def test_three_instances_one_database_restart_midway(
     # workers. The restarted one counts from its restart (a call racing the restart may land
     # on either side of the front's snapshot: at least those after it).
     for instance in instances:
-        counted = sample_sum(pages[instance.name], "cds_hook_requests_total")
+        counted = metric_sum(pages[instance.name], "cds_hook_requests_total")
         expected = front.hook_calls[instance.url] + len(replayed)
         if instance is restarted:
             since = expected - hook_calls_before_restart.get(instance.url, 0)

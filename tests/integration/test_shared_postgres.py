@@ -3,71 +3,38 @@ issued cards and feedback: what one worker or instance learns, all know."""
 
 from __future__ import annotations
 
-import json
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
-import jwt
 import psycopg
 import pytest
-from cryptography.hazmat.primitives.asymmetric import ec
 
 from cds_service.sandbox import rename, shift_dates
 from tests import cases
 from tests.builders import hook_request
 from tests.conftest import SERVICE_URL, skip_without_pgserver
+from tests.integration.cluster import Issuer
 from tests.integration.conftest import service_process
 from tests.postgres_server import copy_install, pginstall, temp_postgres
 
 pytestmark = pytest.mark.integration
-ISSUER = "https://ehr.shared.test/fhir"
-PUBLIC_BASE = "https://cds.shared.test"
-KEY = ec.generate_private_key(ec.SECP384R1())
-KID = "shared-key-1"
+EHR = Issuer("https://ehr.shared.test/fhir", "https://cds.shared.test")
 
 
-def token(jti: str | None = None) -> str:
-    now = int(datetime.now(UTC).timestamp())
-    claims = {
-        "iss": ISSUER,
-        "aud": PUBLIC_BASE + SERVICE_URL,
-        "iat": now,
-        "exp": now + 300,
-        "jti": jti or str(uuid.uuid4()),
-    }
-    return jwt.encode(claims, KEY, algorithm="ES384", headers={"kid": KID})
+def token() -> str:
+    return EHR.token(SERVICE_URL)
 
 
 def feedback_token() -> str:
-    now = int(datetime.now(UTC).timestamp())
-    claims = {
-        "iss": ISSUER,
-        "aud": PUBLIC_BASE + SERVICE_URL + "/feedback",
-        "iat": now,
-        "exp": now + 300,
-        "jti": str(uuid.uuid4()),
-    }
-    return jwt.encode(claims, KEY, algorithm="ES384", headers={"kid": KID})
+    return EHR.token(SERVICE_URL + "/feedback")
 
 
 @pytest.fixture
 def two_processes(postgres_server: str, tmp_path: Path) -> Iterator[list[str]]:
-    jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(KEY.public_key()))
-    jwk.update(kid=KID, alg="ES384", use="sig")
-    (tmp_path / "jwks.json").write_text(json.dumps({"keys": [jwk]}))
-    (tmp_path / "issuers.toml").write_text(
-        f'[[issuer]]\niss = "{ISSUER}"\njwks_file = "jwks.json"\n'
-    )
-    env = {
-        "CDS_DATABASE_URL": postgres_server,
-        "CDS_REQUIRE_JWT": "true",
-        "CDS_TRUSTED_ISSUERS_FILE": str(tmp_path / "issuers.toml"),
-        "CDS_PUBLIC_BASE_URL": PUBLIC_BASE,
-    }
+    env = EHR.trusted_by(tmp_path) | {"CDS_DATABASE_URL": postgres_server}
     with (
         service_process(tmp_path, env, name="a") as first,
         service_process(tmp_path, env, name="b") as second,

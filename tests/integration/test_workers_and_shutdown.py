@@ -21,10 +21,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.builders import hook_request
 from tests.conftest import SERVICE_URL
+from tests.integration.cluster import metric_sum
 from tests.integration.conftest import ServiceProcess, service_process
 from tests.integration.test_server_process import _start_fails
 
@@ -90,14 +90,6 @@ def all_started(service: ServiceProcess, workers: int, seconds: float = 60) -> S
     return service
 
 
-def sample(page: str, name: str, **labels: str) -> float:
-    for family in text_string_to_metric_families(page):
-        for s in family.samples:
-            if s.name == name and s.labels == labels:
-                return float(s.value)
-    return 0.0
-
-
 def env_for(tmp_path: Path, **extra: str) -> dict[str, str]:
     return {
         "CDS_DATABASE_URL": f"sqlite:///{tmp_path / 'cds.db'}",
@@ -121,7 +113,7 @@ def test_workers_serve_together_and_their_metrics_add_up(tmp_path: Path) -> None
         for _ in range(4):
             page = httpx.get(f"{svc.url}/metrics").text
             figures.append(
-                sample(
+                metric_sum(
                     page, "cds_hook_requests_total", hook="unknown", service="unknown", status="404"
                 )
             )
@@ -221,7 +213,7 @@ def test_a_given_metrics_folder_is_rid_of_ended_processes_files_only(tmp_path: P
     assert other.exists()
     assert f"counter_{svc.process.pid}.db" in names  # this process reports through the folder
     assert (
-        sample(page, "cds_hook_requests_total", hook="unknown", service="unknown", status="404")
+        metric_sum(page, "cds_hook_requests_total", hook="unknown", service="unknown", status="404")
         == 1
     )
 
