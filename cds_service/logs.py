@@ -14,6 +14,8 @@ import threading
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
+
 LOGGER_NAME = "cds_service"
 
 
@@ -41,10 +43,34 @@ class JsonFormatter(logging.Formatter):
             line["exception"] = exc_type.__name__
             if tb is not None:
                 line["where"] = f"{tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}"
+        plain = _plain_json(line)
+        if plain is not None:
+            return plain
         try:
             return json.dumps(line, separators=(",", ":"), default=str, allow_nan=False)
         except ValueError:  # NaN or infinity somewhere: strict JSON has no word for them
             return json.dumps(_finite(line), separators=(",", ":"), default=str)
+
+
+# Values msgspec writes as json.dumps writes them; anything else (a container, a float that is
+# not finite, a subclass, an object only str() can write) takes json.dumps's path.
+_PLAIN = frozenset({str, int, bool, type(None)})
+_ENCODE = msgspec.json.Encoder().encode
+
+
+def _plain_json(line: dict[str, Any]) -> str | None:
+    """The usual line (a hook call's: words, counts, a latency) in one C call, ~10 µs less than
+    json.dumps (issue 12); None when the line needs json.dumps: a value other than a plain
+    word, number or null, or text outside ASCII (json.dumps escapes it: lines stay ASCII)."""
+    for value in line.values():
+        kind = type(value)
+        if kind not in _PLAIN and not (kind is float and math.isfinite(value)):
+            return None
+    try:
+        data = _ENCODE(line)
+    except UnicodeEncodeError:  # a lone surrogate: json.dumps escapes it
+        return None
+    return data.decode("ascii") if data.isascii() else None
 
 
 def _finite(value: Any) -> Any:
@@ -148,7 +174,24 @@ def _json_handler(logger: logging.Logger, line_filter: logging.Filter | None = N
         logger.addHandler(handler)
 
 
+_LOGGER = logging.getLogger(LOGGER_NAME)
+
+
 def log_event(
     event: str, *, level: int = logging.INFO, exc_info: bool = False, **fields: Any
 ) -> None:
-    logging.getLogger(LOGGER_NAME).log(level, event, extra={"fields": fields}, exc_info=exc_info)
+    # The record made directly: Logger.log would look up the caller's file and line in the
+    # stack for every line (~5 µs a hook call), which no line of this service shows.
+    if not _LOGGER.isEnabledFor(level):
+        return
+    record = _LOGGER.makeRecord(
+        LOGGER_NAME,
+        level,
+        "(unknown file)",
+        0,
+        event,
+        (),
+        sys.exc_info() if exc_info else None,
+        extra={"fields": fields},
+    )
+    _LOGGER.handle(record)

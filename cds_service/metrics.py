@@ -122,6 +122,12 @@ JWT_REFUSALS = Counter(
     ["reason"],
     registry=REGISTRY,
 )
+FEEDBACK_REQUESTS = Counter(
+    "cds_feedback_requests",
+    "Feedback calls answered, by service (unknown: not a service here) and HTTP status.",
+    ["service", "status"],
+    registry=REGISTRY,
+)
 FEEDBACK = Counter(
     "cds_feedback",
     "Feedback items received, by service, the kind of the card (unknown: a card this service "

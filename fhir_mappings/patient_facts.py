@@ -208,15 +208,22 @@ class _Mapper:
         risks: list[RiskCondition],
         diagnoses: list[BsiDiagnosis],
     ) -> None:
-        source = _source("Condition", c)
-        clinical = _status(
-            c.clinicalStatus, _CLINICAL, ClinicalStatus.MISSING, ClinicalStatus.OTHER
-        )
         verification = _status(
             c.verificationStatus, _VERIFICATION, Verification.MISSING, Verification.OTHER
         )
         if verification.excluded:
             return  # refuted / entered-in-error: never counts for anything
+        kinds = self.terms.valuesets_of(c.code)
+        code_reading = _reading(c.code.text if c.code else None, concept=True)
+        hip_or_groin_text = any(
+            text_rules.names_hip_or_groin_pain(t) for t in _concept_texts(c.code)
+        )
+        if _nothing_to_read(kinds, c.note, hip_or_groin_text, code_reading):
+            return  # most of a record
+        source = _source("Condition", c)
+        clinical = _status(
+            c.clinicalStatus, _CLINICAL, ClinicalStatus.MISSING, ClinicalStatus.OTHER
+        )
         recorded = parse_date(c.recordedDate)
         encounter_date = self.encounter_dates.get(
             normalise_reference(c.encounter.reference if c.encounter else None) or ""
@@ -225,7 +232,6 @@ class _Mapper:
         onset = began.when
         when = onset or recorded or encounter_date
         label = _label(c.code)
-        kinds = self.terms.valuesets_of(c.code)
         for vs_id, group in _PAIN_VALUESETS if kinds else ():
             match = self._match(vs_id, c.code, kinds)
             if match is not None:
@@ -283,10 +289,7 @@ class _Mapper:
         if (
             when is not None
             and clinical.is_active
-            and (
-                "hip_groin_pain" in kinds
-                or any(text_rules.names_hip_or_groin_pain(t) for t in _concept_texts(c.code))
-            )
+            and ("hip_groin_pain" in kinds or hip_or_groin_text)
         ):
             self.hip_pain.append(when)
         pregnancy = self._match("pregnancy", c.code, kinds)
@@ -353,7 +356,7 @@ class _Mapper:
                     insufficiency=True,
                 )
             )
-        self._read_text(c.code.text if c.code else None, when, source, concept=True)
+        self._record_reading(code_reading, when, source)
         for note in c.note:
             self._read_text(note.text, parse_date(note.time) or when, source)
 
@@ -532,7 +535,7 @@ class _Mapper:
             self._reproductive_status(kinds, o.valueCodeableConcept, when, source)
         if usable and activity:
             self._exercise_activity(o.valueCodeableConcept, o.valueString, when, source)
-        if not activity:
+        if not activity and o.valueString:
             self._read_text(o.valueString, when, source)
         for note in o.note:
             self._read_text(note.text, parse_date(note.time) or when, source)
@@ -734,13 +737,10 @@ class _Mapper:
     ) -> None:
         """Runner evidence and risk topics in ``text``; ``concept``: the text of a coded concept
         (see ``_concept_reading``)."""
-        if not text:
-            return
-        mentions, topics = (
-            _concept_reading(text)
-            if concept and len(text) <= CONCEPT_TEXT_CHARS
-            else _text_reading(text)
-        )
+        self._record_reading(_reading(text, concept=concept), when, source)
+
+    def _record_reading(self, reading: _Reading, when: date | None, source: str) -> None:
+        mentions, topics = reading
         for mention in mentions:
             self.runner.append(
                 RunnerEvidence(
@@ -776,6 +776,27 @@ def _text_reading(text: str) -> _Reading:
 
 
 _concept_reading = lru_cache(maxsize=CONCEPT_READINGS_KEPT)(_text_reading)
+_NOTHING_READ: _Reading = ((), ())
+
+
+def _nothing_to_read(
+    kinds: frozenset[str],
+    notes: tuple[lean.Annotation, ...],
+    hip_or_groin_text: bool,
+    code_reading: _Reading,
+) -> bool:
+    """A Condition in no value set, without notes, whose name says nothing the rule reads: none
+    of the rule's facts can come from it, so it is not mapped further."""
+    return not (kinds or notes or hip_or_groin_text or code_reading != _NOTHING_READ)
+
+
+def _reading(text: str | None, *, concept: bool) -> _Reading:
+    if not text:
+        return _NOTHING_READ
+    if concept and len(text) <= CONCEPT_TEXT_CHARS:
+        return _concept_reading(text)
+    return _text_reading(text)
+
 
 _S = TypeVar("_S")
 _RUNNER_KIND_BY_RULE = {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+from functools import lru_cache
 
 from fastapi import Request
 
@@ -88,14 +89,19 @@ def _refuse_insecure_non_loopback(request: Request, allow_insecure: bool) -> Non
     """Backstop for ``uvicorn --host 0.0.0.0`` without JWT: refuse calls that arrive on a
     non-loopback address unless CDS_ALLOW_INSECURE says so."""
     server = request.scope.get("server")
-    if allow_insecure or not server:
+    if allow_insecure or not server or _loopback_or_not_an_address(server[0]):
         return
+    raise InsecureBindingError(
+        "JWT verification is off and this address is not loopback: refused. Set "
+        "CDS_REQUIRE_JWT=true (and trusted issuers), or CDS_ALLOW_INSECURE=true."
+    )
+
+
+@lru_cache(maxsize=64)
+def _loopback_or_not_an_address(host: str) -> bool:
+    """Whether the address a call came in on is loopback (or is no IP address, a Unix socket's
+    path): read once per address (the server's own, a handful), not once per call."""
     try:
-        address = ipaddress.ip_address(server[0])
+        return ipaddress.ip_address(host).is_loopback
     except ValueError:
-        return
-    if not address.is_loopback:
-        raise InsecureBindingError(
-            "JWT verification is off and this address is not loopback: refused. Set "
-            "CDS_REQUIRE_JWT=true (and trusted issuers), or CDS_ALLOW_INSECURE=true."
-        )
+        return True

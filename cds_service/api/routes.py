@@ -17,7 +17,7 @@ from starlette.requests import ClientDisconnect
 
 from cds_service import metrics
 from cds_service.api.auth import authenticate
-from cds_service.api.deps import Deps
+from cds_service.api.deps import Deps, collaborators
 from cds_service.api.errors import JSON
 from cds_service.errors import (
     BadRequestError,
@@ -55,8 +55,9 @@ async def discovery(deps: Deps) -> Response:
         "requestBody": {"required": True, "content": {JSON: {"schema": REQUEST_SCHEMAS[0]}}}
     },
 )
-async def call_service(service_id: str, request: Request, deps: Deps) -> Response:
+async def call_service(service_id: str, request: Request) -> Response:
     started = time.perf_counter()
+    deps = collaborators(request)
     hook_instance: str | None = None
     known = service_id in deps.registry
     service_label = service_id if known else "unknown"
@@ -125,6 +126,7 @@ async def call_service(service_id: str, request: Request, deps: Deps) -> Respons
     },
 )
 async def feedback(service_id: str, request: Request, deps: Deps) -> Response:
+    service_label = service_id if service_id in deps.registry else "unknown"
     try:
         service = deps.registry.get(service_id)
         await authenticate(request, deps)
@@ -146,13 +148,16 @@ async def feedback(service_id: str, request: Request, deps: Deps) -> Response:
         ]
         kinds = await asyncio.to_thread(deps.ledger.store_feedback, records, deps.clock())
     except CdsError as exc:
+        metrics.FEEDBACK_REQUESTS.labels(service_label, str(exc.status)).inc()
         log_event("feedback", level=logging.WARNING, status=exc.status, outcome=exc.kind)
         raise
     except Exception:
+        metrics.FEEDBACK_REQUESTS.labels(service_label, "500").inc()
         log_event(
             "feedback", level=logging.ERROR, exc_info=True, status=500, outcome=InternalError.kind
         )
         raise InternalError from None
+    metrics.FEEDBACK_REQUESTS.labels(service_label, "200").inc()
     log_event(
         "feedback",
         service=service_id,

@@ -11,7 +11,10 @@ from __future__ import annotations
 import codecs
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
+from typing import TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -31,6 +34,7 @@ from fhir_mappings import lean
 from fhir_mappings.primitives import normalise_reference
 
 FHIR_JSON = "application/fhir+json"
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -86,26 +90,17 @@ class Page:
         return next((k.url for k in self.links if k.relation == "next" and k.url), None)
 
 
-def read_page(raw: bytes | msgspec.Raw, stats: FetchStats) -> Page:
-    """Read a body in one strict pass when possible, else entry by entry, leniently.
-    OperationOutcome entries are skipped and counted. Raises LeanDecodeError when the body is
-    not FHIR JSON."""
+def read_page(
+    raw: bytes | msgspec.Raw | lean.TypedBundle | lean.ReadResource, stats: FetchStats
+) -> Page:
+    """Read a body in one strict pass when possible, else entry by entry, leniently (a value
+    already decoded, with the request that carried it, is read as it is). OperationOutcome
+    entries are skipped and counted. Raises LeanDecodeError when the body is not FHIR JSON."""
+    if not isinstance(raw, bytes | msgspec.Raw):
+        return _decoded_page(raw, stats)
     fast = lean.decode_fast(raw)
-    if isinstance(fast, lean.TypedBundle):
-        resources: list[msgspec.Struct] = []
-        for entry in fast.entry:
-            resource = entry.resource
-            if resource is None:
-                continue
-            if isinstance(resource, lean.OperationOutcome) or (
-                entry.search is not None and entry.search.mode == "outcome"
-            ):
-                stats.outcome_entries += 1
-                continue
-            resources.append(resource)
-        return Page("Bundle", resources, fast.link)
     if fast is not None:
-        return Page(lean.resource_type(fast), [fast])
+        return _decoded_page(fast, stats)
     envelope = lean.decode_envelope(raw)
     if envelope.resourceType != "Bundle":
         single = lean.decode_resource(envelope.resourceType, raw)
@@ -124,6 +119,23 @@ def read_page(raw: bytes | msgspec.Raw, stats: FetchStats) -> Page:
         if decoded is not None:
             lenient.append(decoded)
     return Page("Bundle", lenient, envelope.link)
+
+
+def _decoded_page(decoded: lean.TypedBundle | lean.ReadResource, stats: FetchStats) -> Page:
+    if not isinstance(decoded, lean.TypedBundle):
+        return Page(lean.resource_type(decoded), [decoded])
+    resources: list[msgspec.Struct] = []
+    for entry in decoded.entry:
+        resource = entry.resource
+        if resource is None:
+            continue
+        if isinstance(resource, lean.OperationOutcome) or (
+            entry.search is not None and entry.search.mode == "outcome"
+        ):
+            stats.outcome_entries += 1
+            continue
+        resources.append(resource)
+    return Page("Bundle", resources, decoded.link)
 
 
 @dataclass
@@ -155,23 +167,30 @@ class FhirClient:
         return urlunsplit((self._origin.scheme, self._origin.netloc, parts.path, parts.query, ""))
 
     async def _send(
-        self, method: str, url: str, *, what: str, body: bytes | None = None
-    ) -> _Answer:
-        """One request to the FHIR server, its answer read up to the byte budget; transport
-        failures, refused tokens, server errors and oversized answers become FhirServerErrors
-        naming ``what``. Other statuses are the caller's (their body is not read). Counted and
-        timed in the metrics, by method and outcome (a cancelled request: ``cancelled``)."""
+        self,
+        method: str,
+        url: str,
+        read: Callable[[_Answer], _T],
+        *,
+        what: str,
+        body: bytes | None = None,
+    ) -> _T:
+        """One request to the FHIR server, its answer read up to the byte budget and then by
+        ``read``; transport failures, refused tokens, server errors, oversized answers and
+        answers ``read`` cannot use become FhirServerErrors naming ``what``. Counted and timed
+        in the metrics by method and outcome: ``ok`` only when the answer was usable (a 200 that
+        is an HTML page counts as ``fhir_bad_response``), else the failure's kind (a cancelled
+        request: ``cancelled``)."""
         started = time.perf_counter()
         outcome = "cancelled"
         try:
-            answer = await self._exchange(method, url, what=what, body=body)
+            result = read(await self._exchange(method, url, what=what, body=body))
         except FhirServerError as exc:
             outcome = exc.kind
             raise
         else:
-            # By class: a hostile server's statuses must not make a series each.
-            outcome = "ok" if answer.status in (200, 201) else f"http_{answer.status // 100}xx"
-            return answer
+            outcome = "ok"
+            return result
         finally:
             metrics.FHIR_REQUESTS.labels(method, metrics.label(outcome)).inc()
             metrics.FHIR_LATENCY.labels(method).observe(time.perf_counter() - started)
@@ -270,20 +289,32 @@ class FhirClient:
             f"({setting})."
         )
 
-    async def get(self, url: str, *, what: str) -> bytes:
-        """GET a FHIR JSON body; every failure becomes a FhirServerError naming ``what``."""
-        answer = await self._send("GET", url, what=what)
-        status = answer.status
-        if status in (404, 410):
-            raise FhirNotFoundError(f"The FHIR server has no {what} (HTTP {status}).")
-        if status != 200:
-            raise FhirBadResponseError(f"The FHIR server answered HTTP {status} ({what}).")
-        return utf8_body(answer.body, answer.charset, what)
+    async def get_page(self, url: str, *, what: str) -> Page:
+        """GET a FHIR JSON body and read it; every failure becomes a FhirServerError naming
+        ``what``."""
+
+        def page(answer: _Answer) -> Page:
+            status = answer.status
+            if status in (404, 410):
+                raise FhirNotFoundError(f"The FHIR server has no {what} (HTTP {status}).")
+            if status != 200:
+                raise FhirBadResponseError(f"The FHIR server answered HTTP {status} ({what}).")
+            return self._read(utf8_body(answer.body, answer.charset, what), what)
+
+        return await self._send("GET", url, page, what=what)
 
     async def transaction(self, bundle: dict[str, object], *, what: str) -> list[str]:
         """POST a transaction Bundle; the ``response.location`` of each entry, as absolute URLs.
         The server applies all of it or none of it."""
-        answer = await self._send("POST", self.base, what=what, body=msgspec.json.encode(bundle))
+        return await self._send(
+            "POST",
+            self.base,
+            partial(self._locations, what=what),
+            what=what,
+            body=msgspec.json.encode(bundle),
+        )
+
+    def _locations(self, answer: _Answer, *, what: str) -> list[str]:
         if answer.status not in (200, 201):
             raise FhirBadResponseError(f"The FHIR server answered HTTP {answer.status} ({what}).")
         try:
@@ -308,7 +339,7 @@ class FhirClient:
 
     async def search(self, relative: str, *, what: str) -> list[msgspec.Struct]:
         """Every resource of a search, following ``next`` links up to ``max_pages`` pages."""
-        first = self._read(await self.get(self.url(relative), what=what), what)
+        first = await self.get_page(self.url(relative), what=what)
         if first.resource_type != "Bundle":
             raise FhirBadResponseError(
                 f"The FHIR server answered a search with a {first.resource_type} ({what})."
@@ -317,7 +348,7 @@ class FhirClient:
 
     async def read(self, relative: str, *, what: str) -> list[msgspec.Struct]:
         """A read: the resource (a Bundle is accepted too)."""
-        return self._read(await self.get(self.url(relative), what=what), what).resources
+        return (await self.get_page(self.url(relative), what=what)).resources
 
     async def pages_after(self, page: Page, *, what: str) -> list[msgspec.Struct]:
         """Resources of every page after ``page`` (a fetched or prefetched searchset page)."""
@@ -335,7 +366,7 @@ class FhirClient:
                 break
             self.stats.pages += 1
             metrics.FHIR_PAGES.inc()
-            page = self._read(await self.get(target, what=f"{what}, page {number}"), what)
+            page = await self.get_page(target, what=f"{what}, page {number}")
             resources.extend(page.resources)
         metrics.count_budget_exhausted("pages")
         raise FhirBadResponseError(

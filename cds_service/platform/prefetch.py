@@ -122,15 +122,15 @@ async def resolve(
     to_fetch: list[PrefetchKey] = []
     continuations: list[tuple[PrefetchKey, Page]] = []
     for key in keys:
-        raw = prefetch.get(key.name)
-        if raw is None:
+        if key.name not in prefetch:
             to_fetch.append(key)
             continue
-        if bytes(raw) == b"null":
+        value = prefetch[key.name]
+        if value is None or (isinstance(value, msgspec.Raw) and bytes(value) == b"null"):
             stats.null += 1
             continue
         try:
-            page = read_page(raw, stats.fetch)
+            page = read_page(value, stats.fetch)
         except lean.LeanDecodeError as exc:
             raise BadRequestError(
                 f"prefetch.{key.name} is not FHIR JSON: {exc}.", field=f"prefetch.{key.name}"

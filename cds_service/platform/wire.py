@@ -11,10 +11,12 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Annotated, Any, Literal, TypeVar, get_args
+from typing import Annotated, Any, Generic, Literal, TypeVar, get_args
 
 import httpx
 import msgspec
+
+from fhir_mappings import lean
 
 NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
 # A FHIR resource id (R4 "id" datatype): what context.patientId / encounterId must be.
@@ -111,28 +113,52 @@ def valid_base_url(url: str) -> bool:
     )
 
 
-class _Request(msgspec.Struct, frozen=True, kw_only=True, tag_field="hook"):
+_Prefetched = TypeVar("_Prefetched")
+
+
+class _Request(msgspec.Struct, Generic[_Prefetched], frozen=True, kw_only=True, tag_field="hook"):
     hookInstance: HookInstance
     fhirServer: str | None = None
     fhirAuthorization: FhirAuthorization | None = None
-    prefetch: dict[str, msgspec.Raw] | None = None
+    prefetch: dict[str, _Prefetched] | None = None
 
 
-class PatientViewRequest(_Request, frozen=True, tag="patient-view"):
+class _PatientView(_Request[_Prefetched], Generic[_Prefetched], frozen=True, tag="patient-view"):
     context: PatientViewContext
 
 
-class OrderSelectRequest(_Request, frozen=True, tag="order-select"):
+class _OrderSelect(_Request[_Prefetched], Generic[_Prefetched], frozen=True, tag="order-select"):
     context: OrderSelectContext
 
 
-class OrderSignRequest(_Request, frozen=True, tag="order-sign"):
+class _OrderSign(_Request[_Prefetched], Generic[_Prefetched], frozen=True, tag="order-sign"):
     context: OrderSignContext
 
 
+class PatientViewRequest(_PatientView[msgspec.Raw], frozen=True):
+    pass
+
+
+class OrderSelectRequest(_OrderSelect[msgspec.Raw], frozen=True):
+    pass
+
+
+class OrderSignRequest(_OrderSign[msgspec.Raw], frozen=True):
+    pass
+
+
 # One request type per hook, told apart by "hook": this union is what the service decodes and
-# what the OpenAPI request schema is generated from (one source).
+# what the OpenAPI request schema is generated from (one source). Its prefetch values stay raw
+# JSON, read later, each on its own terms.
 WireRequest = PatientViewRequest | OrderSelectRequest | OrderSignRequest
+# A prefetch value read in the same pass as the request (issue 12): a Bundle or a resource of the
+# types the services read, or null.
+DecodedPrefetch = lean.TypedBundle | lean.ReadResource | None
+# What a prefetch key holds once the request is decoded: that, or raw JSON.
+PrefetchValue = msgspec.Raw | DecodedPrefetch
+_Decoded = (
+    _PatientView[DecodedPrefetch] | _OrderSelect[DecodedPrefetch] | _OrderSign[DecodedPrefetch]
+)
 Hook = Literal["patient-view", "order-select", "order-sign"]
 HOOKS: tuple[str, ...] = get_args(Hook)
 assert tuple(t.__struct_config__.tag for t in get_args(WireRequest)) == HOOKS
@@ -150,7 +176,7 @@ class HookRequest:
     context: HookContext
     fhirServer: str | None = None
     fhirAuthorization: FhirAuthorization | None = None
-    prefetch: dict[str, msgspec.Raw] | None = None
+    prefetch: Mapping[str, PrefetchValue] | None = None
     body: bytes = field(default=b"", repr=False)
 
     @functools.cached_property
@@ -170,7 +196,11 @@ class _HookOnly(msgspec.Struct, frozen=True):
     hook: Any = None
 
 
-_REQUEST = msgspec.json.Decoder(WireRequest)
+_REQUEST: msgspec.json.Decoder[WireRequest] = msgspec.json.Decoder(WireRequest)
+# One strict pass over the whole request, prefetch values included: the common case, and the
+# fast one. Anything it refuses takes the two-step path, which reads each prefetch value on its
+# own terms (leniently) and names what is wrong precisely.
+_DECODED = msgspec.json.Decoder(_Decoded)
 _CONTEXT_FIELDS = msgspec.json.Decoder(_ContextFields)
 _HOOK_ONLY = msgspec.json.Decoder(_HookOnly)
 
@@ -191,8 +221,25 @@ def decode_request(body: bytes, service: ServiceDefinition | None = None) -> Hoo
     """Decode a hook request; RequestError names the offending field (``context.patientId``).
     A request for another hook than ``service`` answers is named as such, before its context is
     judged by that other hook's rules."""
+    _check_utf8(body)
     try:
-        wire = _decode(_REQUEST, body)
+        wire: _Request[Any] = _DECODED.decode(body)
+    except (msgspec.DecodeError, RecursionError):
+        wire = _two_step(body, service)
+    return HookRequest(
+        hook=str(type(wire).__struct_config__.tag),
+        hookInstance=wire.hookInstance,
+        context=wire.context,  # type: ignore[attr-defined]
+        fhirServer=wire.fhirServer,
+        fhirAuthorization=wire.fhirAuthorization,
+        prefetch=wire.prefetch,
+        body=body,
+    )
+
+
+def _two_step(body: bytes, service: ServiceDefinition | None) -> WireRequest:
+    try:
+        return _decode(_REQUEST, body)
     except RequestError as exc:
         hook = _hook_of(body)
         if service is not None and isinstance(hook, str) and hook != service.hook:
@@ -200,15 +247,6 @@ def decode_request(body: bytes, service: ServiceDefinition | None = None) -> Hoo
         if exc.field == "hook":
             raise _hook_error(hook) from None
         raise
-    return HookRequest(
-        hook=str(type(wire).__struct_config__.tag),
-        hookInstance=wire.hookInstance,
-        context=wire.context,
-        fhirServer=wire.fhirServer,
-        fhirAuthorization=wire.fhirAuthorization,
-        prefetch=wire.prefetch,
-        body=body,
-    )
 
 
 def _hook_of(body: bytes) -> Any:
@@ -251,9 +289,9 @@ _PLAIN_WORDS = {
 }
 
 
-def _decode(decoder: msgspec.json.Decoder[_T], body: bytes) -> _T:
+def _check_utf8(body: bytes) -> None:
     try:
-        # JSON is UTF-8 (RFC 8259): checked whole, because the prefetch is kept raw and read
+        # JSON is UTF-8 (RFC 8259): checked whole, because the prefetch may be kept raw and read
         # later, where a stray Latin-1 byte would otherwise surface as a server error.
         body.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -262,6 +300,10 @@ def _decode(decoder: msgspec.json.Decoder[_T], body: bytes) -> _T:
             f"offset {exc.start}.",
             None,
         ) from None
+
+
+def _decode(decoder: msgspec.json.Decoder[_T], body: bytes) -> _T:
+    _check_utf8(body)
     try:
         return decoder.decode(body)
     except msgspec.ValidationError as exc:

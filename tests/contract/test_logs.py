@@ -149,3 +149,30 @@ def test_logs_incomplete_response_after_a_protocol_error_is_a_warning() -> None:
     assert line is not None
     assert json.loads(line)["level"] == "warning"
     logs.configure("INFO")
+
+
+def _formatted(fields: dict[str, object]) -> str:
+    record = logging.LogRecord(LOGGER_NAME, logging.INFO, __file__, 1, "hook_call", (), None)
+    record.fields = fields
+    return JsonFormatter().format(record)
+
+
+def test_logs_lines_stay_ascii_json_whatever_text_a_field_holds() -> None:
+    """A hook call's line is written by msgspec, the rest by json.dumps (issue 12): either way a
+    line is one line of ASCII JSON that reads back as what was logged."""
+    fields: dict[str, object] = {
+        "hookInstance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea",
+        "status": 200,
+        "cards": 0,
+        "latencyMs": 0.61,
+        "careplan": None,
+        "jwt": True,
+        "said": 'a "quoted"\nline\twith\\ slash',
+    }
+    for extra in ({}, {"issuer": "https://ehr.example/é"}, {"odd": "\udc00"}, {"big": 10**30}):
+        line = _formatted({**fields, **extra})
+        assert line.isascii()
+        assert "\n" not in line
+        read = json.loads(line)
+        assert {k: read[k] for k in (*fields, *extra)} == {**fields, **extra}
+        assert read["event"] == "hook_call"

@@ -178,6 +178,15 @@ async def test_feedback_counts_by_card_kind_outcome_and_offered_reason_only(
     assert delta(reasons, service=service, card_kind="suspect", reason="other") == 1
     assert delta(reasons, service=service, card_kind="suspect", reason="none") == 1
     assert "patient-name-maya" not in (await client.get("/metrics")).text
+    # Refused feedback calls are counted too, by status; an unknown service by one name.
+    assert (await client.post(FEEDBACK_URL, content=b"{not json")).status_code == 400
+    unknown = "/cds-services/patient-maya/feedback"
+    assert (await client.post(unknown, json=body)).status_code == 404
+    requests = "cds_feedback_requests_total"
+    assert delta(requests, service=service, status="200") == 1
+    assert delta(requests, service=service, status="400") == 1
+    assert delta(requests, service="unknown", status="404") == 1
+    assert "patient-maya" not in (await client.get("/metrics")).text
 
 
 async def test_every_jwt_refusal_is_counted_by_a_named_reason(
@@ -247,6 +256,34 @@ async def test_fhir_requests_are_counted_by_outcome_and_budgets_by_name(
         delta("cds_hook_requests_total", service="sacral-bsi", hook="patient-view", status="412")
         == 1
     )
+
+
+async def test_a_fhir_answer_the_service_cannot_use_is_not_counted_ok(
+    client_at: ClientFactory,
+) -> None:
+    """A 200 that is an HTML page (a proxy's login form) and a 404 are failures of their kind,
+    not ``ok`` and not a series per HTTP status."""
+    full = prefetch_for(cases.maya_before_mri(), "maya")
+    client = client_at(cases.MAYA_SUSPECT_DAY)
+    delta = Delta()
+    with respx.mock(assert_all_called=False) as fhir:
+        fhir.get(f"{FHIR}/Patient/maya").mock(
+            return_value=httpx.Response(200, json=full["patient"])
+        )
+        fhir.get(f"{FHIR}/Condition").mock(
+            return_value=httpx.Response(
+                200, html="<html><body>Sign in</body></html>", headers={"Content-Type": "text/html"}
+            )
+        )
+        fhir.get(url__regex=rf"{FHIR}/(Observation|DiagnosticReport|CarePlan|ServiceRequest)").mock(
+            return_value=httpx.Response(404)
+        )
+        response = await client.post(SERVICE_URL, json=hook_request(pid="maya", fhir_server=FHIR))
+    assert response.status_code == 412
+    assert delta("cds_fhir_requests_total", method="GET", outcome="ok") == 1  # the Patient
+    assert delta("cds_fhir_requests_total", method="GET", outcome="fhir_bad_response") == 1
+    assert delta("cds_fhir_requests_total", method="GET", outcome="fhir_not_found") >= 1
+    assert delta("cds_fhir_requests_total", method="GET", outcome="http_4xx") == 0
 
 
 async def test_pages_followed_and_the_page_budget_are_counted(client_at: ClientFactory) -> None:

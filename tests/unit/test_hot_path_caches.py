@@ -8,6 +8,7 @@ would show here.
 from __future__ import annotations
 
 import ast
+import asyncio
 import gc
 import json
 import re
@@ -16,6 +17,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+import httpx
 import msgspec
 import msgspec.inspect
 import pytest
@@ -23,13 +25,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cds_service.clinical import text_rules
-from cds_service.platform.prefetch import ResolveStats, _unique
+from cds_service.errors import CdsError
+from cds_service.platform import wire
+from cds_service.platform.fhir_client import ByteBudget
+from cds_service.platform.prefetch import PrefetchKey, Resolved, ResolveStats, _unique, resolve
 from cds_service.services.sacral_bsi.content import Content, load_content
 from fhir_mappings import lean, patient_facts
 from fhir_mappings.primitives import _calendar_date, normalise_reference, parse_date
 from fhir_mappings.terminology import Terminology
 from tests.builders import SNOMED, coding, condition, patient
-from tests.conftest import facts_of
+from tests.conftest import facts_of, shared
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -343,3 +348,127 @@ def test_lean_views_hold_no_container_a_cycle_could_pass_through() -> None:
     resource = decoded.entry[0].resource
     assert isinstance(resource, lean.Condition)
     assert not any(gc.is_tracked(x) for x in (decoded, decoded.entry[0], resource, resource.code))
+
+
+def test_conditions_skipped_as_unread_give_the_facts_mapping_them_gives(
+    content: Content, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Condition in no value set, without notes, whose name the text rules find nothing in is
+    not mapped (issue 12): tried on every text of the corpus as an uncoded diagnosis's name and
+    as a note, on hip and groin pain named in a display only, and on coded diagnoses."""
+    resources: list[dict[str, Any]] = [patient()]
+    for n, text in enumerate(CORPUS):
+        resources.append(condition(f"t{n}", text=text, recorded="2026-10-01"))
+        resources.append(
+            condition(
+                f"n{n}",
+                coding(SNOMED, "195662009", "Acute viral pharyngitis"),
+                notes=[text],
+                onset="2026-09-20",
+            )
+        )
+    resources.append(
+        condition("d1", coding(SNOMED, "1234567", "Pain in left hip"), recorded="2026-10-01")
+    )
+    resources.append(condition("s1", coding(SNOMED, "38341003", "Hypertension")))
+    resources.extend(
+        condition(f"c{n}", one, recorded="2026-10-01", clinical="active")
+        for n, one in enumerate(_codings_of_every_value_set(content.terminology))
+    )
+    skipping = facts_of(resources, content)
+    monkeypatch.setattr(patient_facts, "_nothing_to_read", lambda *_: False)
+    assert skipping == facts_of(resources, content)
+    assert skipping.hip_pain
+    assert len(skipping.runner) > 100
+    assert len(skipping.texts) > 50
+
+
+def _prefetch_values() -> list[Any]:
+    """Prefetch values of every shape: the FHIR examples (resources of many types, Bundles of
+    every kind), null, and what the one pass refuses but the two steps read: a Bundle holding a
+    type the services do not read, a number sent as a string, an OperationOutcome entry."""
+    values: list[Any] = [None, patient()]
+    for path in sorted(shared("fhir-examples").rglob("*.json")):
+        values.append(json.loads(path.read_bytes()))
+    subject = {"reference": "Patient/p1"}
+    bmi = {
+        "resourceType": "Observation",
+        "id": "o1",
+        "status": "final",
+        "subject": subject,
+        "code": {"coding": [{"system": "http://loinc.org", "code": "39156-5"}]},
+        "valueQuantity": {"value": "31.5", "unit": "kg/m2"},
+    }
+    values.append(bmi)
+    values.append(
+        {
+            "resourceType": "Bundle",
+            "type": "searchset",
+            "entry": [
+                {"resource": {"resourceType": "Provenance", "id": "pr1"}},
+                {"resource": condition("c1", text="Left buttock pain", recorded="2026-10-01")},
+                {"resource": {"resourceType": "OperationOutcome", "issue": []}},
+                {"resource": {**bmi, "valueQuantity": {"value": 31.5}}},
+            ],
+        }
+    )
+    return values
+
+
+class _Refusing:
+    def decode(self, body: bytes) -> Any:
+        raise msgspec.DecodeError("the one pass is off")
+
+
+def _hook_body(prefetch: dict[str, Any]) -> bytes:
+    return json.dumps(
+        {
+            "hook": "patient-view",
+            "hookInstance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea",
+            "context": {"patientId": "p1"},
+            "prefetch": prefetch,
+        }
+    ).encode()
+
+
+_KEYS = tuple(
+    PrefetchKey(name, f"{name}?patient={{{{context.patientId}}}}", "search", name)
+    for name in ("patient", "value")
+)
+
+
+async def _resolved(value: Any, http: httpx.AsyncClient) -> Resolved | str:
+    """What the prefetch resolves to (no fhirServer: nothing fetched), or the error."""
+    try:
+        request = wire.decode_request(_hook_body({"patient": patient(), "value": value}))
+        return await resolve(
+            request, _KEYS, http, deadline=1e12, max_pages=1, budget=ByteBudget(1 << 30, 1 << 30)
+        )
+    except (CdsError, wire.RequestError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+
+
+async def _all_resolved(values: list[Any]) -> list[Resolved | str]:
+    async with httpx.AsyncClient() as http:  # never used: no fhirServer
+        return [await _resolved(v, http) for v in values]
+
+
+def test_prefetch_read_with_the_request_resolves_as_read_in_two_steps(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The request and its prefetch values are decoded in one pass when every value is of a
+    type the services read, strictly typed (issue 12); otherwise each value is read on its own
+    terms. Both ways give the same resources, counts and errors."""
+    values = _prefetch_values()
+    one_pass = asyncio.run(_all_resolved(values))
+    taken = []
+    for value in values:
+        prefetch = wire.decode_request(_hook_body({"value": value})).prefetch
+        assert prefetch is not None
+        taken.append(not isinstance(prefetch["value"], msgspec.Raw))
+    monkeypatch.setattr(wire, "_DECODED", _Refusing())
+    assert one_pass == asyncio.run(_all_resolved(values))
+    assert sum(taken) > 20  # the one pass read these
+    assert len(taken) - sum(taken) >= 4  # and left these to the two steps
+    assert sum(isinstance(r, str) for r in one_pass) >= 1  # an error, the same both ways
+    assert sum(len(r.resources) for r in one_pass if not isinstance(r, str)) > 50
