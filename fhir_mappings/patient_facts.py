@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import TypeVar
 
 import msgspec
@@ -27,6 +27,7 @@ from cds_service.clinical.facts import (
     ImagingRegion,
     MeasureKind,
     Measurement,
+    Measurements,
     MriReport,
     PainCondition,
     PainGroup,
@@ -176,7 +177,12 @@ class _Mapper:
         diagnoses: list[BsiDiagnosis] = []
         for condition in self.record.conditions:
             self._condition(condition, pains, risks, diagnoses)
-        measurements = [m for o in self.record.observations for m in self._observation(o)]
+        # An Observation that can give only a measurement is mapped when the rule first asks
+        # for measurements; the others now (they may give runner, pregnancy or text evidence).
+        mapped: list[list[Measurement] | lean.Observation] = [
+            o if _plain_measurement(o, self.terms) else self._observation(o)
+            for o in self.record.observations
+        ]
         orders = [o for o in map(self._order, self.record.orders) if o is not None]
         for encounter in self.record.encounters:
             when = parse_date(encounter.period.start if encounter.period else None)
@@ -190,7 +196,7 @@ class _Mapper:
             runner=tuple(self.runner),
             pains=tuple(pains),
             risk_conditions=(*risks, *self.extra_risks),
-            measurements=tuple(measurements),
+            measurements=Measurements(partial(self._measurements, mapped)),
             texts=tuple(self.texts),
             reports=tuple(r for r in map(self._report, self.record.reports) if r is not None),
             diagnoses=tuple(diagnoses),
@@ -513,6 +519,12 @@ class _Mapper:
         return ImagingRegion.OTHER if generic else None
 
     # ------------------------------------------------------------------ observations
+    def _measurements(
+        self, mapped: list[list[Measurement] | lean.Observation]
+    ) -> Iterator[Measurement]:
+        for item in mapped:
+            yield from self._observation(item) if isinstance(item, lean.Observation) else item
+
     def _observation(self, o: lean.Observation) -> list[Measurement]:
         kinds = self.terms.valuesets_of(o.code)
         if o.status in _OBSERVATION_VOID:
@@ -777,6 +789,20 @@ def _text_reading(text: str) -> _Reading:
 
 _concept_reading = lru_cache(maxsize=CONCEPT_READINGS_KEPT)(_text_reading)
 _NOTHING_READ: _Reading = ((), ())
+
+
+# Value sets whose Observations give evidence other than a measurement.
+_EVIDENCE_KINDS = frozenset({"exercise_activity", "pregnancy_status", "breastfeeding_status"})
+
+
+def _plain_measurement(o: lean.Observation, terms: Terminology) -> bool:
+    """An Observation of which only a measurement can come (``_observation`` would read no
+    text and record no other evidence): a coded value with no text, note or component, of a
+    value set that is a measurement. Mapping it can wait until a measurement is asked for."""
+    if o.valueString or o.note or o.component:
+        return False
+    kinds = terms.valuesets_of(o.code)
+    return bool(kinds) and kinds.isdisjoint(_EVIDENCE_KINDS)
 
 
 def _nothing_to_read(

@@ -8,9 +8,10 @@ here knows about FHIR JSON, HTTP or a clock.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
+from typing import overload
 
 
 class Side(enum.StrEnum):
@@ -353,6 +354,50 @@ class ExistingCarePlan:
     instantiates: tuple[str, ...]
 
 
+class Measurements(Sequence[Measurement]):
+    """The record's measurements, made when first read: most calls are decided before the rule
+    asks for a measurement (no runner, no qualifying pain), and a record holds dozens of vital
+    signs (issue 12). Equal to any sequence of the same measurements in the same order."""
+
+    __slots__ = ("_items", "_make")
+
+    def __init__(self, make: Callable[[], Iterable[Measurement]]) -> None:
+        self._make: Callable[[], Iterable[Measurement]] | None = make
+        self._items: tuple[Measurement, ...] = ()
+
+    @property
+    def items(self) -> tuple[Measurement, ...]:
+        if self._make is not None:
+            self._items, self._make = tuple(self._make()), None
+        return self._items
+
+    @overload
+    def __getitem__(self, index: int) -> Measurement: ...
+    @overload
+    def __getitem__(self, index: slice) -> tuple[Measurement, ...]: ...
+    def __getitem__(self, index: int | slice) -> Measurement | tuple[Measurement, ...]:
+        return self.items[index]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __iter__(self) -> Iterator[Measurement]:
+        return iter(self.items)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Measurements):
+            return self.items == other.items
+        if isinstance(other, Sequence) and not isinstance(other, str):
+            return self.items == tuple(other)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.items)
+
+    def __repr__(self) -> str:
+        return repr(self.items)
+
+
 @dataclass(frozen=True)
 class PatientFacts:
     patient_id: str
@@ -361,7 +406,7 @@ class PatientFacts:
     runner: tuple[RunnerEvidence, ...] = ()
     pains: tuple[PainCondition, ...] = ()
     risk_conditions: tuple[RiskCondition, ...] = ()
-    measurements: tuple[Measurement, ...] = ()
+    measurements: Sequence[Measurement] = ()  # a tuple, or Measurements (made when read)
     texts: tuple[TextFinding, ...] = ()
     reports: tuple[MriReport, ...] = ()
     diagnoses: tuple[BsiDiagnosis, ...] = ()  # stress fractures and insufficiency fractures

@@ -916,7 +916,7 @@ def _below(m: Measurement, threshold: float) -> bool:
     return m.value < threshold
 
 
-def _computed_bmi(measurements: tuple[Measurement, ...], start: date) -> Measurement | None:
+def _computed_bmi(measurements: Iterable[Measurement], start: date) -> Measurement | None:
     weight = _latest(measurements, MeasureKind.WEIGHT_KG, start)
     height = _latest(measurements, MeasureKind.HEIGHT_CM, date.min)
     if weight is None or height is None or height.value <= 0:
@@ -928,7 +928,7 @@ def _computed_bmi(measurements: tuple[Measurement, ...], start: date) -> Measure
 
 
 def _training_rise(
-    measurements: tuple[Measurement, ...],
+    measurements: Iterable[Measurement],
     pains: list[QualifyingPain],
     window_days: int,
     min_ratio: float,

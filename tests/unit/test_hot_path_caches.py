@@ -25,6 +25,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cds_service.clinical import text_rules
+from cds_service.clinical.facts import MeasureKind, Measurement, Measurements
 from cds_service.errors import CdsError
 from cds_service.platform import wire
 from cds_service.platform.fhir_client import ByteBudget
@@ -33,7 +34,7 @@ from cds_service.services.sacral_bsi.content import Content, load_content
 from fhir_mappings import lean, patient_facts
 from fhir_mappings.primitives import _calendar_date, normalise_reference, parse_date
 from fhir_mappings.terminology import Terminology
-from tests.builders import SNOMED, coding, condition, patient
+from tests.builders import SNOMED, coding, condition, observation, patient
 from tests.conftest import facts_of, shared
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -472,3 +473,79 @@ def test_prefetch_read_with_the_request_resolves_as_read_in_two_steps(
     assert len(taken) - sum(taken) >= 4  # and left these to the two steps
     assert sum(isinstance(r, str) for r in one_pass) >= 1  # an error, the same both ways
     assert sum(len(r.resources) for r in one_pass if not isinstance(r, str)) > 50
+
+
+def _observations_of_every_kind(terms: Terminology) -> list[dict[str, Any]]:
+    """An Observation for each LOINC code of every value set (a value, a value and a note, a
+    text value, an answer), each status, and the FHIR examples' Observations."""
+    found: list[dict[str, Any]] = []
+    loinc = sorted(
+        {c["code"] for c in _codings_of_every_value_set(terms) if "loinc" in c["system"]}
+    )
+    statuses = ("final", "amended", "preliminary", "entered-in-error", "cancelled")
+    for n, code in enumerate(loinc):
+        day = f"2026-{1 + n % 9:02d}-{1 + n % 27:02d}"
+        found.append(observation(f"v{n}", code, value=18.0 + n % 30, unit="kg", effective=day))
+        found.append(
+            observation(
+                f"s{n}", code, value=60.0, unit="[lb_av]", effective=day, status=statuses[n % 5]
+            )
+        )
+        found.append(
+            observation(
+                f"n{n}", code, value=5.0, unit="min/wk", effective=day, notes=["runs 30 mpw"]
+            )
+        )
+        found.append(
+            observation(f"t{n}", code, value_string="Running, 5 days a week", effective=day)
+        )
+        # Coded answers: running, pregnant, breastfeeding (evidence, not measurements).
+        for answer in ("LA11836-6", "LA15173-0", "LA29252-6"):
+            found.append(observation(f"a{n}-{answer}", code, value_code=answer, effective=day))
+    for path in sorted(shared("fhir-examples", "Observation").glob("*.json")):
+        example = json.loads(path.read_bytes())
+        example["subject"] = {"reference": "Patient/p1"}
+        found.append(example)
+    return found
+
+
+def test_measurements_made_when_read_equal_those_made_at_once(
+    content: Content, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Observations that can give only a measurement are mapped when the rule first reads the
+    measurements (issue 12): the facts, measurements and their order included, are those of
+    mapping every Observation at once."""
+    resources = [patient(), *_observations_of_every_kind(content.terminology)]
+    later = facts_of(resources, content)
+    assert isinstance(later.measurements, Measurements)
+    monkeypatch.setattr(patient_facts, "_plain_measurement", lambda *_: False)
+    at_once = facts_of(resources, content)
+    assert later == at_once
+    assert list(later.measurements) == list(at_once.measurements)
+    assert len(at_once.measurements) > 20
+    assert at_once.runner  # the text values, notes and coded answers were read at once
+    assert any(r.code for r in at_once.runner)
+    assert at_once.pregnancy
+
+
+def test_measurements_read_as_the_tuple_they_stand_for() -> None:
+    one = Measurement("Observation/o1", MeasureKind.BMI, 17.5, date(2026, 10, 1))
+    two = Measurement("Observation/o2", MeasureKind.WEIGHT_KG, 50.0, date(2026, 10, 2))
+    made: list[int] = []
+
+    def make() -> tuple[Measurement, ...]:
+        made.append(1)
+        return (one, two)
+
+    lazy = Measurements(make)
+    assert made == []
+    assert lazy == (one, two)
+    assert (one, two) == lazy
+    assert lazy == Measurements(lambda: [one, two])
+    assert lazy not in ((two, one), ())
+    assert hash(lazy) == hash((one, two))
+    assert list(lazy) == [one, two]
+    assert lazy[1] == two
+    assert lazy[:1] == (one,)
+    assert len(lazy) == 2
+    assert made == [1]  # made once, however often read
