@@ -89,7 +89,10 @@ def _refuse_insecure_non_loopback(request: Request, allow_insecure: bool) -> Non
     """Backstop for ``uvicorn --host 0.0.0.0`` without JWT: refuse calls that arrive on a
     non-loopback address unless CDS_ALLOW_INSECURE says so."""
     server = request.scope.get("server")
-    if allow_insecure or not server or _loopback_or_not_an_address(server[0]):
+    if allow_insecure or not server:
+        return
+    host = server[0]
+    if isinstance(host, str) and _loopback_or_not_an_address(host):
         return
     raise InsecureBindingError(
         "JWT verification is off and this address is not loopback: refused. Set "

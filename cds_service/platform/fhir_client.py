@@ -289,9 +289,9 @@ class FhirClient:
             f"({setting})."
         )
 
-    async def get_page(self, url: str, *, what: str) -> Page:
-        """GET a FHIR JSON body and read it; every failure becomes a FhirServerError naming
-        ``what``."""
+    async def get_page(self, url: str, *, what: str, bundle: bool = False) -> Page:
+        """GET a FHIR JSON body and read it (``bundle``: it must be a Bundle, as a search's
+        answer is); every failure becomes a FhirServerError naming ``what``."""
 
         def page(answer: _Answer) -> Page:
             status = answer.status
@@ -299,22 +299,29 @@ class FhirClient:
                 raise FhirNotFoundError(f"The FHIR server has no {what} (HTTP {status}).")
             if status != 200:
                 raise FhirBadResponseError(f"The FHIR server answered HTTP {status} ({what}).")
-            return self._read(utf8_body(answer.body, answer.charset, what), what)
+            read = self._read(utf8_body(answer.body, answer.charset, what), what)
+            if bundle and read.resource_type != "Bundle":
+                raise FhirBadResponseError(
+                    f"The FHIR server answered a search with a {read.resource_type} ({what})."
+                )
+            return read
 
         return await self._send("GET", url, page, what=what)
 
     async def transaction(self, bundle: dict[str, object], *, what: str) -> list[str]:
         """POST a transaction Bundle; the ``response.location`` of each entry, as absolute URLs.
         The server applies all of it or none of it."""
+        entries = bundle.get("entry")
+        sent = len(entries) if isinstance(entries, list) else 0
         return await self._send(
             "POST",
             self.base,
-            partial(self._locations, what=what),
+            partial(self._locations, sent=sent, what=what),
             what=what,
             body=msgspec.json.encode(bundle),
         )
 
-    def _locations(self, answer: _Answer, *, what: str) -> list[str]:
+    def _locations(self, answer: _Answer, *, sent: int, what: str) -> list[str]:
         if answer.status not in (200, 201):
             raise FhirBadResponseError(f"The FHIR server answered HTTP {answer.status} ({what}).")
         try:
@@ -325,6 +332,10 @@ class FhirClient:
             raise FhirBadResponseError(
                 f"The FHIR server's answer is not a Bundle ({what})."
             ) from None
+        if len(reply.entry) != sent:
+            raise FhirBadResponseError(
+                f"The FHIR server answered {len(reply.entry)} entries for {sent} ({what})."
+            )
         locations = []
         for entry in reply.entry:
             status_line = entry.response.status if entry.response else ""
@@ -339,11 +350,7 @@ class FhirClient:
 
     async def search(self, relative: str, *, what: str) -> list[msgspec.Struct]:
         """Every resource of a search, following ``next`` links up to ``max_pages`` pages."""
-        first = await self.get_page(self.url(relative), what=what)
-        if first.resource_type != "Bundle":
-            raise FhirBadResponseError(
-                f"The FHIR server answered a search with a {first.resource_type} ({what})."
-            )
+        first = await self.get_page(self.url(relative), what=what, bundle=True)
         return first.resources + await self.pages_after(first, what=what)
 
     async def read(self, relative: str, *, what: str) -> list[msgspec.Struct]:

@@ -6,6 +6,7 @@ they never carry null values or empty arrays (``cards: []`` excepted, as the spe
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
 from collections.abc import Mapping
@@ -200,7 +201,11 @@ _REQUEST: msgspec.json.Decoder[WireRequest] = msgspec.json.Decoder(WireRequest)
 # One strict pass over the whole request, prefetch values included: the common case, and the
 # fast one. Anything it refuses takes the two-step path, which reads each prefetch value on its
 # own terms (leniently) and names what is wrong precisely.
-_DECODED = msgspec.json.Decoder(_Decoded)
+_DECODED: msgspec.json.Decoder[_Decoded] = msgspec.json.Decoder(_Decoded)
+# Above this size a request is read in two steps from the start: the one pass reads every
+# prefetch value (a key no service asks for too), and one that fails late would cost a second
+# full pass; a body this large is parsing-bound either way.
+ONE_PASS_MAX_BYTES = 1 << 20
 _CONTEXT_FIELDS = msgspec.json.Decoder(_ContextFields)
 _HOOK_ONLY = msgspec.json.Decoder(_HookOnly)
 
@@ -222,14 +227,16 @@ def decode_request(body: bytes, service: ServiceDefinition | None = None) -> Hoo
     A request for another hook than ``service`` answers is named as such, before its context is
     judged by that other hook's rules."""
     _check_utf8(body)
-    try:
-        wire: _Request[Any] = _DECODED.decode(body)
-    except (msgspec.DecodeError, RecursionError):
+    wire: _Decoded | WireRequest | None = None
+    if len(body) <= ONE_PASS_MAX_BYTES:
+        with contextlib.suppress(msgspec.DecodeError, RecursionError):
+            wire = _DECODED.decode(body)
+    if wire is None:
         wire = _two_step(body, service)
     return HookRequest(
         hook=str(type(wire).__struct_config__.tag),
         hookInstance=wire.hookInstance,
-        context=wire.context,  # type: ignore[attr-defined]
+        context=wire.context,
         fhirServer=wire.fhirServer,
         fhirAuthorization=wire.fhirAuthorization,
         prefetch=wire.prefetch,

@@ -107,6 +107,19 @@ async def test_delivery_direct_write_posts_a_conditional_create_transaction(
             ),
             "fhir_bad_response",
         ),
+        # An answer with no entry, or two, for the one sent: not the CarePlan's location.
+        (httpx.Response(200, json={"resourceType": "Bundle", "entry": []}), "fhir_bad_response"),
+        (
+            httpx.Response(
+                200,
+                json={
+                    "resourceType": "Bundle",
+                    "type": "transaction-response",
+                    "entry": [{"response": {"status": "201 Created"}}] * 2,
+                },
+            ),
+            "fhir_bad_response",
+        ),
     ],
 )
 async def test_delivery_write_failure_falls_back_to_the_suggestion_and_releases_the_claim(

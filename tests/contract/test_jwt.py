@@ -22,7 +22,9 @@ import pytest
 import respx
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from starlette.requests import Request
 
+from cds_service.api.auth import InsecureBindingError, _refuse_insecure_non_loopback
 from cds_service.auth.issuers import IssuerConfigError, load_issuers
 from cds_service.main import SettingsRefusedError, create_app
 from tests import cases
@@ -724,3 +726,15 @@ async def test_jwt_non_string_jti_is_named_as_such(
     line = await auth_log(post, caplog, sign(claims(jti=jti)))
     assert "jti" in line["reason"]
     assert "signature" not in line["reason"]
+
+
+def test_jwt_off_refuses_a_server_address_that_is_not_text() -> None:
+    """An ASGI server that fills ``scope["server"]`` oddly (a list, not the host's text) gets
+    the 503 of an address that is not loopback, not a server error."""
+    for host in (["10.0.0.5"], b"127.0.0.1", 167772165):
+        request = Request({"type": "http", "server": (host, 80), "headers": []})
+        with pytest.raises(InsecureBindingError):
+            _refuse_insecure_non_loopback(request, allow_insecure=False)
+    _refuse_insecure_non_loopback(
+        Request({"type": "http", "server": ("::1", 80), "headers": []}), allow_insecure=False
+    )

@@ -275,13 +275,16 @@ async def test_a_fhir_answer_the_service_cannot_use_is_not_counted_ok(
                 200, html="<html><body>Sign in</body></html>", headers={"Content-Type": "text/html"}
             )
         )
-        fhir.get(url__regex=rf"{FHIR}/(Observation|DiagnosticReport|CarePlan|ServiceRequest)").mock(
+        fhir.get(f"{FHIR}/DiagnosticReport").mock(  # a search answered with no Bundle
+            return_value=httpx.Response(200, json={"resourceType": "OperationOutcome"})
+        )
+        fhir.get(url__regex=rf"{FHIR}/(Observation|CarePlan|ServiceRequest)").mock(
             return_value=httpx.Response(404)
         )
         response = await client.post(SERVICE_URL, json=hook_request(pid="maya", fhir_server=FHIR))
     assert response.status_code == 412
     assert delta("cds_fhir_requests_total", method="GET", outcome="ok") == 1  # the Patient
-    assert delta("cds_fhir_requests_total", method="GET", outcome="fhir_bad_response") == 1
+    assert delta("cds_fhir_requests_total", method="GET", outcome="fhir_bad_response") == 2
     assert delta("cds_fhir_requests_total", method="GET", outcome="fhir_not_found") >= 1
     assert delta("cds_fhir_requests_total", method="GET", outcome="http_4xx") == 0
 

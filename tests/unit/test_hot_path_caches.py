@@ -549,3 +549,17 @@ def test_measurements_read_as_the_tuple_they_stand_for() -> None:
     assert lazy[:1] == (one,)
     assert len(lazy) == 2
     assert made == [1]  # made once, however often read
+
+
+def test_a_request_over_the_one_pass_size_is_read_in_two_steps() -> None:
+    """Over ONE_PASS_MAX_BYTES the one pass is not tried (a prefetch key no service reads, or a
+    value it refuses late, would make a big body cost two full passes): same request, raw
+    prefetch."""
+    padding = "x" * wire.ONE_PASS_MAX_BYTES
+    small = wire.decode_request(_hook_body({"value": patient()}))
+    big = wire.decode_request(_hook_body({"value": patient(), "unread": padding}))
+    assert small.prefetch is not None
+    assert big.prefetch is not None
+    assert isinstance(small.prefetch["value"], lean.Patient)
+    assert isinstance(big.prefetch["value"], msgspec.Raw)
+    assert (big.hookInstance, big.context) == (small.hookInstance, small.context)

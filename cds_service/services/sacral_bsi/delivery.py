@@ -130,7 +130,7 @@ async def deliver(
             (location,) = await client.transaction(
                 _conditional_create(careplan, identifier), what="writing the CarePlan"
             )
-    except (FhirServerError, TimeoutError, ValueError) as exc:
+    except (FhirServerError, TimeoutError) as exc:
         await asyncio.to_thread(writer.claims.release, claim_key)
         kind = exc.kind if isinstance(exc, FhirServerError) else "fhir_timeout"
         return Delivered(fallback, f"suggestion: write failed ({kind})")
