@@ -17,6 +17,8 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable
+from functools import lru_cache
+from typing import TypeVar
 
 MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -187,6 +189,18 @@ def label(value: str | None, allowed: Iterable[str] | None = None) -> str:
     if allowed is not None:
         return value if value in allowed else "other"
     return value if _SAFE.fullmatch(value) else "other"
+
+
+_M = TypeVar("_M", Counter, Gauge, Histogram)
+
+
+@lru_cache(maxsize=4096)
+def series(metric: _M, *values: str) -> _M:
+    """``metric.labels(*values)``, kept: about 1 µs less for each series a hook call counts in
+    (issue 12). Only for label values from closed sets (a service id of the registry or
+    ``unknown``, a hook, an HTTP status, a name passed through ``label``); the cache is bounded
+    all the same."""
+    return metric.labels(*values)
 
 
 def jwt_reason(reason: str) -> str:

@@ -1,14 +1,17 @@
 """The routes' collaborators, built once by ``create_app`` and handed to each route through a
-typed dependency (``Annotated[Collaborators, Depends(...)]``), not read from untyped state."""
+typed dependency (``Annotated[Collaborators, Depends(...)]``), not read from untyped state; the
+hook call's route (a ``DirectRoute``, below) reads them with ``collaborators(request)``."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
+from fastapi.responses import Response
+from fastapi.routing import APIRoute
 from sqlalchemy import Engine
 
 from cds_service.auth.jwt_verifier import JwtVerifier
@@ -56,8 +59,7 @@ class Collaborators:
 
 def collaborators(request: Request) -> Collaborators:
     """The collaborators of the app serving ``request``. The hook call's route reads them this
-    way rather than through ``Deps``, sparing the hot path FastAPI's dependency solving (its
-    cost was not measured alone: it came with other route changes in one A/B)."""
+    way rather than through ``Deps``: it is a ``DirectRoute``, which solves no dependencies."""
     found = request.app.state.collaborators
     assert isinstance(found, Collaborators)
     return found
@@ -69,3 +71,47 @@ async def collaborators_of(request: Request) -> Collaborators:
 
 
 Deps = Annotated[Collaborators, Depends(collaborators_of)]
+
+
+class DirectRoute(APIRoute):
+    """A route whose endpoint takes only its path parameters (as text) and the ``Request``, and
+    is called with them directly: FastAPI's dependency solving and parameter validation (which
+    would only hand the same strings over) are skipped. The OpenAPI document is still built from
+    the endpoint's signature. Measured with ``bench.hotpath``: the hook call's route, about
+    30 µs less a call.
+
+    Any other parameter (a query, a header, a body, a dependency) would be silently left out,
+    so the route refuses to be built with one."""
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        super().__init__(path, endpoint, **kwargs)
+        dependant = self.dependant
+        others = (
+            dependant.query_params,
+            dependant.header_params,
+            dependant.cookie_params,
+            dependant.body_params,
+            dependant.dependencies,
+        )
+        special = (
+            dependant.websocket_param_name,
+            dependant.http_connection_param_name,
+            dependant.response_param_name,
+            dependant.background_tasks_param_name,
+            dependant.security_scopes_param_name,
+        )
+        texts = all(p.field_info.annotation is str for p in dependant.path_params)
+        if any(others) or any(special) or not texts or dependant.request_param_name != "request":
+            raise TypeError(
+                f"{path}: a DirectRoute endpoint takes only text path parameters and `request`"
+            )
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        endpoint = self.endpoint
+
+        async def handler(request: Request) -> Response:
+            response = await endpoint(request=request, **request.path_params)
+            assert isinstance(response, Response)
+            return response
+
+        return handler

@@ -241,10 +241,12 @@ def _unique(
     patient = f"Patient/{patient_id}"
     # Nearly every resource names the same subject: each reference is read once per call.
     another: dict[str | None, bool] = {}
+    # This patient's own reference, as EHRs write it, needs no reading (unless the patient's id
+    # would not read back as itself).
+    own = patient if normalise_reference(patient) == patient else None
     for number, resource in enumerate(resources):
         subject = getattr(resource, "subject", None)
-        if isinstance(subject, lean.Reference):
-            reference = subject.reference
+        if isinstance(subject, lean.Reference) and (reference := subject.reference) != own:
             found = another.get(reference)
             if found is None:
                 found = another[reference] = _another_patient(reference, patient)

@@ -18,7 +18,7 @@ from cds_service.platform import wire
 from cds_service.services.sacral_bsi.content import load_content
 from tests import cases
 from tests.builders import hook_request, patient, searchset
-from tests.conftest import SERVICE_URL, ClientFactory, settings_for_tests
+from tests.conftest import SERVICE_URL, ClientFactory, at, settings_for_tests
 from tests.response_rules import assert_spec_response
 
 pytestmark = pytest.mark.anyio
@@ -349,6 +349,53 @@ async def test_api_body_that_never_finishes_is_408_not_held() -> None:
     assert sent[0]["status"] == 408
     body = json.loads(b"".join(m.get("body", b"") for m in sent[1:]))
     assert body["issue"][0]["diagnostics"] == "request_timeout"
+
+
+def _chunked(body: bytes, sizes: list[int]) -> Callable[[], Awaitable[dict[str, Any]]]:
+    """``receive`` giving ``body`` in chunks of ``sizes`` bytes (the rest in the last one), then
+    an empty last message, as servers send a chunked upload."""
+    cuts = [0]
+    for size in sizes:
+        cuts.append(min(cuts[-1] + size, len(body)))
+    parts = [body[a:b] for a, b in zip(cuts, [*cuts[1:], len(body)], strict=True)]
+    messages = iter(
+        [
+            *({"type": "http.request", "body": part, "more_body": True} for part in parts),
+            {"type": "http.request", "body": b"", "more_body": False},
+        ]
+    )
+
+    async def receive() -> dict[str, Any]:
+        return next(messages)
+
+    return receive
+
+
+async def test_api_body_in_chunks_is_read_whole() -> None:
+    """A body sent in several ASGI messages (chunked transfer), empty ones included, is the same
+    request as one sent at once: the same card."""
+    body = json.dumps(hook_request(cases.maya_before_mri(), pid="maya")).encode()
+    app = create_app(settings_for_tests(), clock=at(cases.MAYA_SUSPECT_DAY))
+
+    async def whole() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    answers = []
+    for receive in (whole, _chunked(body, [1, 0, 100, 7])):
+        sent = await raw_hook_call(app, receive)
+        assert sent[0]["status"] == 200
+        answers.append(json.loads(b"".join(m.get("body", b"") for m in sent[1:])))
+    cards = [[card["summary"] for card in answer["cards"]] for answer in answers]
+    assert cards[0] == cards[1]
+    assert len(cards[0]) == 1
+
+
+async def test_api_chunked_body_over_limit_is_413_without_a_length() -> None:
+    """No Content-Length to refuse early: the chunks are counted as they come."""
+    sent = await raw_hook_call(
+        create_app(settings_for_tests(max_body_bytes=1024)), _chunked(b"{" + b" " * 2000, [600])
+    )
+    assert sent[0]["status"] == 413
 
 
 async def test_api_answer_the_server_cannot_take_is_a_warning_not_a_bug(

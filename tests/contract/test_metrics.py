@@ -109,6 +109,21 @@ async def test_a_card_counts_the_call_its_latency_its_outcome_and_its_card(
     assert value("cds_hook_requests_in_flight") == 0  # back down once answered
 
 
+async def test_series_kept_between_calls_are_the_registry_s_own(client_at: ClientFactory) -> None:
+    """The hook call's series are looked up once (``metrics.series``) and stay the registry's:
+    each later call counts in the same series the page shows."""
+    client = client_at()
+    delta = Delta()
+    for _ in range(3):
+        response = await client.post(SERVICE_URL, json=hook_request(cases.daniel(), pid="d"))
+        assert response.status_code == 200
+    call = {"service": "sacral-bsi", "hook": "patient-view"}
+    assert delta("cds_hook_requests_total", **call, status="200") == 3
+    assert delta("cds_hook_request_duration_seconds_count", **call) == 3
+    kept = metrics.series(metrics.HOOK_REQUESTS, "sacral-bsi", "patient-view", "200")
+    assert kept is metrics.HOOK_REQUESTS.labels("sacral-bsi", "patient-view", "200")
+
+
 async def test_no_card_counts_its_reason_and_no_card(client_at: ClientFactory) -> None:
     client = client_at(cases.MAYA_SUSPECT_DAY)
     record = [r for r in cases.maya_before_mri() if r["resourceType"] == "Patient"]

@@ -121,6 +121,44 @@ def test_kept_concept_readings_give_the_facts_a_fresh_reading_gives(
     assert sum(len(f.runner) + len(f.texts) + len(f.pregnancy) for f in fresh) > 200
 
 
+def test_kept_hip_or_groin_answers_give_the_facts_a_fresh_answer_gives(
+    content: Content, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every text as a diagnosis's name and as a local coding's display: the hip or groin pain
+    the rule counts is the same whether each short text's answer is kept or found afresh."""
+    texts = [*CORPUS, "Pain in left hip", "R groin pain", "Hip pain " + "x" * 300]
+    records = [
+        [
+            patient(),
+            *(
+                condition(
+                    f"c{n}",
+                    coding("http://ehr.example.org/dx", f"d{n}", text),
+                    text=text,
+                    recorded="2026-10-01",
+                )
+                for n, text in enumerate(chunk)
+            ),
+            *(
+                condition(
+                    f"d{n}",
+                    coding("http://ehr.example.org/dx", f"e{n}", text),
+                    recorded="2026-10-01",
+                )
+                for n, text in enumerate(chunk)
+            ),
+        ]
+        for chunk in (texts[n : n + 100] for n in range(0, len(texts), 100))
+    ]
+    patient_facts._concept_hip_or_groin.cache_clear()
+    kept = [[facts_of(r, content).hip_pain for r in records] for _ in range(2)]
+    monkeypatch.setattr(patient_facts, "_concept_hip_or_groin", text_rules.names_hip_or_groin_pain)
+    fresh = [facts_of(r, content).hip_pain for r in records]
+    assert kept[0] == fresh
+    assert kept[1] == fresh
+    assert sum(map(len, fresh)) >= 6  # the three above, twice each, and the corpus's own
+
+
 def test_notes_and_long_texts_are_not_kept() -> None:
     patient_facts._concept_reading.cache_clear()
     note = "Avid marathon runner, 40 mpw; history of stress fracture."
@@ -129,6 +167,9 @@ def test_notes_and_long_texts_are_not_kept() -> None:
     assert facts.runner
     assert facts.texts
     assert patient_facts._concept_reading.cache_info().currsize == 0
+    patient_facts._concept_hip_or_groin.cache_clear()
+    facts_of([patient(), condition("c2", text="Hip pain " + "x" * 300)], load_content())
+    assert patient_facts._concept_hip_or_groin.cache_info().currsize == 0
 
 
 def _dropped_one_by_one(patient_id: str, resources: list[msgspec.Struct]) -> list[bool]:
@@ -267,6 +308,26 @@ def test_a_concept_matches_only_value_sets_its_codings_are_in(content: Content) 
             for vs_id in terms.valueset_ids():
                 if terms.match(vs_id, concept) is not None:
                     assert vs_id in kinds, (vs_id, one)
+
+
+def test_a_single_coding_s_value_sets_are_the_same_looked_up_or_kept(content: Content) -> None:
+    """``valuesets_of`` answers a single coding seen before from the lookup cache: the same
+    value sets as a cold lookup, every time, and none for a coding without system or code."""
+    terms = content.terminology
+    codings = [
+        lean.Coding(system=c["system"], code=c["code"]) for c in _codings_of_every_value_set(terms)
+    ]
+    codings += [lean.Coding(system=None, code=c.code) for c in codings[:20]]
+    codings += [lean.Coding(system=c.system, code=None) for c in codings[:20]]
+    fresh = Terminology(terms.spec, terms.accept_marks)
+    expected = [
+        fresh._compute(one.system, one.code).valuesets if one.system and one.code else frozenset()
+        for one in codings
+    ]
+    assert sum(1 for kinds in expected if kinds) > 300
+    for _ in range(2):  # cold, then kept
+        found = [terms.valuesets_of(lean.CodeableConcept(coding=(one,))) for one in codings]
+        assert found == expected
 
 
 def test_conditions_of_every_code_map_as_with_every_value_set_looked_at(

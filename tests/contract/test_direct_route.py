@@ -1,0 +1,87 @@
+"""``DirectRoute``: the hook call's route, called without FastAPI's dependency solving (issue 12).
+It must hand the endpoint what FastAPI would, and refuse an endpoint it would short-change."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any
+
+import httpx
+import pytest
+from fastapi import APIRouter, Depends, FastAPI, Header, Request
+from fastapi.responses import Response
+from fastapi.routing import APIRoute
+
+from cds_service.api import routes
+from cds_service.api.deps import DirectRoute
+from cds_service.main import create_app
+from tests.conftest import settings_for_tests
+
+pytestmark = pytest.mark.anyio
+
+
+def test_the_hook_route_is_direct_and_the_others_are_not() -> None:
+    app = create_app(settings_for_tests())
+    kinds = {
+        (route.path, tuple(sorted(route.methods or ()))): type(route)
+        for route in routes.router.routes
+        if isinstance(route, APIRoute)
+    }
+    assert kinds[("/cds-services/{service_id}", ("POST",))] is DirectRoute
+    assert [path for (path, _), kind in kinds.items() if kind is DirectRoute] == [
+        "/cds-services/{service_id}"
+    ]
+    schema = app.openapi()["paths"]["/cds-services/{service_id}"]["post"]
+    assert [p["name"] for p in schema["parameters"]] == ["service_id"]
+    assert schema["requestBody"]["required"] is True
+
+
+async def test_a_direct_route_hands_over_the_path_text_and_the_request() -> None:
+    router = APIRouter()
+    seen: list[tuple[str, str, str]] = []
+
+    async def endpoint(a: str, b: str, request: Request) -> Response:
+        seen.append((a, b, request.method))
+        return Response(b"ok")
+
+    router.add_api_route("/x/{a}/{b}", endpoint, methods=["POST"], route_class_override=DirectRoute)
+    app = FastAPI()
+    app.include_router(router)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://t"
+    ) as client:
+        response = await client.post("/x/%C3%A9t%C3%A9/42")
+    assert response.status_code == 200
+    assert seen == [("été", "42", "POST")]
+
+
+async def _query(request: Request, q: int) -> Response:
+    return Response()
+
+
+async def _number(n: int, request: Request) -> Response:
+    return Response()
+
+
+async def _header(request: Request, x: Annotated[str, Header()]) -> Response:
+    return Response()
+
+
+async def _dependency(request: Request, d: Annotated[str, Depends(lambda: "d")]) -> Response:
+    return Response()
+
+
+async def _no_request(n: str) -> Response:
+    return Response()
+
+
+@pytest.mark.parametrize("endpoint", [_query, _number, _header, _dependency, _no_request])
+def test_a_direct_route_refuses_what_it_would_not_pass(endpoint: Callable[..., Any]) -> None:
+    router = APIRouter()
+    with pytest.raises(TypeError, match="DirectRoute endpoint takes only text path parameters"):
+        router.add_api_route(
+            "/x/{n}",
+            endpoint,
+            methods=["POST"],
+            route_class_override=DirectRoute,
+        )
