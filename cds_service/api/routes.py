@@ -110,17 +110,20 @@ async def call_service(service_id: str, request: Request) -> Response:
     return Response(wire.encode(outcome.response), media_type=JSON)
 
 
-# The hot path: called directly, without FastAPI's dependency solving (``DirectRoute``).
-router.add_api_route(
-    "/cds-services/{service_id}",
-    call_service,
-    methods=["POST"],
-    summary="Call a CDS service",
-    openapi_extra={
-        "requestBody": {"required": True, "content": {JSON: {"schema": REQUEST_SCHEMAS[0]}}}
-    },
-    route_class_override=DirectRoute,
-)
+def add_hook_route(app_router: APIRouter) -> None:
+    """The hot path, on the app's own router (``create_app``), so that it is matched without
+    going through an included router; called directly, without FastAPI's dependency solving
+    (``DirectRoute``)."""
+    app_router.add_api_route(
+        "/cds-services/{service_id}",
+        call_service,
+        methods=["POST"],
+        summary="Call a CDS service",
+        openapi_extra={
+            "requestBody": {"required": True, "content": {JSON: {"schema": REQUEST_SCHEMAS[0]}}}
+        },
+        route_class_override=DirectRoute,
+    )
 
 
 @router.post(

@@ -11,6 +11,7 @@ import pytest
 from fastapi import APIRouter, Depends, FastAPI, Header, Request
 from fastapi.responses import Response
 from fastapi.routing import APIRoute
+from starlette.routing import Route
 
 from cds_service.api import routes
 from cds_service.api.deps import DirectRoute
@@ -20,17 +21,20 @@ from tests.conftest import settings_for_tests
 pytestmark = pytest.mark.anyio
 
 
-def test_the_hook_route_is_direct_and_the_others_are_not() -> None:
+def test_the_hook_route_is_direct_first_on_the_app_and_the_others_are_not() -> None:
+    """The hook call's route is a DirectRoute on the app's own router, matched right after
+    FastAPI's /openapi.json (not through an included router); no other route is direct."""
     app = create_app(settings_for_tests())
-    kinds = {
-        (route.path, tuple(sorted(route.methods or ()))): type(route)
-        for route in routes.router.routes
-        if isinstance(route, APIRoute)
-    }
-    assert kinds[("/cds-services/{service_id}", ("POST",))] is DirectRoute
-    assert [path for (path, _), kind in kinds.items() if kind is DirectRoute] == [
-        "/cds-services/{service_id}"
+    own = [route for route in app.router.routes if isinstance(route, APIRoute)]
+    assert [(r.path, r.methods, type(r)) for r in own] == [
+        ("/cds-services/{service_id}", {"POST"}, DirectRoute)
     ]
+    assert isinstance(app.router.routes[0], Route)
+    assert app.router.routes[0].path == "/openapi.json"
+    assert app.router.routes[1] is own[0]
+    included = [r for r in routes.router.routes if isinstance(r, APIRoute)]
+    assert included
+    assert not [r for r in included if isinstance(r, DirectRoute)]
     schema = app.openapi()["paths"]["/cds-services/{service_id}"]["post"]
     assert [p["name"] for p in schema["parameters"]] == ["service_id"]
     assert schema["requestBody"]["required"] is True
