@@ -265,7 +265,7 @@ def create_app(
     app.add_middleware(errors.CatchAllMiddleware)
     app.add_middleware(DrainingMiddleware, lifecycle=lifecycle)  # outermost: added last
     errors.install(app)
-    routes.add_hook_route(app.router)
+    routes.add_service_routes(app.router)
     app.include_router(routes.router)
     app.include_router(smart.router)
     app.mount("/smart/static", smart.static_files(), name="smart-static")

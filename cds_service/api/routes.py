@@ -42,7 +42,6 @@ REQUEST_SCHEMAS, SCHEMA_COMPONENTS = msgspec.json.schema_components(
 )
 
 
-@router.get("/cds-services", summary="CDS Hooks discovery")
 async def discovery(deps: Deps) -> Response:
     return Response(deps.discovery_body, media_type=JSON)
 
@@ -110,10 +109,14 @@ async def call_service(service_id: str, request: Request) -> Response:
     return Response(wire.encode(outcome.response), media_type=JSON)
 
 
-def add_hook_route(app_router: APIRouter) -> None:
-    """The hot path, on the app's own router (``create_app``), so that it is matched without
-    going through an included router; called directly, without FastAPI's dependency solving
-    (``DirectRoute``)."""
+def add_service_routes(app_router: APIRouter) -> None:
+    """Discovery and the hook call (the hot path) on the app's own router (``create_app``), so
+    that a call is matched without going through an included router, and listed first in the
+    OpenAPI document, as before; the call is a ``DirectRoute``, called without FastAPI's
+    dependency solving."""
+    app_router.add_api_route(
+        "/cds-services", discovery, methods=["GET"], summary="CDS Hooks discovery"
+    )
     app_router.add_api_route(
         "/cds-services/{service_id}",
         call_service,
@@ -231,19 +234,24 @@ async def read_body(request: Request, settings: Settings) -> bytes:
 
 async def _read_body_within(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    # ASCII digits only: str.isdigit() also says yes to "²", which int() refuses.
+    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLargeError(f"Request body larger than {limit} bytes.")
     chunks: list[bytes] = []
     size = 0
     # The ASGI messages read directly (Starlette's ``request.stream()`` is an async generator
-    # around the same loop, a few µs a call more): the body comes in ``http.request`` messages
-    # until one says there is no more; ``http.disconnect`` means the caller went away.
+    # around the same loop, a few µs a call more), as it reads them: the body comes in
+    # ``http.request`` messages until one says there is no more; ``http.disconnect`` means the
+    # caller went away; any other message is passed over.
     receive = request.receive
     while True:
         message = await receive()
-        if message["type"] != "http.request":
+        kind = message["type"]
+        if kind == "http.disconnect":
             raise ClientDisconnectedError
-        chunk = message.get("body", b"")
+        if kind != "http.request":
+            continue
+        chunk = message.get("body") or b""
         size += len(chunk)
         if size > limit:
             raise PayloadTooLargeError(f"Request body larger than {limit} bytes.")

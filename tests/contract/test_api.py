@@ -286,10 +286,14 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 
 async def raw_hook_call(
-    app: Any, receive: Receive, refuse: Send | None = None
+    app: Any,
+    receive: Receive,
+    refuse: Send | None = None,
+    headers: tuple[tuple[bytes, bytes], ...] = (),
 ) -> list[MutableMapping[str, Any]]:
     """POST to the service straight through ASGI, the body as ``receive`` gives it (a
-    disconnect, a stall): what the app sent back (``refuse``: the server's send, failing)."""
+    disconnect, a stall): what the app sent back (``refuse``: the server's send, failing;
+    ``headers``: more request headers)."""
     sent: list[MutableMapping[str, Any]] = []
 
     async def send(message: MutableMapping[str, Any]) -> None:
@@ -301,7 +305,8 @@ async def raw_hook_call(
         "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
         "scheme": "http", "path": SERVICE_URL, "raw_path": SERVICE_URL.encode(),
         "root_path": "", "query_string": b"", "server": ("127.0.0.1", 8080),
-        "client": ("127.0.0.1", 5000), "headers": [(b"content-type", b"application/json")],
+        "client": ("127.0.0.1", 5000),
+        "headers": [(b"content-type", b"application/json"), *headers],
     }  # fmt: skip
     with anyio.fail_after(10):
         await app(scope, receive, send)
@@ -388,6 +393,46 @@ async def test_api_body_in_chunks_is_read_whole() -> None:
     cards = [[card["summary"] for card in answer["cards"]] for answer in answers]
     assert cards[0] == cards[1]
     assert len(cards[0]) == 1
+
+
+async def test_api_body_messages_read_as_starlette_reads_them() -> None:
+    """Another message type than ``http.request`` and ``http.disconnect`` is passed over, and a
+    message whose body is null adds nothing: the request is read whole, as Starlette's own
+    ``request.stream()`` reads it."""
+    body = json.dumps(hook_request(cases.maya_before_mri(), pid="maya")).encode()
+    messages: Iterator[dict[str, Any]] = iter(
+        [
+            {"type": "http.foo"},
+            {"type": "http.request", "body": None, "more_body": True},
+            {"type": "http.request", "body": body[:10], "more_body": True},
+            {"type": "http.request", "more_body": True},
+            {"type": "websocket.receive"},
+            {"type": "http.request", "body": body[10:]},
+        ]
+    )
+
+    async def receive() -> dict[str, Any]:
+        return next(messages)
+
+    app = create_app(settings_for_tests(), clock=at(cases.MAYA_SUSPECT_DAY))
+    sent = await raw_hook_call(app, receive)
+    assert sent[0]["status"] == 200
+    assert len(json.loads(b"".join(m.get("body", b"") for m in sent[1:]))["cards"]) == 1
+
+
+@pytest.mark.parametrize("length", [b"\xb2", b"\xd9\xa3", b"-1", b"1e3", b" 12"])
+async def test_api_a_content_length_that_is_no_number_is_not_a_500(length: bytes) -> None:
+    """A Content-Length of other digits ("²", Arabic-Indic) or no number at all: the HTTP
+    servers refuse it before the app; an ASGI server that passes it on gets the body read as
+    sent, not a 500."""
+    body = json.dumps(hook_request(cases.maya_before_mri(), pid="maya")).encode()
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    app = create_app(settings_for_tests(), clock=at(cases.MAYA_SUSPECT_DAY))
+    sent = await raw_hook_call(app, receive, headers=((b"content-length", length),))
+    assert sent[0]["status"] == 200
 
 
 async def test_api_chunked_body_over_limit_is_413_without_a_length() -> None:

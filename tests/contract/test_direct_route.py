@@ -11,33 +11,61 @@ import pytest
 from fastapi import APIRouter, Depends, FastAPI, Header, Request
 from fastapi.responses import Response
 from fastapi.routing import APIRoute
-from starlette.routing import Route
+from starlette.applications import Starlette
+from starlette.routing import Host, Mount, Route
 
 from cds_service.api import routes
 from cds_service.api.deps import DirectRoute
 from cds_service.main import create_app
-from tests.conftest import settings_for_tests
+from tests import cases
+from tests.builders import hook_request
+from tests.conftest import SERVICE_URL, at, settings_for_tests
 
 pytestmark = pytest.mark.anyio
 
 
-def test_the_hook_route_is_direct_first_on_the_app_and_the_others_are_not() -> None:
-    """The hook call's route is a DirectRoute on the app's own router, matched right after
-    FastAPI's /openapi.json (not through an included router); no other route is direct."""
+def test_the_hook_route_is_direct_on_the_app_s_own_router_and_the_others_are_not() -> None:
+    """Discovery and the hook call are on the app's own router, after FastAPI's /openapi.json
+    (a call is not matched through an included router), and listed first in the OpenAPI
+    document as before; only the hook call's route is direct."""
     app = create_app(settings_for_tests())
-    own = [route for route in app.router.routes if isinstance(route, APIRoute)]
-    assert [(r.path, r.methods, type(r)) for r in own] == [
-        ("/cds-services/{service_id}", {"POST"}, DirectRoute)
-    ]
     assert isinstance(app.router.routes[0], Route)
     assert app.router.routes[0].path == "/openapi.json"
-    assert app.router.routes[1] is own[0]
+    own = [(r.path, r.methods, type(r)) for r in app.router.routes[1:3] if isinstance(r, APIRoute)]
+    assert own == [
+        ("/cds-services", {"GET"}, APIRoute),
+        ("/cds-services/{service_id}", {"POST"}, DirectRoute),
+    ]
     included = [r for r in routes.router.routes if isinstance(r, APIRoute)]
     assert included
     assert not [r for r in included if isinstance(r, DirectRoute)]
-    schema = app.openapi()["paths"]["/cds-services/{service_id}"]["post"]
+    spec = app.openapi()
+    assert list(spec["paths"])[:3] == [
+        "/cds-services",
+        "/cds-services/{service_id}",
+        "/cds-services/{service_id}/feedback",
+    ]
+    schema = spec["paths"]["/cds-services/{service_id}"]["post"]
     assert [p["name"] for p in schema["parameters"]] == ["service_id"]
     assert schema["requestBody"]["required"] is True
+
+
+@pytest.mark.parametrize("mount", ["path", "host"])
+async def test_the_app_under_a_mount_with_its_own_parameter_still_answers(mount: str) -> None:
+    """An enclosing mount's or host's parameters are not the hook route's: a hospital that
+    mounts the service under /t/{tenant} (or serves it per sub-domain) gets its cards."""
+    app = create_app(settings_for_tests(), clock=at(cases.MAYA_SUSPECT_DAY))
+    outer = Starlette(
+        routes=[Mount("/t/{tenant}", app=app)]
+        if mount == "path"
+        else [Host("{sub}.example.org", app=app)]
+    )
+    base = "http://h.example.org" if mount == "host" else "http://t"
+    path = "/t/acme" + SERVICE_URL if mount == "path" else SERVICE_URL
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=outer), base_url=base) as client:
+        response = await client.post(path, json=hook_request(cases.maya_before_mri(), pid="maya"))
+    assert response.status_code == 200
+    assert len(response.json()["cards"]) == 1
 
 
 async def test_a_direct_route_hands_over_the_path_text_and_the_request() -> None:
@@ -79,10 +107,21 @@ async def _no_request(n: str) -> Response:
     return Response()
 
 
-@pytest.mark.parametrize("endpoint", [_query, _number, _header, _dependency, _no_request])
+def _not_a_coroutine(n: str, request: Request) -> Response:
+    return Response()
+
+
+async def _other_name(m: str, request: Request) -> Response:  # the path says {n}
+    return Response()
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    [_query, _number, _header, _dependency, _no_request, _not_a_coroutine, _other_name],
+)
 def test_a_direct_route_refuses_what_it_would_not_pass(endpoint: Callable[..., Any]) -> None:
     router = APIRouter()
-    with pytest.raises(TypeError, match="DirectRoute endpoint takes only text path parameters"):
+    with pytest.raises(TypeError, match="a DirectRoute endpoint is a coroutine function"):
         router.add_api_route(
             "/x/{n}",
             endpoint,

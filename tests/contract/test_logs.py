@@ -176,20 +176,3 @@ def test_logs_lines_stay_ascii_json_whatever_text_a_field_holds() -> None:
         read = json.loads(line)
         assert {k: read[k] for k in (*fields, *extra)} == {**fields, **extra}
         assert read["event"] == "hook_call"
-
-
-def test_logs_records_skip_thread_process_and_task_lookups() -> None:
-    """``configure`` turns off the logging module's per-record lookups no line shows; the
-    hook call's line is whole without them."""
-    logs.configure("INFO")
-    for switch in ("logThreads", "logProcesses", "logMultiprocessing", "logAsyncioTasks"):
-        assert getattr(logging, switch) is False, switch
-    record = logging.getLogger(LOGGER_NAME).makeRecord(
-        LOGGER_NAME, logging.INFO, "(unknown file)", 0, "hook_call", (), None,
-        extra={"fields": {"status": 200, "outcome": "no_runner"}},
-    )  # fmt: skip
-    assert record.threadName is None
-    assert record.processName is None
-    assert record.process is None
-    line = json.loads(JsonFormatter().format(record))
-    assert (line["event"], line["status"], line["outcome"]) == ("hook_call", 200, "no_runner")
