@@ -8,12 +8,13 @@ import inspect
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, get_type_hints
 
 from fastapi import Depends, Request
 from fastapi.responses import Response
 from fastapi.routing import APIRoute
 from sqlalchemy import Engine
+from starlette.convertors import PathConvertor, StringConvertor
 
 from cds_service.auth.jwt_verifier import JwtVerifier
 from cds_service.lifecycle import Lifecycle
@@ -105,7 +106,15 @@ class DirectRoute(APIRoute):
             dependant.security_scopes_param_name,
         )
         own = dependant.path_params
-        texts = all(p.field_info.annotation is str and p.alias == p.name for p in own)
+        # Plain text in, as the path gives it: no rule FastAPI would check (a length, a
+        # pattern, a validator), no converter that makes it a number.
+        texts = all(
+            p.field_info.annotation is str and p.alias == p.name and not p.field_info.metadata
+            for p in own
+        ) and all(
+            isinstance(c, StringConvertor | PathConvertor) for c in self.param_convertors.values()
+        )
+        answer = get_type_hints(endpoint).get("return")
         if (
             any(others)
             or any(special)
@@ -113,10 +122,11 @@ class DirectRoute(APIRoute):
             or {p.name for p in own} != set(self.param_convertors)
             or dependant.request_param_name != "request"
             or not inspect.iscoroutinefunction(endpoint)
+            or not (isinstance(answer, type) and issubclass(answer, Response))
         ):
             raise TypeError(
                 f"{path}: a DirectRoute endpoint is a coroutine function that takes exactly its "
-                "path's parameters, as text, and `request`"
+                "path's parameters, as plain text, and `request`, and returns a Response"
             )
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:

@@ -234,9 +234,12 @@ async def read_body(request: Request, settings: Settings) -> bytes:
 
 async def _read_body_within(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
-    # ASCII digits only: str.isdigit() also says yes to "²", which int() refuses.
-    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLargeError(f"Request body larger than {limit} bytes.")
+    # ASCII digits only (str.isdigit() also says yes to "²", which int() refuses); a number
+    # with more digits than the limit is over it, and is not read (int() refuses over 4,300).
+    if declared is not None and declared.isascii() and declared.isdigit():
+        digits = declared.lstrip("0") or "0"
+        if len(digits) > len(str(limit)) or int(digits) > limit:
+            raise PayloadTooLargeError(f"Request body larger than {limit} bytes.")
     chunks: list[bytes] = []
     size = 0
     # The ASGI messages read directly (Starlette's ``request.stream()`` is an async generator
@@ -252,10 +255,11 @@ async def _read_body_within(request: Request, limit: int) -> bytes:
         if kind != "http.request":
             continue
         chunk = message.get("body") or b""
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLargeError(f"Request body larger than {limit} bytes.")
-        chunks.append(chunk)
+        if chunk:
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLargeError(f"Request body larger than {limit} bytes.")
+            chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
 

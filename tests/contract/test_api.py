@@ -420,11 +420,13 @@ async def test_api_body_messages_read_as_starlette_reads_them() -> None:
     assert len(json.loads(b"".join(m.get("body", b"") for m in sent[1:]))["cards"]) == 1
 
 
-@pytest.mark.parametrize("length", [b"\xb2", b"\xd9\xa3", b"-1", b"1e3", b" 12"])
+@pytest.mark.parametrize(
+    "length", [b"\xb2", b"\xd9\xa3", b"-1", b"1e3", b" 12", b"0" * 5000 + b"12", b"000"]
+)
 async def test_api_a_content_length_that_is_no_number_is_not_a_500(length: bytes) -> None:
-    """A Content-Length of other digits ("²", Arabic-Indic) or no number at all: the HTTP
-    servers refuse it before the app; an ASGI server that passes it on gets the body read as
-    sent, not a 500."""
+    """A Content-Length of other digits ("²", Arabic-Indic), no number at all, or a small
+    number written with thousands of zeros: the HTTP servers refuse it before the app; an ASGI
+    server that passes it on gets the body read as sent, not a 500."""
     body = json.dumps(hook_request(cases.maya_before_mri(), pid="maya")).encode()
 
     async def receive() -> dict[str, Any]:
@@ -433,6 +435,21 @@ async def test_api_a_content_length_that_is_no_number_is_not_a_500(length: bytes
     app = create_app(settings_for_tests(), clock=at(cases.MAYA_SUSPECT_DAY))
     sent = await raw_hook_call(app, receive, headers=((b"content-length", length),))
     assert sent[0]["status"] == 200
+
+
+@pytest.mark.parametrize("length", [b"9" * 5000, b"1" + b"0" * 19, b"0" * 30 + b"1025"])
+async def test_api_a_content_length_over_the_limit_is_413_however_it_is_written(
+    length: bytes,
+) -> None:
+    """Thousands of digits (which int() refuses), a number past 64 bits, leading zeros: each is
+    over the 1,024-byte limit, a 413, and the body is not read."""
+
+    async def receive() -> dict[str, Any]:
+        raise AssertionError("the body is read")
+
+    app = create_app(settings_for_tests(max_body_bytes=1024))
+    sent = await raw_hook_call(app, receive, headers=((b"content-length", length),))
+    assert sent[0]["status"] == 413
 
 
 async def test_api_chunked_body_over_limit_is_413_without_a_length() -> None:

@@ -8,9 +8,10 @@ from typing import Annotated, Any
 
 import httpx
 import pytest
-from fastapi import APIRouter, Depends, FastAPI, Header, Request
+from fastapi import APIRouter, Depends, FastAPI, Header, Path, Request
 from fastapi.responses import Response
 from fastapi.routing import APIRoute
+from pydantic import AfterValidator
 from starlette.applications import Starlette
 from starlette.routing import Host, Mount, Route
 
@@ -115,16 +116,54 @@ async def _other_name(m: str, request: Request) -> Response:  # the path says {n
     return Response()
 
 
+async def _a_rule(n: Annotated[str, Path(min_length=5)], request: Request) -> Response:
+    return Response()
+
+
+async def _a_validator(n: Annotated[str, AfterValidator(str.upper)], request: Request) -> Response:
+    return Response()
+
+
+async def _a_dict(n: str, request: Request) -> dict[str, str]:
+    return {"n": n}
+
+
+async def _text(n: str, request: Request) -> Response:
+    return Response()
+
+
 @pytest.mark.parametrize(
-    "endpoint",
-    [_query, _number, _header, _dependency, _no_request, _not_a_coroutine, _other_name],
+    ("path", "endpoint"),
+    [
+        *(
+            ("/x/{n}", endpoint)
+            for endpoint in (
+                _query,
+                _number,
+                _header,
+                _dependency,
+                _no_request,
+                _not_a_coroutine,
+                _other_name,
+                _a_rule,
+                _a_validator,
+                _a_dict,
+            )
+        ),
+        ("/x/{n:int}", _text),  # the converter would hand over a number
+    ],
 )
-def test_a_direct_route_refuses_what_it_would_not_pass(endpoint: Callable[..., Any]) -> None:
+def test_a_direct_route_refuses_what_it_would_not_pass(
+    path: str, endpoint: Callable[..., Any]
+) -> None:
+    """What FastAPI would check or convert and a direct call would not: refused when the route
+    is built, not found on the first request."""
     router = APIRouter()
     with pytest.raises(TypeError, match="a DirectRoute endpoint is a coroutine function"):
-        router.add_api_route(
-            "/x/{n}",
-            endpoint,
-            methods=["POST"],
-            route_class_override=DirectRoute,
-        )
+        router.add_api_route(path, endpoint, methods=["POST"], route_class_override=DirectRoute)
+
+
+def test_a_direct_route_takes_a_whole_path_parameter() -> None:
+    router = APIRouter()
+    router.add_api_route("/x/{n:path}", _text, methods=["POST"], route_class_override=DirectRoute)
+    assert isinstance(router.routes[0], DirectRoute)
