@@ -76,11 +76,7 @@ def patient_record(patient_id: str, resources: Iterable[msgspec.Struct]) -> Pati
     """The resources grouped by type (one pass, whatever the number of types)."""
     by_type: dict[type, list[msgspec.Struct]] = {}
     for resource in resources:
-        found = by_type.get(type(resource))
-        if found is None:
-            by_type[type(resource)] = [resource]
-        else:
-            found.append(resource)
+        by_type.setdefault(type(resource), []).append(resource)
 
     def of(model: type[_R]) -> tuple[_R, ...]:
         found: list[_R] = by_type.get(model, [])  # type: ignore[assignment]
@@ -799,16 +795,12 @@ _concept_hip_or_groin = lru_cache(maxsize=CONCEPT_READINGS_KEPT)(text_rules.name
 def _names_hip_or_groin_pain(concept: lean.CodeableConcept | None) -> bool:
     """A diagnosis's name or a coding's display names hip or groin pain. Asked of every
     Condition: each short text's answer is kept, as ``_concept_reading`` keeps its reading."""
-    if concept is None:
-        return False
-    for text in (concept.text, *(c.display for c in concept.coding)):
-        if text and (
-            _concept_hip_or_groin(text)
-            if len(text) <= CONCEPT_TEXT_CHARS
-            else text_rules.names_hip_or_groin_pain(text)
-        ):
-            return True
-    return False
+    return any(
+        _concept_hip_or_groin(text)
+        if len(text) <= CONCEPT_TEXT_CHARS
+        else text_rules.names_hip_or_groin_pain(text)
+        for text in _concept_texts(concept)
+    )
 
 
 # Value sets whose Observations give evidence other than a measurement.

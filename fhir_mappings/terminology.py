@@ -148,8 +148,7 @@ class Terminology:
         for vs_id, prefixes in self._prefix.items():
             for system, pre, _ in prefixes:
                 self._prefixes.setdefault(system, []).append((pre, vs_id))
-        # Keyed by (system, code); a coding without either is never stored.
-        self._cache: dict[tuple[str | None, str | None], _Lookup] = {}
+        self._cache: dict[tuple[str, str], _Lookup] = {}
         self.inherent_side = {normalise_icd10(k): v for k, v in spec.inherent_side.items()}
         lat = spec.laterality
         self.laterality_attribute = lat.attribute.code
@@ -205,13 +204,7 @@ class Terminology:
         if concept is None or not concept.coding:
             return _NO_VALUESETS
         if len(concept.coding) == 1:
-            # Asked of every Condition and Observation: the usual case, a single coding seen
-            # before, answered from the cache without a call.
-            only = concept.coding[0]
-            found = self._cache.get((only.system, only.code))
-            if found is None:
-                found = self.lookup(only)
-            return found.valuesets
+            return self.lookup(concept.coding[0]).valuesets
         return frozenset().union(*(self.lookup(c).valuesets for c in concept.coding))
 
     def match_coding(self, vs_id: str, coding: Coding) -> Match | None:

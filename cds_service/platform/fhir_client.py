@@ -125,12 +125,11 @@ def _decoded_page(decoded: lean.TypedBundle | lean.ReadResource, stats: FetchSta
     if not isinstance(decoded, lean.TypedBundle):
         return Page(lean.resource_type(decoded), [decoded])
     resources: list[msgspec.Struct] = []
-    outcome = lean.OperationOutcome
     for entry in decoded.entry:
         resource = entry.resource
         if resource is None:
             continue
-        if type(resource) is outcome or (
+        if isinstance(resource, lean.OperationOutcome) or (
             entry.search is not None and entry.search.mode == "outcome"
         ):
             stats.outcome_entries += 1
